@@ -1,0 +1,109 @@
+# ncf-sagemaker: every entry point a user needs. `make help` lists them.
+# All targets run inside the project virtual environment created by `make install`.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Data / local training
+DATASET ?= ml-100k
+DATA_DIR ?= data/default
+RUN_DIR ?= runs/local
+PREPARED ?= $(RUN_DIR)/prepared
+MODEL_DIR ?= $(RUN_DIR)/model
+PREPARE_ARGS ?=
+TRAIN_ARGS ?=
+
+# Local endpoint
+MODEL ?= $(MODEL_DIR)
+PORT ?= 8443
+K ?= 10
+# `USER` is also the login name in the environment: only a value given on the command line counts.
+USER_ID ?= $(if $(filter command line,$(origin USER)),$(USER),)
+
+# SageMaker (see deploy/config.py for every setting and its environment variable)
+DEPLOY_ARGS ?=
+
+.PHONY: help install data default-data prepare train-local test lint bench bench-serve serve-local invoke-local \
+        upload train deploy invoke batch tune status teardown iam-policy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	$(PYTHON_SYSTEM) -m venv $(VENV)
+	$(VENV)/bin/pip install --upgrade pip
+	$(VENV)/bin/pip install -e ".[deploy,serve,dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv/ with everything (training, serving, deploy, tests)
+
+data: $(STAMP) ## Download a MovieLens dataset into data/raw/ (DATASET=ml-100k|ml-1m|ml-20m|ml-25m|ml-latest-small)
+	$(PY) data/download.py --dataset $(DATASET) --dest data/raw
+
+default-data: $(STAMP) ## Regenerate the embedded default dataset in data/default/ (deterministic)
+	$(PY) data/generate_default.py --output data/default
+
+prepare: $(STAMP) ## Split DATA_DIR into train/validation/test channels under PREPARED
+	$(PY) training/prepare.py --input $(DATA_DIR) --output $(PREPARED) --overwrite $(PREPARE_ARGS)
+
+train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evaluate, export to MODEL_DIR
+	$(PY) training/train.py --train $(PREPARED)/train --validation $(PREPARED)/validation \
+	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
+	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
+
+test: $(STAMP) ## Run the whole test suite (offline)
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(STAMP) ## Quality (MovieLens 100K) and training-speed benchmarks -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_quality.py
+	$(PY) tests/benchmarks/bench_speed.py
+
+bench-serve: $(STAMP) ## Serving latency/throughput benchmarks -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_serve.py
+
+serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
+	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)
+
+invoke-local: $(STAMP) ## Ask the local endpoint for USER's top-K items (make invoke-local USER=42)
+	@test -n "$(USER_ID)" || { echo "error: give a user id, e.g. make invoke-local USER=42" >&2; exit 2; }
+	$(PY) -m deploy invoke --endpoint-url https://127.0.0.1:$(PORT) --user $(USER_ID) --k $(K)
+
+upload: $(STAMP) ## Upload PREPARED channels to S3
+	$(PY) -m deploy upload --prepared $(PREPARED) $(DEPLOY_ARGS)
+
+train: $(STAMP) ## Launch a SageMaker training job
+	$(PY) -m deploy train $(DEPLOY_ARGS)
+
+deploy: $(STAMP) ## Create or update the SageMaker endpoint
+	$(PY) -m deploy deploy $(DEPLOY_ARGS)
+
+invoke: $(STAMP) ## Invoke the SageMaker endpoint (make invoke USER=42)
+	@test -n "$(USER_ID)" || { echo "error: give a user id, e.g. make invoke USER=42" >&2; exit 2; }
+	$(PY) -m deploy invoke --user $(USER_ID) --k $(K) $(DEPLOY_ARGS)
+
+batch: $(STAMP) ## Batch Transform over a JSON Lines file of users in S3
+	$(PY) -m deploy batch $(DEPLOY_ARGS)
+
+tune: $(STAMP) ## Hyperparameter tuning job (objective: validation NDCG@10)
+	$(PY) -m deploy tune $(DEPLOY_ARGS)
+
+status: $(STAMP) ## List the SageMaker resources this project created
+	$(PY) -m deploy status $(DEPLOY_ARGS)
+
+teardown: $(STAMP) ## Delete this project's endpoints, configs, models and scaling policies
+	$(PY) -m deploy teardown $(DEPLOY_ARGS)
+
+iam-policy: $(STAMP) ## Print the least-privilege IAM policy and trust policy
+	$(PY) -m deploy iam-policy $(DEPLOY_ARGS)
+
+clean: ## Remove run outputs (keeps .venv and downloaded data)
+	rm -rf runs .pytest_cache
