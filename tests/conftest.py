@@ -1,0 +1,112 @@
+"""Shared fixtures: tiny prepared channels and one tiny trained model for the whole session.
+
+The data is synthetic and made here (tests never need the network or MovieLens): users
+belong to taste groups and interact with their group's items, so a model that learns
+anything beats chance. The channels come from the real prepare.py pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO / "training" / "train.py"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def make_interactions(num_users: int = 60, num_items: int = 40, seed: int = 0) -> pd.DataFrame:
+    """Grouped-taste interactions with string ids and increasing timestamps."""
+    rng = np.random.default_rng(seed)
+    groups = 4
+    rows = []
+    for user in range(num_users):
+        group = user % groups
+        own = [i for i in range(num_items) if i % groups == group]
+        count = int(rng.integers(6, 10))
+        chosen = rng.choice(own, size=min(count, len(own)), replace=False)
+        for step, item in enumerate(chosen):
+            rows.append(
+                (f"u{user}", f"item-{item}", float(rng.integers(1, 6)), 1_000_000 + 100 * step + user)
+            )
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+def prepare_channels(frame: pd.DataFrame, out: Path, eval_negatives: int = 15) -> Path:
+    """Split interactions into channels with the real prepare.py pipeline (in-process)."""
+    import prepare
+
+    source = out.with_name(out.name + "-interactions.csv")
+    frame.to_csv(source, index=False)
+    code = prepare.main(
+        ["--input", str(source), "--output", str(out), "--eval-negatives", str(eval_negatives)]
+    )
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prepared train/validation/test channels of a tiny synthetic dataset."""
+    return prepare_channels(make_interactions(), tmp_path_factory.mktemp("channels") / "prepared")
+
+
+def run_train(
+    args: list[str], env: dict[str, str] | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run training/train.py as a subprocess, the way users and the container do."""
+    return subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+        check=False,
+    )
+
+
+def channel_args(channels: Path) -> list[str]:
+    return [
+        "--train",
+        str(channels / "train"),
+        "--validation",
+        str(channels / "validation"),
+        "--test",
+        str(channels / "test"),
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path) -> Path:
+    """A NeuMF trained on the tiny data and exported: MODEL_DIR (1/ and code/), model.tar.gz beside it.
+
+    Serving tests share it, so it is trained once per session.
+    """
+    run_dir = tmp_path_factory.mktemp("trained")
+    result = run_train(
+        [
+            *channel_args(tiny_channels),
+            "--model-dir",
+            str(run_dir / "model"),
+            "--epochs",
+            "8",
+            "--batch-size",
+            "256",
+            "--factors",
+            "8",
+            "--mlp-layers",
+            "16,8",
+            "--learning-rate",
+            "0.01",
+            "--patience",
+            "0",
+        ]
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    return run_dir / "model"

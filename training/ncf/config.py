@@ -1,0 +1,256 @@
+"""Every setting of a training run, in one dataclass, with its sources in one place.
+
+Precedence, lowest first: the defaults below, the SageMaker environment (`SM_*` paths and
+`SM_HPS` hyperparameters), then command-line flags. SageMaker passes hyperparameters as
+`--name value` with snake_case names; people type `--kebab-case`: both spellings work.
+Unknown flags are errors (a typo must not silently train the wrong model), except the
+`sagemaker_*` and `_tuning_*` bookkeeping that SageMaker itself adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ncf import sagemaker_env
+from ncf.errors import NcfError
+
+MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")
+FEEDBACK_MODES = ("implicit", "explicit")
+SELECTION_METRICS = ("ndcg", "hr", "ndcg_full", "recall_full", "rmse")
+
+
+def _setting(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run: where data and outputs live, the model, and how it is trained."""
+
+    # Paths; in SageMaker from SM_CHANNEL_*, SM_MODEL_DIR, SM_OUTPUT_DATA_DIR and /opt/ml/checkpoints
+    train: str | None = _setting(None, "folder of the train channel (CSV/Parquet files)")
+    validation: str | None = _setting(None, "folder of the validation channel")
+    test: str | None = _setting(None, "folder of the test channel")
+    model_dir: str | None = _setting(None, "where the exported model goes (1/ SavedModel and code/)")
+    output_data_dir: str | None = _setting(
+        None, "metrics.json, history and the training curve (default: MODEL_DIR/../output)"
+    )
+    checkpoint_dir: str | None = _setting(
+        None, "checkpoint every epoch here and resume from it (default: none locally)"
+    )
+    inference_code: str | None = _setting(
+        None, "folder copied to MODEL_DIR/code (default: the inference/ found next to train.py)"
+    )
+    package: bool | None = _setting(
+        None, "also write model.tar.gz next to MODEL_DIR (default: yes outside SageMaker)"
+    )
+
+    # Model
+    model_type: str = _setting("neumf", f"one of {', '.join(MODEL_TYPES)}", choices=MODEL_TYPES)
+    factors: int = _setting(32, "predictive factors of the GMF/MF embeddings")
+    mlp_layers: tuple[int, ...] = _setting(
+        (64, 32, 16, 8), "MLP layer widths, comma-separated; the first is split between user and item"
+    )
+    pretrain: bool = _setting(False, "NeuMF only: initialise from a GMF and an MLP trained first (NCF paper)")
+    pretrain_epochs: int = _setting(10, "epochs of each pretraining model when --pretrain is on")
+
+    # Training
+    feedback: str = _setting(
+        "implicit",
+        "implicit (ranking, BCE with sampled negatives) or explicit (rating regression, MSE)",
+        choices=FEEDBACK_MODES,
+    )
+    epochs: int = _setting(30, "maximum number of epochs")
+    batch_size: int = _setting(2048, "samples per step")
+    learning_rate: float = _setting(0.002, "Adam learning rate")
+    num_neg: int = _setting(8, "negatives sampled per positive, re-drawn every epoch (implicit only)")
+    recency_boost: float = _setting(
+        4.0,
+        "extra weight of recent interactions: a user's n-th most recent training interaction (n = 0, 1, ...)"
+        " weighs 1 + boost * 0.5 ** (n / recency_half_life); 0 weighs all interactions equally",
+    )
+    recency_half_life: float = _setting(5.0, "interactions after which the extra recency weight halves")
+    l2: float = _setting(1e-4, "L2 penalty on the embedding rows of each batch")
+    seed: int = _setting(42, "seed of initialisation, sampling and shuffling")
+    patience: int = _setting(5, "stop after this many epochs without a better validation score (0: never)")
+    selection_metric: str = _setting(
+        "ndcg",
+        "validation metric for early stopping and the best epoch: ndcg, hr, ndcg_full, recall_full"
+        " (implicit) or rmse (explicit)",
+        choices=SELECTION_METRICS,
+    )
+    top_k: int = _setting(10, "cut-off of the reported ranking metrics")
+    refit: bool = _setting(
+        True,
+        "after choosing the epoch count on validation, retrain on train + validation for that many"
+        " epochs and export that model (the test split is never used for any choice)",
+    )
+
+    @property
+    def is_implicit(self) -> bool:
+        return self.feedback == "implicit"
+
+    @property
+    def selection_key(self) -> str:
+        """The metric name (as logged) that selects the best epoch."""
+        names = {
+            "ndcg": f"validation_ndcg_at_{self.top_k}",
+            "hr": f"validation_hr_at_{self.top_k}",
+            "ndcg_full": f"validation_ndcg_at_{self.top_k}_full",
+            "recall_full": f"validation_recall_at_{self.top_k}_full",
+            "rmse": "validation_rmse",
+        }
+        return names[self.selection_metric]
+
+    @property
+    def resolved_output_dir(self) -> Path:
+        assert self.model_dir is not None
+        return Path(self.output_data_dir) if self.output_data_dir else Path(self.model_dir).parent / "output"
+
+    def training_identity(self) -> dict[str, Any]:
+        """The settings a checkpoint must share to be resumed: all but the run's length and stopping."""
+        resumable = {"epochs", "pretrain_epochs", "patience", "refit"}
+        return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings that define the model and its training (no paths), for logs and metrics.json."""
+        path_names = {
+            "train",
+            "validation",
+            "test",
+            "model_dir",
+            "output_data_dir",
+            "checkpoint_dir",
+            "inference_code",
+            "package",
+        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in path_names}
+
+
+# -- parsing --------------------------------------------------------------------------------------
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def _parse_value(name: str, kind: Any, raw: Any) -> Any:
+    """Turn a CLI string or SM_HPS value into the setting's type, or say what is wrong with it."""
+    text = str(raw).strip()
+    try:
+        if kind in ("bool", "bool | None"):
+            lowered = text.lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError
+        if kind == "int":
+            number = float(text)
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if kind == "float":
+            return float(text)
+        if kind == "tuple[int, ...]":
+            parts = text.strip("[]()").replace(" ", "").split(",")
+            return tuple(int(p) for p in parts if p)
+    except ValueError:
+        expected = {
+            "bool": "true or false",
+            "bool | None": "true or false",
+            "int": "a whole number",
+            "float": "a number",
+            "tuple[int, ...]": "comma-separated whole numbers, e.g. 64,32,16,8",
+        }
+        raise NcfError(f"hyperparameter {name}: expected {expected[kind]}, got {raw!r}") from None
+    return text
+
+
+def _validate(config: TrainConfig) -> None:
+    """Refuse settings that cannot train, naming the setting."""
+    for f in fields(config):
+        choices = f.metadata.get("choices")
+        if choices and getattr(config, f.name) not in choices:
+            value = getattr(config, f.name)
+            raise NcfError(f"hyperparameter {f.name}: expected one of {', '.join(choices)}, got {value!r}")
+    positive = ("epochs", "batch_size", "factors", "top_k", "pretrain_epochs")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise NcfError(f"hyperparameter {name}: must be at least 1, got {getattr(config, name)}")
+    for name in ("learning_rate", "recency_half_life"):
+        if not getattr(config, name) > 0:
+            raise NcfError(f"hyperparameter {name}: must be positive, got {getattr(config, name)}")
+    non_negative = ("l2", "patience", "num_neg", "recency_boost")
+    if any(getattr(config, n) < 0 for n in non_negative):
+        bad = next(n for n in non_negative if getattr(config, n) < 0)
+        raise NcfError(f"hyperparameter {bad}: must not be negative, got {getattr(config, bad)}")
+    if config.is_implicit and config.num_neg < 1:
+        raise NcfError("hyperparameter num_neg: implicit feedback needs at least 1 negative per positive")
+    layers = config.mlp_layers
+    if len(layers) < 2 or any(w < 1 for w in layers) or layers[0] % 2:
+        shown = ",".join(map(str, layers))
+        raise NcfError(
+            f"hyperparameter mlp_layers: need at least two positive widths, the first even, got {shown}"
+        )
+    if config.pretrain and config.model_type != "neumf":
+        raise NcfError(
+            f"hyperparameter pretrain: only NeuMF can be pretrained, model_type is {config.model_type}"
+        )
+    if (config.selection_metric == "rmse") == config.is_implicit:
+        hint = "" if config.is_implicit else " (use rmse)"
+        raise NcfError(
+            f"hyperparameter selection_metric: {config.selection_metric} does not apply to "
+            f"{config.feedback} feedback{hint}"
+        )
+    for name in ("train", "validation", "test", "model_dir"):
+        if not getattr(config, name):
+            flag = name.replace("_", "-")
+            raise NcfError(f"missing --{flag} (or the SageMaker variable {sagemaker_env.variable_for(name)})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of train.py, generated from TrainConfig so the two never drift apart."""
+    parser = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train an NCF model, evaluate it, and export a SavedModel serving top-k recommendations.",
+        argument_default=argparse.SUPPRESS,
+    )
+    for f in fields(TrainConfig):
+        kebab, snake = f"--{f.name.replace('_', '-')}", f"--{f.name}"
+        flags = [kebab] if kebab == snake else [kebab, snake]
+        default = f.default if f.default is not None else "see help"
+        if isinstance(default, tuple):
+            default = ",".join(map(str, default))
+        parser.add_argument(
+            *flags, dest=f.name, metavar="VALUE", help=f"{f.metadata['help']} [default: {default}]"
+        )
+    return parser
+
+
+def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> TrainConfig:
+    """Resolve defaults, SageMaker environment and command line into a validated TrainConfig."""
+    parser = build_parser()
+    known, unknown = parser.parse_known_args(list(argv))
+    unexpected = [
+        a for a in unknown if a.startswith("--") and not a.lstrip("-").startswith(("sagemaker_", "_tuning"))
+    ]
+    if unexpected:
+        raise NcfError(f"unknown option {unexpected[0]} (see train.py --help)")
+    names = {f.name for f in fields(TrainConfig)}
+    from_env = {k: v for k, v in sagemaker_env.hyperparameters(environ).items() if k in names}
+    values: dict[str, Any] = {**sagemaker_env.path_settings(environ), **from_env, **vars(known)}
+    kinds = {f.name: f.type for f in fields(TrainConfig)}
+    parsed = {}
+    for name, raw in values.items():
+        kind = kinds[name]
+        parsed[name] = raw if kind in ("str", "str | None") else _parse_value(name, kind, raw)
+    if "package" not in parsed:
+        parsed["package"] = not sagemaker_env.running_on_sagemaker(environ)
+    config = dataclasses.replace(TrainConfig(), **parsed)
+    _validate(config)
+    return config

@@ -1,0 +1,131 @@
+"""The three channels turned into index arrays: what the training loop and evaluation consume."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ncf.channels import read_channel
+from ncf.errors import NcfError
+from ncf.evaluation import HeldOut, build_heldout
+from ncf.vocab import UserItemSets, Vocabulary
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Vocabularies, training interactions as indices, and the held-out sets."""
+
+    users: Vocabulary
+    items: Vocabulary
+    train_users: np.ndarray
+    train_items: np.ndarray
+    train_targets: np.ndarray
+    train_recency: np.ndarray
+    seen: UserItemSets
+    popularity: np.ndarray
+    validation: HeldOut
+    test: HeldOut
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the data a checkpoint was trained on: sizes and a hash of the training pairs."""
+        digest = pd.util.hash_array(self.seen.keys(len(self.items))).sum() if len(self.train_users) else 0
+        return f"users={len(self.users)},items={len(self.items)},train={len(self.train_users)},hash={digest}"
+
+    def with_validation_positives(self, implicit: bool) -> TrainingData:
+        """The same data with each validation positive moved into training (for the final refit)."""
+        heldout = self.validation
+        if implicit:
+            targets = np.ones(len(heldout.users), np.float32)
+        elif heldout.ratings is None or np.isnan(heldout.ratings).any():
+            raise NcfError("refit with explicit feedback needs the rating of every validation positive")
+        else:
+            targets = heldout.ratings
+        recency = self.train_recency + np.isin(self.train_users, heldout.users)
+        users = np.concatenate([self.train_users, heldout.users])
+        items = np.concatenate([self.train_items, heldout.positives])
+        return dataclasses.replace(
+            self,
+            train_users=users,
+            train_items=items,
+            train_targets=np.concatenate([self.train_targets, targets]),
+            train_recency=np.concatenate([recency, np.zeros(len(heldout.users), recency.dtype)]),
+            seen=UserItemSets.build(users, items, len(self.users)),
+            popularity=popularity_scores(items, len(self.items)),
+        )
+
+
+def _training_targets(frame: pd.DataFrame, implicit: bool, source: str) -> np.ndarray:
+    if implicit:
+        return np.ones(len(frame), dtype=np.float32)
+    if "rating" not in frame.columns:
+        raise NcfError(
+            f"{source}: explicit feedback needs a 'rating' column (prepare.py --feedback explicit)"
+        )
+    ratings = pd.to_numeric(frame["rating"], errors="coerce")
+    if ratings.isna().any():
+        row = int(np.flatnonzero(ratings.isna().to_numpy())[0])
+        raise NcfError(
+            f"{source}: row {row + 2}, column 'rating': not a number: {frame['rating'].iloc[row]!r}"
+        )
+    return ratings.to_numpy(np.float32)
+
+
+def recency_ranks(users: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    """Each training row's place among its user's rows counted from the most recent (0).
+
+    Time is the `timestamp` column when there is one, with file order breaking ties; without
+    it, file order alone (prepare.py writes each user's rows oldest first).
+    """
+    order = np.arange(len(users))
+    if "timestamp" in frame.columns:
+        times = pd.to_numeric(frame["timestamp"], errors="coerce").fillna(0).to_numpy(np.int64)
+        by_time = np.lexsort((order, times, users))
+    else:
+        by_time = np.lexsort((order, users))
+    sorted_users = users[by_time]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    position = np.arange(len(users)) - np.repeat(starts, ends - starts)
+    from_latest = np.repeat(ends - starts, ends - starts) - 1 - position
+    ranks = np.empty(len(users), np.int32)
+    ranks[by_time] = from_latest
+    return ranks
+
+
+def popularity_scores(item_index: np.ndarray, num_items: int) -> np.ndarray:
+    """Each item's training interactions relative to the most popular item's, in [0, 1]."""
+    counts = np.bincount(item_index, minlength=num_items).astype(np.float32)
+    return counts / max(float(counts.max(initial=0.0)), 1.0)
+
+
+def load_training_data(train_dir: str, validation_dir: str, test_dir: str, implicit: bool) -> TrainingData:
+    """Read the channels and index them by vocabularies over every id that appears in any of them.
+
+    Validation and test ids are part of the catalog (their items are real items that must
+    be rankable); only the training interactions teach the model and define "seen".
+    """
+    train = read_channel(train_dir)
+    validation = read_channel(validation_dir)
+    test = read_channel(test_dir)
+    if train.empty:
+        raise NcfError(f"{train_dir}: the train channel has no rows")
+    users = Vocabulary.from_values(train["user_id"], validation["user_id"], test["user_id"])
+    items = Vocabulary.from_values(train["item_id"], validation["item_id"], test["item_id"])
+    train_users = users.lookup(train["user_id"].to_numpy())
+    train_items = items.lookup(train["item_id"].to_numpy())
+    return TrainingData(
+        users=users,
+        items=items,
+        train_users=train_users,
+        train_items=train_items,
+        train_targets=_training_targets(train, implicit, train_dir),
+        train_recency=recency_ranks(train_users, train),
+        seen=UserItemSets.build(train_users, train_items, len(users)),
+        popularity=popularity_scores(train_items, len(items)),
+        validation=build_heldout(validation, users, items, validation_dir),
+        test=build_heldout(test, users, items, test_dir),
+    )

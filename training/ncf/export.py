@@ -1,0 +1,170 @@
+"""Export a trained model as a self-contained SavedModel that serves raw-id top-k.
+
+The artifact is the contract between training and serving. Everything needed to answer a
+request lives inside the SavedModel: the id vocabularies (as hash tables), each user's
+training items (excluded from recommendations), and item popularity (the answer for users
+the model has never seen). No pickles beside it, no Python needed at serving time.
+
+Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalog size):
+
+- `serving_default(user_id[B], k)` -> `item_ids[B,k]`, `scores[B,k]`, `fallback[B]`
+- `recommend_excluding(user_id[B], k, exclude[B,N])`: also excludes a caller's list ("" pads)
+- `recommend_with_seen(user_id[B], k, exclude[B,N])`: excludes only the caller's list
+- `score(user_id[B], item_id[B])` -> `score[B]`, `fallback[B]`
+
+When fewer than k items are eligible the tail of a row has item id "" and score 0.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ncf.errors import NcfError
+from ncf.models import NcfModel
+from ncf.vocab import UserItemSets, Vocabulary
+
+SAVED_MODEL_VERSION = "1"
+_IDS = tf.TensorSpec([None], tf.string)
+_K = tf.TensorSpec([], tf.int32)
+_EXCLUDE = tf.TensorSpec([None, None], tf.string)
+
+
+def _string_table(ids: np.ndarray) -> tf.lookup.StaticHashTable:
+    keys = tf.constant(ids.astype(str))
+    values = tf.range(len(ids), dtype=tf.int64)
+    return tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(keys, values), default_value=-1)
+
+
+class Recommender(tf.Module):
+    """The served module: raw ids in, top-k raw ids and scores out."""
+
+    def __init__(
+        self,
+        model: NcfModel,
+        users: Vocabulary,
+        items: Vocabulary,
+        seen: UserItemSets,
+        popularity: np.ndarray,
+        implicit: bool,
+    ) -> None:
+        super().__init__(name="recommender")
+        self.model = model
+        self.implicit = implicit
+        self.num_users = len(users)
+        self.num_items = len(items)
+        self.user_index = _string_table(users.ids)
+        self.item_index = _string_table(items.ids)
+        self.item_ids = tf.Variable(items.ids.astype(str), trainable=False, name="item_ids")
+        self.popularity = tf.Variable(popularity.astype(np.float32), trainable=False, name="popularity")
+        # One extra empty row at the end: the "seen" list of an unknown user.
+        offsets = np.concatenate([seen.offsets, seen.offsets[-1:]]).astype(np.int64)
+        self.seen_offsets = tf.Variable(offsets, trainable=False, name="seen_offsets")
+        self.seen_items = tf.Variable(seen.items.astype(np.int64), trainable=False, name="seen_items")
+
+    def _lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        index = self.user_index.lookup(user_id)
+        known = index >= 0
+        return known, tf.cast(tf.where(known, index, 0), tf.int32)
+
+    def _scale(self, logits: tf.Tensor) -> tf.Tensor:
+        return tf.sigmoid(logits) if self.implicit else logits
+
+    def _top_k(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool) -> dict:
+        known, users = self._lookup_users(user_id)
+        scores = self._scale(self.model.logits_all_items(users))
+        scores = tf.where(known[:, None], scores, self.popularity[None, :])
+        masked = []
+        if exclude_seen:
+            rows = tf.where(known, users, self.num_users)
+            seen = tf.RaggedTensor.from_row_splits(self.seen_items, self.seen_offsets, validate=False)
+            user_seen = tf.gather(seen, rows)
+            masked.append(tf.stack([user_seen.value_rowids(), user_seen.flat_values], axis=1))
+        if exclude is not None:
+            excluded = self.item_index.lookup(exclude)
+            where = tf.where(excluded >= 0)
+            masked.append(tf.stack([where[:, 0], tf.gather_nd(excluded, where)], axis=1))
+        if masked:
+            coordinates = tf.concat(masked, axis=0)
+            fill = tf.fill(tf.shape(coordinates)[:1], tf.constant(-np.inf, tf.float32))
+            scores = tf.tensor_scatter_nd_update(scores, coordinates, fill)
+        top = tf.math.top_k(scores, k=tf.clip_by_value(k, 0, self.num_items))
+        eligible = top.values > -np.inf
+        return {
+            "item_ids": tf.where(eligible, tf.gather(self.item_ids, top.indices), ""),
+            "scores": tf.where(eligible, top.values, 0.0),
+            "fallback": tf.logical_not(known),
+        }
+
+    @tf.function(input_signature=[_IDS, _K])
+    def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict:
+        return self._top_k(user_id, k, None, exclude_seen=True)
+
+    @tf.function(input_signature=[_IDS, _K, _EXCLUDE])
+    def recommend_excluding(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict:
+        return self._top_k(user_id, k, exclude, exclude_seen=True)
+
+    @tf.function(input_signature=[_IDS, _K, _EXCLUDE])
+    def recommend_with_seen(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict:
+        return self._top_k(user_id, k, exclude, exclude_seen=False)
+
+    @tf.function(input_signature=[_IDS, _IDS])
+    def score(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict:
+        known_user, users = self._lookup_users(user_id)
+        item_index = self.item_index.lookup(item_id)
+        known_item = item_index >= 0
+        items = tf.cast(tf.where(known_item, item_index, 0), tf.int32)
+        modelled = self._scale(self.model.logits(users, items))
+        fallback_score = tf.where(known_item, tf.gather(self.popularity, items), 0.0)
+        both = tf.logical_and(known_user, known_item)
+        return {"score": tf.where(both, modelled, fallback_score), "fallback": tf.logical_not(both)}
+
+    def signatures(self) -> dict:
+        return {
+            "serving_default": self.recommend,
+            "recommend_excluding": self.recommend_excluding,
+            "recommend_with_seen": self.recommend_with_seen,
+            "score": self.score,
+        }
+
+
+def save_recommender(recommender: Recommender, model_dir: Path) -> Path:
+    """Write the SavedModel to MODEL_DIR/1, the numbered layout TF Serving requires."""
+    target = model_dir / SAVED_MODEL_VERSION
+    if target.exists():
+        shutil.rmtree(target)
+    tf.saved_model.save(recommender, str(target), signatures=recommender.signatures())
+    return target
+
+
+def copy_inference_code(source: Path, model_dir: Path) -> Path:
+    """Copy the serving handler into MODEL_DIR/code, where the TF Serving container looks for it."""
+    if not (source / "inference.py").is_file():
+        raise NcfError(
+            f"{source}: no inference.py there; pass --inference-code pointing at the inference/ folder"
+        )
+    target = model_dir / "code"
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"))
+    return target
+
+
+def write_model_archive(model_dir: Path, archive: Path) -> Path:
+    """model.tar.gz with 1/ and code/ at its root, as SageMaker packs SM_MODEL_DIR; written atomically."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=archive.parent, suffix=".tmp", delete=False) as handle:
+        partial = Path(handle.name)
+    try:
+        with tarfile.open(partial, "w:gz") as tar:
+            for entry in sorted(model_dir.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        partial.replace(archive)
+    finally:
+        partial.unlink(missing_ok=True)
+    return archive

