@@ -1,0 +1,241 @@
+"""`invoke`: ask a SageMaker endpoint (or the local one) for users' top-k items and print them.
+
+The CLI adds these options with `add_arguments` and calls `run`. With `--endpoint-url` (e.g. the local
+endpoint, `https://127.0.0.1:8443`) the runtime client talks to that URL; for a loopback URL the local
+endpoint's certificate is trusted automatically when `--ca-bundle` is not given, and dummy credentials
+are used (the local endpoint does not check signatures).
+
+Errors come back from the endpoint as botocore's `ModelError` (HTTP 424): its `OriginalMessage` is the
+container's body `{"error": "<handler message>"}`, and the handler's message is itself JSON
+`{"error", "field", "status"}` (see inference/inference.py). `run` unwraps both and prints one line
+`error: the endpoint refused the request: <message> (field: <field>)`, returning 1. Problems with the
+command line itself return 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    SSLError,
+)
+
+from deploy.local.tls import default_cert_path
+
+CONTENT_TYPES = {"json": "application/json", "jsonlines": "application/jsonlines", "csv": "text/csv"}
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+class UsageError(Exception):
+    """A problem with the command line (exit status 2)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `invoke` options: who to recommend for, how to ask, where the endpoint is."""
+    parser.add_argument("--user", action="append", default=[], help="user id (repeat for several users)")
+    parser.add_argument("--users-file", type=Path, help="text file with one user id per line")
+    parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    parser.add_argument(
+        "--exclude", action="append", default=[], help="item id never to recommend (repeat for several)"
+    )
+    parser.add_argument(
+        "--include-seen", action="store_true", help="allow items the user interacted with in training"
+    )
+    parser.add_argument(
+        "--content-type",
+        choices=tuple(CONTENT_TYPES),
+        default="json",
+        help="request format: one JSON document, JSON Lines, or CSV user_id,k (default json)",
+    )
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output (default table)")
+    parser.add_argument(
+        "--endpoint-url", help="runtime API URL, e.g. https://127.0.0.1:8443 for the local endpoint"
+    )
+    parser.add_argument("--ca-bundle", type=Path, help="certificate to trust for --endpoint-url")
+    parser.add_argument("--endpoint-name", help="endpoint to invoke (default: the configured one)")
+
+
+def read_users(users: list[str], users_file: Path | None) -> list[str]:
+    """`--user` values then the non-blank lines of `--users-file`; at least one is required."""
+    found = list(users)
+    if users_file is not None:
+        try:
+            found += [
+                line.strip() for line in users_file.read_text(encoding="utf-8").splitlines() if line.strip()
+            ]
+        except OSError as err:
+            raise UsageError(f"cannot read --users-file {users_file}: {err.strerror}") from None
+    if not found:
+        raise UsageError("give a user id with --user (or a file of ids with --users-file)")
+    return found
+
+
+def build_request(
+    users: list[str], k: int, exclude: list[str], include_seen: bool, content_type: str
+) -> tuple[bytes, str, str]:
+    """`(body, Content-Type, Accept)` for the handler's request formats."""
+    if content_type == "csv":
+        if exclude or include_seen:
+            raise UsageError(
+                "--exclude and --include-seen need --content-type json or jsonlines (CSV is user_id,k)"
+            )
+        body = "".join(f"{_csv_field(user)},{k}\n" for user in users)
+        return body.encode(), CONTENT_TYPES["csv"], CONTENT_TYPES["json"]
+    requests = []
+    for user in users:
+        request: dict[str, Any] = {"user_id": user, "k": k}
+        if exclude:
+            request["exclude"] = exclude
+        if include_seen:
+            request["exclude_seen"] = False
+        requests.append(request)
+    if content_type == "jsonlines":
+        body = "".join(json.dumps(r) + "\n" for r in requests)
+        return body.encode(), CONTENT_TYPES["jsonlines"], CONTENT_TYPES["jsonlines"]
+    document = requests[0] if len(requests) == 1 else {"instances": requests}
+    return json.dumps(document).encode(), CONTENT_TYPES["json"], CONTENT_TYPES["json"]
+
+
+def _csv_field(value: str) -> str:
+    if any(c in value for c in ',"\r\n'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def parse_predictions(body: bytes, accept: str) -> list[dict[str, Any]]:
+    """The predictions of a JSON (`{"predictions": [...]}`) or JSON Lines response."""
+    text = body.decode("utf-8")
+    if accept == CONTENT_TYPES["jsonlines"]:
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)["predictions"]
+
+
+def render_table(predictions: list[dict[str, Any]]) -> str:
+    """One row per recommended item: user, rank, item, score, and whether it is a popularity fallback."""
+    rows = [("user_id", "rank", "item_id", "score", "fallback")]
+    for prediction in predictions:
+        fallback = "yes" if prediction.get("fallback") else "no"
+        items = prediction.get("items", [])
+        if not items:
+            rows.append((prediction["user_id"], "-", "(no items)", "", fallback))
+        for rank, item in enumerate(items, start=1):
+            rows.append((prediction["user_id"], str(rank), item["item_id"], f"{item['score']:.4f}", fallback))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+def describe_model_error(response: dict[str, Any]) -> str:
+    """A one-line explanation of a `ModelError`, unwrapping the container's and the handler's JSON."""
+    original = response.get("OriginalMessage")
+    status = response.get("OriginalStatusCode")
+    message = original if original is not None else response.get("Error", {}).get("Message", "")
+    detail: Any = None
+    try:
+        message = json.loads(message)["error"]
+        detail = json.loads(message)
+    except (ValueError, TypeError, KeyError):
+        pass
+    if isinstance(detail, dict) and "error" in detail:
+        kind = "refused the request" if int(detail.get("status") or 500) < 500 else "failed"
+        field = f" (field: {detail['field']})" if detail.get("field") else ""
+        return f"the endpoint {kind}: {detail['error']}{field}"
+    return f"the model failed (HTTP {status}): {message}"
+
+
+def _verify(args: argparse.Namespace) -> str | bool:
+    if args.ca_bundle is not None:
+        if not args.ca_bundle.is_file():
+            raise UsageError(f"--ca-bundle {args.ca_bundle} does not exist")
+        return str(args.ca_bundle)
+    if (
+        args.endpoint_url
+        and urlsplit(args.endpoint_url).hostname in _LOOPBACK
+        and default_cert_path().is_file()
+    ):
+        return str(default_cert_path())
+    return True
+
+
+def make_client(endpoint_url: str | None, verify: str | bool, region: str | None) -> Any:
+    """A `sagemaker-runtime` client. A loopback URL (the local endpoint, which checks no signature) gets
+    dummy credentials, so no credential lookup (which may probe EC2 metadata) delays it."""
+    session = boto3.Session(region_name=region)
+    options: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "verify": verify,
+        "config": Config(connect_timeout=10, read_timeout=70),
+    }
+    if endpoint_url:
+        options["region_name"] = session.region_name or "us-east-1"
+    if endpoint_url and urlsplit(endpoint_url).hostname in _LOOPBACK:
+        options.update(aws_access_key_id="local", aws_secret_access_key="local")
+    return session.client("sagemaker-runtime", **options)
+
+
+def run(args: argparse.Namespace, *, default_endpoint_name: str, region: str | None) -> int:
+    """Invoke the endpoint and print the recommendations; 0 on success, 1 endpoint error, 2 usage error."""
+    try:
+        users = read_users(args.user, args.users_file)
+        body, content_type, accept = build_request(
+            users, args.k, args.exclude, args.include_seen, args.content_type
+        )
+        verify = _verify(args)
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    name = args.endpoint_name or default_endpoint_name
+    where = args.endpoint_url or "SageMaker"
+    try:
+        client = make_client(args.endpoint_url, verify, region)
+        answer = client.invoke_endpoint(EndpointName=name, Body=body, ContentType=content_type, Accept=accept)
+        predictions = parse_predictions(answer["Body"].read(), accept)
+    except ClientError as err:
+        code = err.response.get("Error", {}).get("Code")
+        message = (
+            describe_model_error(err.response) if code == "ModelError" else err.response["Error"]["Message"]
+        )
+        print(f"error: endpoint {name}: {message}", file=sys.stderr)
+        return 1
+    except SSLError:
+        print(
+            f"error: {where}: TLS certificate not trusted; pass --ca-bundle <certificate path>",
+            file=sys.stderr,
+        )
+        return 1
+    except EndpointConnectionError:
+        print(f"error: cannot reach {where}: is the endpoint running?", file=sys.stderr)
+        return 1
+    except NoCredentialsError:
+        print("error: no AWS credentials found (configure a profile or AWS_* variables)", file=sys.stderr)
+        return 1
+    except NoRegionError:
+        print("error: no AWS region configured (set AWS_REGION or the project's region)", file=sys.stderr)
+        return 1
+    except BotoCoreError as err:
+        print(f"error: {where}: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError):
+        print(
+            f"error: endpoint {name} answered something that is not a recommendation response",
+            file=sys.stderr,
+        )
+        return 1
+    if args.format == "json":
+        print(json.dumps({"predictions": predictions}, indent=2))
+    else:
+        print(render_table(predictions))
+    return 0

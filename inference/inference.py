@@ -1,0 +1,514 @@
+"""Top-k recommendations from the NCF SavedModel, inside the SageMaker TensorFlow Serving container.
+
+The container imports this file as `/opt/ml/model/code/inference.py` and calls `handler(data, context)` for
+every `POST /invocations`; `data` is the request body stream and `context` carries `rest_uri` (TF Serving's
+REST predict URL), `request_content_type`, `accept_header` and `content_length`. Only the standard library and
+`requests` are used: the serving image has neither TensorFlow nor a guaranteed numpy.
+
+Why `handler` and not `input_handler`/`output_handler`: the response needs the request (each user's own `k`,
+the requested ids, which signature was chosen), a batch may need one TF Serving call per signature, and TF
+Serving's own errors must be caught and rewritten before anything reaches the client. The split handlers
+give `output_handler` only the TF Serving response, and the container posts with a fresh connection each
+time, where this module keeps one pooled `requests.Session` (`SESSION`).
+
+Requests (`Content-Type`):
+- `application/json`: one request `{"user_id": "42", "k": 10, "exclude": ["50"], "exclude_seen": true}`
+  (only `user_id` is required), a batch `{"instances": [{...}, ...]}`, or pair scoring
+  `{"signature": "score", "instances": [{"user_id": "42", "item_id": "50"}]}`. `"signature"` is
+  `"recommend"` (default) or `"score"`, at the top level or per instance.
+- `application/jsonlines` (or `application/x-jsonlines`): one request object per line, as Batch Transform
+  sends with `SplitType=Line`.
+- `text/csv`: `user_id[,k]` per line, no header.
+
+Responses (`Accept`: `application/json`, the default, or `application/jsonlines`), in request order:
+`{"predictions": [{"user_id": "42", "items": [{"item_id": "50", "score": 0.93}, ...], "fallback": false}]}`
+and `{"user_id": "42", "item_id": "50", "score": 0.93, "fallback": false}` per pair scored. JSON Lines
+puts one prediction per line. `fallback` is true for an unknown user (popularity items) or, when scoring,
+an unknown user or item. The user's training items are never recommended unless `"exclude_seen": false`.
+
+Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
+excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
+`exclude` list), `score`. One TF Serving call per signature a request needs, with the largest `k` of that
+group; each user's list is then cut to its own `k`.
+
+Errors. The container answers 200 with whatever `handler` returns, and 500 `{"error": str(exception)}`
+when it raises; it cannot send a 4xx. The SageMaker runtime then gives the client a `ModelError` (HTTP 424,
+`OriginalStatusCode` 500, `OriginalMessage` the container's body). So every refusal raises `InferenceError`,
+whose `str()` is itself JSON: `{"error": "<what was wrong>", "field": "<name or null>", "status": <code>}`.
+`status` is the HTTP status this project would have used (400 bad input, 406 Accept, 413 too large,
+415 Content-Type; 502/503/504 TF Serving failures, 500 a bug here), so clients and logs can tell a client
+error from a server error even though the transport cannot. Client errors are logged at WARNING as
+`{"event": "client_error", ...}`, server errors at ERROR as `{"event": "server_error", ...}` (CloudWatch
+metric filters can count `{ $.event = "client_error" }` and `{ $.event = "server_error" }`). TF Serving's own
+error text (often a stack dump) is logged, never returned. `ncf-sagemaker`'s `invoke` command unwraps
+the nested JSON and prints the message.
+
+Configuration (environment variables of the SageMaker model, read once at import):
+- `NCF_MAX_K` (default 100): largest `k` accepted. The catalog size also caps `k`: asking for more
+  items than the model has is refused with the catalog size in the message.
+- `NCF_DEFAULT_K` (default 10): `k` when a request gives none.
+- `NCF_MAX_INSTANCES` (default 1000): most users (or pairs) in one request.
+- `NCF_MAX_BODY_BYTES` (default 6291456, the real-time endpoint's 6 MB payload limit).
+- `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for TF Serving.
+
+Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
+`importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
+annotations` (dataclasses then fail at import).
+"""
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+LOG = logging.getLogger("ncf.inference")
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+CSV = "text/csv"
+_REQUEST_TYPES = {JSON: JSON, JSONLINES: JSONLINES, "application/x-jsonlines": JSONLINES, CSV: CSV}
+_RESPONSE_TYPES = {
+    JSON: JSON,
+    "*/*": JSON,
+    "application/*": JSON,
+    JSONLINES: JSONLINES,
+    "application/x-jsonlines": JSONLINES,
+}
+
+RECOMMEND = "recommend"
+SCORE = "score"
+_RECOMMEND_FIELDS = ("user_id", "k", "exclude", "exclude_seen", "signature")
+_SCORE_FIELDS = ("user_id", "item_id", "signature")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Limits of the handler, from `NCF_*` environment variables (see the module docstring)."""
+
+    max_k: int = 100
+    default_k: int = 10
+    max_instances: int = 1000
+    max_body_bytes: int = 6 * 1024 * 1024
+    tfs_timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "Settings":
+        """Read the settings; a bad value fails the container at start, naming the variable."""
+        names = {
+            "max_k": "NCF_MAX_K",
+            "default_k": "NCF_DEFAULT_K",
+            "max_instances": "NCF_MAX_INSTANCES",
+            "max_body_bytes": "NCF_MAX_BODY_BYTES",
+            "tfs_timeout_s": "NCF_TFS_TIMEOUT_S",
+        }
+        values: dict[str, Any] = {}
+        for attr, var in names.items():
+            raw = env.get(var, "").strip()
+            if not raw:
+                continue
+            kind = float if attr == "tfs_timeout_s" else int
+            try:
+                values[attr] = kind(raw)
+            except ValueError:
+                raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+            if values[attr] <= 0:
+                raise ValueError(f"{var}={raw!r} must be positive")
+        settings = cls(**values)
+        if settings.default_k > settings.max_k:
+            raise ValueError(f"NCF_DEFAULT_K={settings.default_k} is larger than NCF_MAX_K={settings.max_k}")
+        return settings
+
+
+class InferenceError(Exception):
+    """A refused or failed request; `str()` is the JSON body the client finally reads."""
+
+    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.status = status
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"error": self.message, "field": self.field, "status": self.status}
+
+    def __str__(self) -> str:
+        return json.dumps(self.as_dict())
+
+
+@dataclass(frozen=True)
+class Recommend:
+    """One user's top-k request."""
+
+    user_id: str
+    k: int
+    exclude: tuple[str, ...] = ()
+    exclude_seen: bool = True
+
+
+@dataclass(frozen=True)
+class Score:
+    """One (user, item) pair to score."""
+
+    user_id: str
+    item_id: str
+
+
+Instance = Recommend | Score
+
+
+@dataclass(frozen=True)
+class Call:
+    """One TF Serving predict call: the signature, the request instances it answers, the JSON body."""
+
+    signature: str
+    indices: tuple[int, ...]
+    body: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def media_type(header: str | None) -> str:
+    """`"Application/JSON; charset=utf-8"` -> `"application/json"`."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def response_type(accept: str | None) -> str:
+    """The response media type for an Accept header (first supported entry wins; none given -> JSON)."""
+    if not accept or not accept.strip():
+        return JSON
+    for entry in accept.split(","):
+        chosen = _RESPONSE_TYPES.get(media_type(entry))
+        if chosen:
+            return chosen
+    raise InferenceError(
+        f"unsupported Accept {accept!r}: use application/json or application/jsonlines", "accept", 406
+    )
+
+
+def read_body(data: Any, content_length: int | None, settings: Settings) -> bytes:
+    """Read the request body, refusing it before reading when the declared length is already too large."""
+    too_large = InferenceError(
+        f"request body is larger than {settings.max_body_bytes} bytes (NCF_MAX_BODY_BYTES)", "body", 413
+    )
+    if content_length is not None and content_length > settings.max_body_bytes:
+        raise too_large
+    body = data.read(settings.max_body_bytes + 1) if hasattr(data, "read") else data
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if len(body) > settings.max_body_bytes:
+        raise too_large
+    return body
+
+
+def parse_request(body: bytes, content_type: str | None, settings: Settings) -> list[Instance]:
+    """Turn a request body into validated instances, or raise `InferenceError` naming the bad field."""
+    kind = _REQUEST_TYPES.get(media_type(content_type))
+    if kind is None:
+        raise InferenceError(
+            f"unsupported Content-Type {content_type!r}: use application/json, application/jsonlines "
+            "or text/csv",
+            "content_type",
+            415,
+        )
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InferenceError("request body is not UTF-8 text", "body") from None
+    if kind == JSON:
+        instances = _parse_json(text, settings)
+    elif kind == JSONLINES:
+        instances = _parse_json_lines(text, settings)
+    else:
+        instances = _parse_csv(text, settings)
+    if not instances:
+        raise InferenceError("request has no instances", "instances")
+    return instances
+
+
+def _load_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise InferenceError(f"{where}invalid JSON: {err}", "body") from None
+
+
+def _check_count(count: int, settings: Settings) -> None:
+    if count > settings.max_instances:
+        raise InferenceError(
+            f"too many instances: {count} > {settings.max_instances} (NCF_MAX_INSTANCES)", "instances", 413
+        )
+
+
+def _parse_json(text: str, settings: Settings) -> list[Instance]:
+    if not text.strip():
+        raise InferenceError("request body is empty", "body")
+    document = _load_json(text, "")
+    if not isinstance(document, dict):
+        raise InferenceError("request must be a JSON object", "body")
+    if "instances" not in document:
+        return [_parse_instance(document, "", None, settings)]
+    unknown = sorted(set(document) - {"instances", "signature"})
+    if unknown:
+        raise InferenceError(
+            f"unknown field {unknown[0]!r} next to 'instances' (allowed: signature)", unknown[0]
+        )
+    rows = document["instances"]
+    if not isinstance(rows, list):
+        raise InferenceError("'instances' must be a list of objects", "instances")
+    _check_count(len(rows), settings)
+    default_signature = _signature(document, "", RECOMMEND)
+    return [
+        _parse_instance(row, f"instances[{i}]: ", default_signature, settings) for i, row in enumerate(rows)
+    ]
+
+
+def _parse_json_lines(text: str, settings: Settings) -> list[Instance]:
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    _check_count(len(lines), settings)
+    return [
+        _parse_instance(_load_json(line, f"line {number}: "), f"line {number}: ", None, settings)
+        for number, line in lines
+    ]
+
+
+def _parse_csv(text: str, settings: Settings) -> list[Instance]:
+    rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines()), start=1) if row]
+    _check_count(len(rows), settings)
+    instances: list[Instance] = []
+    for number, row in rows:
+        where = f"line {number}: "
+        if len(row) > 2:
+            raise InferenceError(f"{where}expected user_id[,k], got {len(row)} columns", "body")
+        user_id = _user_id(row[0], where, "user_id")
+        k = settings.default_k
+        if len(row) == 2 and row[1].strip():
+            try:
+                k = int(row[1].strip())
+            except ValueError:
+                raise InferenceError(f"{where}k must be an integer, got {row[1]!r}", "k") from None
+        instances.append(Recommend(user_id, _k(k, where, settings)))
+    return instances
+
+
+def _signature(obj: dict[str, Any], where: str, default: str | None) -> str:
+    value = obj.get("signature", default or RECOMMEND)
+    if value not in (RECOMMEND, SCORE):
+        raise InferenceError(
+            f"{where}unknown signature {value!r} (use {RECOMMEND!r} or {SCORE!r})", "signature"
+        )
+    return value
+
+
+def _parse_instance(obj: Any, where: str, default_signature: str | None, settings: Settings) -> Instance:
+    if not isinstance(obj, dict):
+        raise InferenceError(f"{where}each request must be a JSON object", "instances")
+    signature = _signature(obj, where, default_signature)
+    allowed = _SCORE_FIELDS if signature == SCORE else _RECOMMEND_FIELDS
+    unknown = sorted(set(obj) - set(allowed))
+    if unknown:
+        raise InferenceError(
+            f"{where}unknown field {unknown[0]!r} for signature {signature!r} "
+            f"(allowed: {', '.join(allowed)})",
+            unknown[0],
+        )
+    user_id = _user_id(obj.get("user_id"), where, "user_id")
+    if signature == SCORE:
+        return Score(user_id, _user_id(obj.get("item_id"), where, "item_id"))
+    k = obj.get("k", settings.default_k)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise InferenceError(f"{where}k must be an integer, got {json.dumps(k)}", "k")
+    exclude = obj.get("exclude", [])
+    if not isinstance(exclude, list) or not all(isinstance(item, str) and item for item in exclude):
+        raise InferenceError(f"{where}exclude must be a list of non-empty item id strings", "exclude")
+    exclude_seen = obj.get("exclude_seen", True)
+    if not isinstance(exclude_seen, bool):
+        raise InferenceError(f"{where}exclude_seen must be true or false", "exclude_seen")
+    return Recommend(user_id, _k(k, where, settings), tuple(exclude), exclude_seen)
+
+
+def _user_id(value: Any, where: str, field: str) -> str:
+    if value is None:
+        raise InferenceError(f"{where}{field} is missing", field)
+    if not isinstance(value, str):
+        raise InferenceError(f"{where}{field} must be a string, got {json.dumps(value)}", field)
+    if not value:
+        raise InferenceError(f"{where}{field} is empty", field)
+    return value
+
+
+def _k(k: int, where: str, settings: Settings) -> int:
+    if not 1 <= k <= settings.max_k:
+        raise InferenceError(f"{where}k must be between 1 and {settings.max_k} (NCF_MAX_K), got {k}", "k")
+    return k
+
+
+# ------------------------------------------------------------------------------------ TF Serving calls
+
+
+def plan_calls(instances: list[Instance]) -> list[Call]:
+    """Group instances by the signature they need and build one columnar predict body per group."""
+    groups: dict[str, list[int]] = {}
+    for index, instance in enumerate(instances):
+        if isinstance(instance, Score):
+            key = "score"
+        elif not instance.exclude_seen:
+            key = "recommend_with_seen"
+        else:
+            key = "seen"
+        groups.setdefault(key, []).append(index)
+    calls = []
+    for key, indices in groups.items():
+        members = [instances[i] for i in indices]
+        if key == "score":
+            inputs: dict[str, Any] = {
+                "user_id": [m.user_id for m in members],
+                "item_id": [m.item_id for m in members],
+            }
+            calls.append(Call("score", tuple(indices), {"signature_name": "score", "inputs": inputs}))
+            continue
+        inputs = {"user_id": [m.user_id for m in members], "k": max(m.k for m in members)}
+        signature = key
+        if key == "seen":
+            signature = "recommend_excluding" if any(m.exclude for m in members) else "serving_default"
+        if signature != "serving_default":
+            width = max(1, *(len(m.exclude) for m in members))
+            inputs["exclude"] = [list(m.exclude) + [""] * (width - len(m.exclude)) for m in members]
+        calls.append(Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs}))
+    return calls
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
+    session.mount("http://", adapter)
+    return session
+
+
+SESSION = _new_session()
+
+
+def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """POST one predict body; TF Serving failures become server-side `InferenceError`s (details logged)."""
+    try:
+        response = SESSION.post(
+            rest_uri,
+            data=json.dumps(body, separators=(",", ":")),
+            headers={"Content-Type": JSON},
+            timeout=settings.tfs_timeout_s,
+        )
+    except requests.Timeout:
+        raise InferenceError(
+            f"the model server did not answer within {settings.tfs_timeout_s:g} s", None, 504
+        ) from None
+    except requests.RequestException as err:
+        LOG.error("TF Serving at %s is unreachable: %s", rest_uri, err)
+        raise InferenceError("the model server is unavailable", None, 503) from None
+    if response.status_code != 200:
+        LOG.error(
+            "TF Serving answered HTTP %d for signature %s: %.2000s",
+            response.status_code,
+            body.get("signature_name"),
+            response.text,
+        )
+        raise InferenceError(f"the model server failed (HTTP {response.status_code})", None, 502)
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("outputs"), dict):
+        raise _malformed(body, "no 'outputs' object")
+    return document["outputs"]
+
+
+def _malformed(body: dict[str, Any], detail: str) -> InferenceError:
+    LOG.error("TF Serving returned malformed output for signature %s: %s", body.get("signature_name"), detail)
+    return InferenceError("the model returned an unexpected response", None, 502)
+
+
+def _column(outputs: dict[str, Any], name: str, rows: int, call: Call) -> list[Any]:
+    value = outputs.get(name)
+    if not isinstance(value, list) or len(value) != rows:
+        raise _malformed(call.body, f"output {name!r} is not a list of {rows} rows")
+    return value
+
+
+def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance]) -> list[dict[str, Any]]:
+    """Predictions (in the call's instance order) from one signature's columnar outputs."""
+    rows = len(call.indices)
+    members = [instances[i] for i in call.indices]
+    fallback = _column(outputs, "fallback", rows, call)
+    if call.signature == "score":
+        scores = _column(outputs, "score", rows, call)
+        return [
+            {"user_id": m.user_id, "item_id": m.item_id, "score": float(s), "fallback": bool(f)}
+            for m, s, f in zip(members, scores, fallback, strict=True)
+        ]
+    item_ids = _column(outputs, "item_ids", rows, call)
+    scores = _column(outputs, "scores", rows, call)
+    width = len(item_ids[0]) if isinstance(item_ids[0], list) else -1
+    if any(not isinstance(r, list) or len(r) != width for r in (*item_ids, *scores)):
+        raise _malformed(call.body, "item_ids/scores rows are not lists of one width")
+    for index, member in zip(call.indices, members, strict=True):
+        if member.k > width:
+            where = f"instances[{index}]: " if len(instances) > 1 else ""
+            raise InferenceError(f"{where}k={member.k} is larger than the catalog ({width} items)", "k", 400)
+    predictions = []
+    for member, ids, values, flag in zip(members, item_ids, scores, fallback, strict=True):
+        items = [
+            {"item_id": str(item), "score": float(score)}
+            for item, score in zip(ids[: member.k], values[: member.k], strict=True)
+            if item != ""
+        ]
+        predictions.append({"user_id": member.user_id, "items": items, "fallback": bool(flag)})
+    return predictions
+
+
+def format_response(predictions: list[dict[str, Any]], accept: str) -> str:
+    """Serialise predictions as JSON (`{"predictions": [...]}`) or JSON Lines (one per line)."""
+    if accept == JSONLINES:
+        return "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in predictions)
+    return json.dumps({"predictions": predictions}, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------------- handler
+
+SETTINGS = Settings.from_env(os.environ)
+
+
+def predict(data: Any, context: Any, settings: Settings) -> tuple[str, str]:
+    """Validate, call TF Serving once per signature needed, and format the response."""
+    accept = response_type(context.accept_header)
+    body = read_body(data, context.content_length, settings)
+    instances = parse_request(body, context.request_content_type, settings)
+    predictions: list[dict[str, Any] | None] = [None] * len(instances)
+    for call in plan_calls(instances):
+        outputs = call_tfs(context.rest_uri, call.body, settings)
+        for index, prediction in zip(call.indices, read_outputs(call, outputs, instances), strict=True):
+            predictions[index] = prediction
+    return format_response(predictions, accept), accept
+
+
+def handler(data: Any, context: Any) -> tuple[str, str]:
+    """The container's entry point: `(body, content_type)`, or raise `InferenceError` (see module doc)."""
+    try:
+        return predict(data, context, SETTINGS)
+    except InferenceError as err:
+        _log_refusal(err)
+        raise
+    except Exception as err:
+        LOG.exception("bug in the inference handler")
+        failure = InferenceError("internal error in the inference handler", None, 500)
+        _log_refusal(failure)
+        raise failure from err
+
+
+def _log_refusal(err: InferenceError) -> None:
+    event = "client_error" if err.status < 500 else "server_error"
+    line = json.dumps({"event": event, **err.as_dict()})
+    LOG.log(logging.WARNING if event == "client_error" else logging.ERROR, line)
