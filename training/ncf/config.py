@@ -70,7 +70,7 @@ class TrainConfig:
     learning_rate: float = _setting(0.002, "Adam learning rate")
     num_neg: int = _setting(8, "negatives sampled per positive, re-drawn every epoch (implicit only)")
     recency_boost: float = _setting(
-        4.0,
+        8.0,
         "extra weight of recent interactions: a user's n-th most recent training interaction (n = 0, 1, ...)"
         " weighs 1 + boost * 0.5 ** (n / recency_half_life); 0 weighs all interactions equally",
     )

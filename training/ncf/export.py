@@ -66,6 +66,11 @@ class Recommender(tf.Module):
         offsets = np.concatenate([seen.offsets, seen.offsets[-1:]]).astype(np.int64)
         self.seen_offsets = tf.Variable(offsets, trainable=False, name="seen_offsets")
         self.seen_items = tf.Variable(seen.items.astype(np.int64), trainable=False, name="seen_items")
+        self.mlp_item_half = (
+            tf.Variable(model.mlp_item_half(), trainable=False, name="mlp_item_half")
+            if model.spec.has_mlp
+            else None
+        )
 
     def _lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         index = self.user_index.lookup(user_id)
@@ -77,7 +82,7 @@ class Recommender(tf.Module):
 
     def _top_k(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool) -> dict:
         known, users = self._lookup_users(user_id)
-        scores = self._scale(self.model.logits_all_items(users))
+        scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
         scores = tf.where(known[:, None], scores, self.popularity[None, :])
         masked = []
         if exclude_seen:

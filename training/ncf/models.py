@@ -111,8 +111,18 @@ class NcfModel(tf.Module):
         return out + dense["bias"]
 
     # -- one user against every item -------------------------------------------------------------
-    def logits_all_items(self, users: tf.Tensor) -> tf.Tensor:
-        """Unnormalised scores of every item for each user index, shape [batch, num_items]."""
+    def mlp_item_half(self) -> tf.Tensor:
+        """Every item's contribution to the MLP's first layer, shape [num_items, first hidden width].
+
+        It does not depend on the user, so a served model computes it once at export.
+        """
+        return tf.matmul(self.embeddings["mlp_item"], self.dense["mlp_w0_item"])
+
+    def logits_all_items(self, users: tf.Tensor, item_half: tf.Tensor | None = None) -> tf.Tensor:
+        """Unnormalised scores of every item for each user index, shape [batch, num_items].
+
+        `item_half` is `mlp_item_half()` when the caller has it precomputed.
+        """
         emb, dense = self.embeddings, self.dense
         out = tf.zeros((tf.shape(users)[0], self.spec.num_items))
         head_offset = 0
@@ -126,7 +136,7 @@ class NcfModel(tf.Module):
             out += tf.gather(emb["user_bias"], users) + tf.transpose(emb["item_bias"])
         if self.spec.has_mlp:
             user_half = tf.matmul(tf.gather(emb["mlp_user"], users), dense["mlp_w0_user"]) + dense["mlp_b0"]
-            item_half = tf.matmul(emb["mlp_item"], dense["mlp_w0_item"])
+            item_half = self.mlp_item_half() if item_half is None else item_half
             hidden = tf.nn.relu(user_half[:, None, :] + item_half[None, :, :])
             tail = self._mlp_tail(hidden)
             out += tf.tensordot(tail, dense["head"][head_offset:, 0], axes=1)
