@@ -1,0 +1,477 @@
+"""`python -m deploy <command>` (or `ncf-deploy`): drive SageMaker for this project.
+
+    upload      prepared channels -> s3://<bucket>/<prefix>/data/<dataset>/ (unchanged files skipped)
+    train       training job running training/train.py (script mode); --wait follows it
+    deploy      model + endpoint config + endpoint; updates an existing endpoint blue/green
+    invoke      recommendations for users from the endpoint (or a local one with --endpoint-url)
+    batch       Batch Transform over a JSON Lines file of users
+    tune        hyperparameter tuning job, objective validation NDCG@10
+    status      this project's resources (found by tag)
+    teardown    delete this project's endpoints, endpoint configs, models and scaling policies
+    iam-policy  the least-privilege execution role, trust and operator policies (JSON)
+    show-config the resolved settings
+
+Results go to stdout (`--json` for machine-readable output), progress to stderr. Exit status: 0 done,
+1 AWS-side failure (a job or endpoint failed, an API call was refused), 2 a problem with the input
+(settings, files, arguments). Both print one `error: ...` line and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+from ncf.errors import NcfError
+
+from deploy import config as cfg
+from deploy.aws import (
+    RemoteFailure,
+    SessionFactory,
+    default_session_factory,
+    describe_client_error,
+    open_session,
+)
+from deploy.config import Settings
+
+Handler = Callable[[argparse.Namespace, Settings, SessionFactory], int]
+
+
+def main(
+    argv: Sequence[str] | None = None, *, session_factory: SessionFactory = default_session_factory
+) -> int:
+    """Run one command; returns the exit status (see the module docstring)."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_invoke="invoke" in arguments)
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exit_:  # --help, or a usage error argparse has already explained
+        return int(exit_.code or 0)
+    _configure_logging(args.verbose)
+    # The SDK's client-side role check simulates VPC (ec2:*) permissions that a least-privilege
+    # role without VPC access lacks, and would refuse it; SageMaker itself checks the role anyway.
+    os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
+    try:
+        settings = cfg.load_settings(args.config, _overrides(args))
+        return args.handler(args, settings, session_factory)
+    except NcfError as exc:
+        return _fail(str(exc), 2)
+    except RemoteFailure as exc:
+        return _fail(str(exc), 1)
+    except ClientError as exc:
+        return _fail(describe_client_error(exc), 1)
+    except (NoCredentialsError, PartialCredentialsError):
+        return _fail("no AWS credentials found: configure a profile, SSO or AWS_ACCESS_KEY_ID", 2)
+    except NoRegionError:
+        return _fail("no AWS region configured: set region, NCF_REGION, --region or AWS_REGION", 2)
+    except EndpointConnectionError as exc:
+        return _fail(f"cannot reach AWS: {exc}", 1)
+    except Exception as exc:
+        if _is_sdk_role_error(exc):
+            return _fail(str(exc).strip().splitlines()[0], 2)
+        raise
+
+
+def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
+    """The CLI. `invoke`'s own options come from deploy.invoke, imported only when needed."""
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy",
+        description="Train, deploy and run the NCF recommender on Amazon SageMaker.",
+        epilog="Settings: deploy/ncf.example.toml. `python -m deploy <command> --help` for each command.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    def command(name: str, handler: Handler, summary: str, **extra: Any) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=summary, description=summary, **extra)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    _upload_options(command("upload", _upload, "Upload prepared channels to S3, skipping unchanged files."))
+    _train_options(command("train", _train, "Launch a SageMaker training job running training/train.py."))
+    _deploy_options(command("deploy", _deploy, "Create or update (blue/green) the SageMaker endpoint."))
+    invoke = command(
+        "invoke", _invoke, "Recommendations for users from the endpoint.", conflict_handler="resolve"
+    )
+    if with_invoke:
+        from deploy import invoke as invoke_module
+
+        invoke_module.add_arguments(invoke)
+    _batch_options(command("batch", _batch, "Batch Transform over a JSON Lines file of users in S3."))
+    _tune_options(command("tune", _tune, "Hyperparameter tuning job (objective: validation NDCG@10)."))
+    status = command("status", _status, "List this project's SageMaker resources (found by tag).")
+    status.add_argument("--limit", type=int, default=10, help="jobs of each kind to show, newest first")
+    _json_option(status)
+    teardown = command(
+        "teardown", _teardown, "Delete this project's endpoints, endpoint configs, models, scaling policies."
+    )
+    teardown.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    iam = command("iam-policy", _iam_policy, "Print the least-privilege IAM policies (JSON).")
+    iam.add_argument("--account-id", help="AWS account id (default: taken from role_arn)")
+    iam.add_argument(
+        "--which",
+        choices=("all", "execution-role", "trust", "operator"),
+        default="all",
+        help="print one document only",
+    )
+    command("show-config", _show_config, "Print the resolved settings (defaults, file, NCF_*, flags).")
+    return parser
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("settings (override the config file and NCF_* variables)")
+    group.add_argument("--config", help=f"TOML config file (default: ${cfg.CONFIG_ENV} or deploy/ncf.toml)")
+    _setting(group, "--region", "region", "AWS region")
+    _setting(group, "--role-arn", "role_arn", "SageMaker execution role ARN")
+    _setting(group, "--bucket", "bucket", "S3 bucket for data, code and models")
+    _setting(group, "--prefix", "prefix", "S3 key prefix of everything this project writes")
+    _setting(group, "--project", "project", "project name: resource name prefix and tag value")
+    group.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="any setting (repeatable)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="also show the SDK's progress messages")
+    return common
+
+
+def _setting(parser: Any, flag: str, field: str, help: str, **extra: Any) -> None:
+    """A flag whose value, when given, overrides the setting `field`."""
+    metavar = None if extra.get("action") else flag.lstrip("-").upper().replace("-", "_")
+    parser.add_argument(flag, dest=field, default=argparse.SUPPRESS, help=help, metavar=metavar, **extra)
+
+
+def _switch(parser: Any, flag: str, field: str, help: str) -> None:
+    """`--x/--no-x` for a boolean setting."""
+    _setting(parser, flag, field, help, action=argparse.BooleanOptionalAction)
+
+
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _model_source_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--training-job", help="serve this training job's model (default: the latest `train` job)"
+    )
+    source.add_argument("--model-data", help="serve this model.tar.gz (s3://...)")
+    parser.add_argument(
+        "--repackage",
+        action="store_true",
+        help="replace the artifact's code/ with the current inference/ (automatic when it has none)",
+    )
+
+
+def _upload_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prepared", required=True, type=Path, help="folder written by training/prepare.py")
+    _setting(parser, "--dataset", "dataset", "dataset name in S3 (data/<dataset>/)")
+    _json_option(parser)
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow the job")
+    parser.add_argument(
+        "--logs", action=argparse.BooleanOptionalAction, default=True, help="stream its logs while waiting"
+    )
+    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter")
+    _setting(parser, "--dataset", "dataset", "dataset to train on (data/<dataset>/ in S3)")
+    _setting(parser, "--instance-type", "train_instance_type", "training instance type")
+    _setting(parser, "--instance-count", "train_instance_count", "instances (> 1: multi-worker)", type=int)
+    _switch(parser, "--spot", "spot", "managed spot training (resumes from checkpoints)")
+    _setting(parser, "--max-run", "max_run_seconds", "maximum training seconds", type=int)
+    _setting(parser, "--max-wait", "max_wait_seconds", "maximum seconds incl. waiting for spot", type=int)
+    _json_option(parser)
+
+
+def _deploy_options(parser: argparse.ArgumentParser) -> None:
+    _model_source_options(parser)
+    _setting(parser, "--endpoint-name", "endpoint_name", "endpoint name (default: <project>-endpoint)")
+    _setting(parser, "--instance-type", "deploy_instance_type", "endpoint instance type")
+    _setting(parser, "--instance-count", "deploy_instance_count", "endpoint instances", type=int)
+    _switch(parser, "--serverless", "serverless", "serverless endpoint instead of instances")
+    _setting(parser, "--memory-mb", "serverless_memory_mb", "serverless memory (1024-6144)", type=int)
+    _setting(parser, "--max-concurrency", "serverless_max_concurrency", "serverless concurrency", type=int)
+    _switch(parser, "--data-capture", "data_capture", "capture requests/responses to S3")
+    _setting(parser, "--capture-percent", "data_capture_percent", "share of requests captured", type=int)
+    _switch(parser, "--autoscaling", "autoscaling", "target-tracking autoscaling on invocations/instance")
+    _setting(parser, "--min-instances", "autoscaling_min_instances", "autoscaling minimum", type=int)
+    _setting(parser, "--max-instances", "autoscaling_max_instances", "autoscaling maximum", type=int)
+    _json_option(parser)
+
+
+def _batch_options(parser: argparse.ArgumentParser) -> None:
+    _model_source_options(parser)
+    _setting(parser, "--input", "batch_input", "users file, JSON Lines (local path or s3://...)")
+    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow the job")
+    _setting(parser, "--instance-type", "batch_instance_type", "transform instance type")
+    _setting(parser, "--instance-count", "batch_instance_count", "transform instances", type=int)
+    _json_option(parser)
+
+
+def _tune_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow the job")
+    parser.add_argument(
+        "--hp", action="append", default=[], metavar="NAME=VALUE", help="static hyperparameter"
+    )
+    _setting(parser, "--strategy", "tune_strategy", "Bayesian, Random, Hyperband or Grid")
+    _setting(parser, "--max-jobs", "tune_max_jobs", "training jobs in total", type=int)
+    _setting(parser, "--max-parallel-jobs", "tune_max_parallel_jobs", "training jobs at once", type=int)
+    _json_option(parser)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given on the command line: --set first, then the dedicated flags, then --hp."""
+    overrides: dict[str, Any] = dict(cfg.parse_assignment(item) for item in args.set)
+    overrides.update({k: v for k, v in vars(args).items() if k in cfg.FIELDS and v is not None})
+    hyperparameters = dict(cfg.parse_assignment(item, "--hp") for item in getattr(args, "hp", []))
+    if hyperparameters:
+        overrides["hyperparameters"] = hyperparameters
+    return overrides
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def _upload(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy.upload import upload
+
+    cfg.require(settings, "bucket")
+    report = upload(settings, open_session(settings, factory).client("s3"), args.prepared)
+    _emit(
+        args,
+        vars(report),
+        [
+            f"{report.destination}: {len(report.uploaded)} uploaded, {len(report.unchanged)} unchanged, "
+            f"{len(report.removed)} removed"
+        ],
+    )
+    return 0
+
+
+def _train(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import training
+
+    cfg.require(settings, "role_arn", "bucket")
+    with _job_logs(args.wait and args.logs):
+        result = training.train(settings, open_session(settings, factory), wait=args.wait, logs=args.logs)
+    lines = [f"training job: {result.job_name}", f"status: {result.status}", f"model: {result.model_data}"]
+    if not args.wait:
+        lines.append("follow it with `python -m deploy status`; deploy it with `python -m deploy deploy`")
+    _emit(args, vars(result), lines)
+    return 0
+
+
+def _serving_model_data(args: argparse.Namespace, settings: Settings, session: Any) -> str:
+    from deploy import hosting
+
+    model_data = hosting.resolve_model_data(
+        settings, session, training_job=args.training_job, model_data=args.model_data
+    )
+    return hosting.ensure_serving_code(settings, session.client("s3"), model_data, force=args.repackage)
+
+
+def _deploy(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import hosting
+
+    cfg.require(settings, "role_arn", "bucket")
+    session = open_session(settings, factory)
+    report = hosting.deploy(settings, session, _serving_model_data(args, settings, session))
+    lines = [
+        f"endpoint {report.endpoint} {report.action}: InService",
+        f"endpoint config: {report.endpoint_config}",
+        f"model: {report.model} ({report.model_data})",
+    ]
+    if report.removed:
+        lines.append(f"removed the previous {', '.join(report.removed)}")
+    _emit(args, vars(report), lines)
+    return 0
+
+
+def _invoke(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import invoke
+
+    return invoke.run(args, default_endpoint_name=settings.endpoint, region=settings.region or None)
+
+
+def _batch(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy.batch import run_batch
+
+    cfg.require(settings, "role_arn", "bucket")
+    session = open_session(settings, factory)
+    model_data = _serving_model_data(args, settings, session)
+    report = run_batch(settings, session, source=settings.batch_input, model_data=model_data, wait=args.wait)
+    lines = [
+        f"transform job: {report.job_name} ({report.status})",
+        f"input: {report.input_uri}",
+        f"output: {report.output_uri}",
+    ]
+    _emit(args, vars(report), lines)
+    return 0
+
+
+def _tune(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy.tuning import OBJECTIVE, tune
+
+    cfg.require(settings, "role_arn", "bucket")
+    report = tune(settings, open_session(settings, factory), wait=args.wait)
+    lines = [f"tuning job: {report.job_name} ({report.status})"]
+    if report.best_training_job:
+        lines += [
+            f"best training job: {report.best_training_job} ({OBJECTIVE} {report.best_objective})",
+            f"best hyperparameters: {json.dumps(report.best_hyperparameters, sort_keys=True)}",
+            f"model: {report.best_model_data}",
+        ]
+    _emit(args, vars(report), lines)
+    return 0
+
+
+def _status(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import inventory
+
+    session = open_session(settings, factory)
+    sagemaker_client = session.client("sagemaker")
+    found = inventory.find(sagemaker_client, settings.project, tuple(inventory.KINDS), limit=args.limit)
+    found = inventory.with_endpoint_details(
+        sagemaker_client, session.client("application-autoscaling"), found
+    )
+    rows = [
+        (
+            r.kind,
+            r.name,
+            r.status or "-",
+            r.created.strftime("%Y-%m-%d %H:%M") if r.created else "-",
+            r.detail,
+        )
+        for r in found
+    ]
+    header = ("KIND", "NAME", "STATUS", "CREATED", "DETAIL")
+    text = (
+        _table([header, *rows])
+        if rows
+        else [f"no resources tagged {settings.project!r} in {session.region_name}"]
+    )
+    _emit(args, {"project": settings.project, "resources": [vars(r) for r in found]}, text)
+    return 0
+
+
+def _teardown(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import inventory
+
+    session = open_session(settings, factory)
+    sagemaker_client = session.client("sagemaker")
+    found = inventory.find(sagemaker_client, settings.project, inventory.HOSTING)
+    if not found:
+        print(f"nothing to delete: no endpoints, endpoint configs or models tagged {settings.project!r}")
+        return 0
+    if args.dry_run:
+        print("\n".join(f"would delete {r.kind} {r.name}" for r in found))
+        return 0
+    outcomes = inventory.delete(sagemaker_client, session.client("application-autoscaling"), found)
+    print("\n".join(f"{o.resource.kind} {o.resource.name}: {o.result}" for o in outcomes))
+    failed = [o for o in outcomes if o.result.startswith("failed")]
+    if failed:
+        raise RemoteFailure(
+            f"{len(failed)} of {len(outcomes)} deletions failed (see above); run teardown again"
+        )
+    return 0
+
+
+def _iam_policy(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import iam, images
+
+    cfg.require(settings, "bucket")
+    account = args.account_id or (settings.role_arn.split(":")[4] if settings.role_arn else "")
+    if not account.isdigit() or len(account) != 12:
+        raise NcfError("iam-policy needs the 12-digit account id: set role_arn or pass --account-id")
+    region = open_session(settings, factory).region_name
+    image_uris = [
+        images.training_image(settings, region),
+        images.inference_image(settings, region),
+        images.inference_image(settings, region, settings.batch_instance_type),
+    ]
+    documents = iam.policies(settings, account, image_uris)
+    names = {"execution-role": "ExecutionRolePolicy", "trust": "TrustPolicy", "operator": "OperatorPolicy"}
+    chosen = documents if args.which == "all" else documents[names[args.which]]
+    print(json.dumps(chosen, indent=2))
+    return 0
+
+
+def _show_config(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    print(json.dumps(cfg.describe(settings), indent=2, sort_keys=True))
+    return 0
+
+
+# --- output and errors --------------------------------------------------------------------------
+
+
+def _emit(args: argparse.Namespace, data: dict[str, Any], lines: list[str]) -> None:
+    """Print the result: JSON with --json, else the human-readable lines."""
+    print(json.dumps(data, indent=2, default=str) if args.json else "\n".join(lines))
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def _is_sdk_role_error(exc: Exception) -> bool:
+    """The SDK's RoleValidationError (only when SAGEMAKER_VALIDATE_ROLE is turned back on)."""
+    module = sys.modules.get("sagemaker.core.helper.iam_role_resolver")
+    return module is not None and isinstance(exc, module.RoleValidationError)
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (so redirected or captured output works)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+@contextmanager
+def _job_logs(enabled: bool) -> Iterator[None]:
+    """Let the SDK's wait loop print the job's CloudWatch log lines (it logs them at INFO)."""
+    logger = logging.getLogger("sagemaker.core.resources")
+    previous = logger.level
+    if enabled:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _configure_logging(verbose: bool) -> None:
+    """Our progress messages at INFO; the SDK's only from WARNING unless --verbose."""
+    sdk_level = logging.INFO if verbose else logging.WARNING
+    for name, level in (("deploy", logging.INFO), ("sagemaker", sdk_level)):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        logger.propagate = False
+        if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+            logger.addHandler(_StderrHandler())
+    # The SDK sets this child to INFO itself when it is unset; it still reports through "sagemaker".
+    logging.getLogger("sagemaker.config").setLevel(sdk_level)

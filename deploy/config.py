@@ -1,0 +1,398 @@
+"""Every setting of the SageMaker CLI, in one place, with where each value may come from.
+
+Precedence, lowest first: the defaults below, the config file (TOML), environment variables
+`NCF_<SETTING>` (e.g. `NCF_BUCKET`, `NCF_ROLE_ARN`, `NCF_SPOT=true`; tables as JSON objects),
+then the command line (`--set name=value` and the commands' own flags). Tables (`tags`,
+`hyperparameters`, `serving_env`, `tune_ranges`) are merged key by key across the layers.
+
+The config file is `--config PATH`, else `$NCF_CONFIG`, else `deploy/ncf.toml` when it exists;
+`deploy/ncf.example.toml` documents every key. A bad value anywhere becomes one `NcfError` that
+names the setting and where it came from.
+
+Image versions: training runs in the TensorFlow 2.21 (py312) training image, the newest the
+SDK's image table lists and the version `pyproject.toml` pins, so a laptop run and a SageMaker
+run use the same TensorFlow. Serving uses the TensorFlow Serving 2.20 image, the newest
+inference image the table lists (2.21 is not there yet); a SavedModel exported by TF 2.21 uses
+no ops newer than 2.20 serves, which `make train-local` + the local endpoint check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ncf.errors import NcfError
+
+ENV_PREFIX = "NCF_"
+CONFIG_ENV = "NCF_CONFIG"
+DEFAULT_CONFIG = Path(__file__).with_name("ncf.toml")
+
+#: The ranges `tune` searches unless the config says otherwise (the hyperparameters of train.py).
+DEFAULT_TUNE_RANGES: dict[str, dict[str, Any]] = {
+    "learning_rate": {"type": "continuous", "min": 0.0003, "max": 0.01, "scaling": "Logarithmic"},
+    "factors": {"type": "categorical", "values": ["8", "16", "32", "64"]},
+    "mlp_layers": {"type": "categorical", "values": ["32,16,8", "64,32,16,8", "128,64,32,16"]},
+    "num_neg": {"type": "integer", "min": 2, "max": 10},
+    "batch_size": {"type": "categorical", "values": ["512", "2048", "8192"]},
+}
+TUNE_RANGE_TYPES = ("continuous", "integer", "categorical")
+TUNE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+TUNE_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved configuration of one CLI run (see deploy/ncf.example.toml for each key)."""
+
+    # Where: account, region, storage, and the tag that marks this project's resources.
+    region: str = ""
+    role_arn: str = ""
+    bucket: str = ""
+    prefix: str = "ncf"
+    project: str = "ncf"
+    dataset: str = "default"
+    tags: dict[str, str] = field(default_factory=dict)
+    # Images (empty image URIs: take them from the SDK's image table for these versions).
+    framework_version: str = "2.21"
+    py_version: str = "py312"
+    inference_framework_version: str = "2.20"
+    training_image: str = ""
+    inference_image: str = ""
+    # Training jobs.
+    train_instance_type: str = "ml.m5.xlarge"
+    train_instance_count: int = 1
+    train_volume_gb: int = 30
+    spot: bool = False
+    max_run_seconds: int = 3 * 3600
+    max_wait_seconds: int = 6 * 3600
+    checkpoints: bool = True
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # The endpoint.
+    endpoint_name: str = ""
+    deploy_instance_type: str = "ml.m5.large"
+    deploy_instance_count: int = 1
+    serverless: bool = False
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = 5
+    data_capture: bool = False
+    data_capture_percent: int = 20
+    autoscaling: bool = False
+    autoscaling_min_instances: int = 1
+    autoscaling_max_instances: int = 4
+    autoscaling_target_invocations: float = 300.0
+    autoscaling_scale_in_cooldown: int = 300
+    autoscaling_scale_out_cooldown: int = 60
+    bluegreen_wait_seconds: int = 300
+    serving_env: dict[str, str] = field(default_factory=dict)
+    deploy_timeout_seconds: int = 3600
+    # Batch Transform.
+    batch_input: str = ""
+    batch_instance_type: str = "ml.m5.large"
+    batch_instance_count: int = 1
+    batch_max_payload_mb: int = 6
+    # Hyperparameter tuning.
+    tune_strategy: str = "Bayesian"
+    tune_max_jobs: int = 12
+    tune_max_parallel_jobs: int = 2
+    tune_early_stopping: bool = True
+    tune_ranges: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_TUNE_RANGES))
+    # How often to ask SageMaker for a status while waiting.
+    poll_seconds: int = 30
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint's name: `endpoint_name`, or `<project>-endpoint`."""
+        return self.endpoint_name or f"{self.project}-endpoint"
+
+    def s3_uri(self, *parts: str) -> str:
+        """`s3://<bucket>/<prefix>/<parts...>`: every object this project writes lives under it."""
+        path = "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
+        return f"s3://{self.bucket}/{path}"
+
+    def data_uri(self, channel: str = "") -> str:
+        """Where `upload` puts the prepared dataset (and `train`/`tune` read it)."""
+        return self.s3_uri("data", self.dataset, channel) + "/"
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_TABLES = {name for name, f in FIELDS.items() if f.type.startswith("dict")}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that overrides `setting`."""
+    return ENV_PREFIX + setting.upper()
+
+
+def load_settings(
+    config_path: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Defaults < config file < NCF_* environment < `overrides` (the command line), validated."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = _config_file(config_path, environ)
+    if path is not None:
+        _merge(values, _read_file(path), f"config file {path}")
+    env_values = {name: environ[env_name(name)] for name in FIELDS if env_name(name) in environ}
+    _merge(values, env_values, "environment")
+    _merge(values, dict(overrides or {}), "command line")
+    defaults = Settings()
+    merged = {
+        name: {**getattr(defaults, name), **value} if name in _TABLES else value
+        for name, value in values.items()
+    }
+    if "tune_ranges" in merged:  # an empty table removes a default range
+        merged["tune_ranges"] = {k: v for k, v in merged["tune_ranges"].items() if v != {}}
+    settings = dataclasses.replace(defaults, **merged)
+    settings = dataclasses.replace(settings, prefix=settings.prefix.strip("/"))
+    validate(settings)
+    return settings
+
+
+def parse_assignment(text: str, what: str = "--set") -> tuple[str, str]:
+    """`name=value` from the command line, or a clear error."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise NcfError(f"{what} expects NAME=VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _config_file(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    chosen = explicit or environ.get(CONFIG_ENV)
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            source = "--config" if explicit else CONFIG_ENV
+            raise NcfError(f"{source}: config file {path} does not exist")
+        return path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise NcfError(f"config file {path}: not valid TOML ({exc})") from None
+
+
+def _merge(values: dict[str, Any], layer: Mapping[str, Any], source: str) -> None:
+    """Check each key of `layer` and coerce its value to the setting's type, then add it."""
+    for name, raw in layer.items():
+        if name not in FIELDS:
+            hint = difflib.get_close_matches(name, FIELDS, n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise NcfError(f"{source}: unknown setting {name!r}{suggestion}")
+        value = _coerce(name, raw, source)
+        values[name] = {**values.get(name, {}), **value} if name in _TABLES else value
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    """`raw` (native from TOML, a string from the environment or --set) as the setting's type."""
+    kind = FIELDS[name].type
+    kind = "dict" if kind.startswith("dict") else kind
+    try:
+        return _CONVERTERS[kind](raw)
+    except (ValueError, TypeError):
+        label = env_name(name) if source == "environment" else f"{source}: {name}"
+        raise NcfError(f"{label}: expected {_EXPECTED[kind]}, got {raw!r}") from None
+
+
+def _to_dict(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict):
+        raise ValueError
+    return value
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    lowered = str(raw).strip().lower()
+    if lowered not in _TRUE | _FALSE:
+        raise ValueError
+    return lowered in _TRUE
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+        raise ValueError
+    return int(raw.strip()) if isinstance(raw, str) else int(raw)
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError
+    return float(raw)
+
+
+def _to_str(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise TypeError
+    return raw.strip()
+
+
+_CONVERTERS = {"dict": _to_dict, "bool": _to_bool, "int": _to_int, "float": _to_float, "str": _to_str}
+_EXPECTED = {
+    "dict": "a table (a JSON object in the environment)",
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "str": "a string",
+}
+
+_PATTERNS = {
+    "region": (r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as eu-west-1"),
+    "role_arn": (
+        r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+",
+        "an IAM role ARN arn:aws:iam::<account>:role/<name>",
+    ),
+    "bucket": (
+        r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+        "an S3 bucket name (3-63 lowercase letters, digits, '.', '-')",
+    ),
+    "prefix": (r"[A-Za-z0-9!_.*'()/-]*", "an S3 key prefix of letters, digits and !_.*'()/-"),
+    "project": (r"[a-z][a-z0-9-]{0,11}", "1-12 lowercase letters, digits or '-', starting with a letter"),
+    "dataset": (r"[A-Za-z0-9._-]+", "a dataset name of letters, digits, '.', '_' or '-'"),
+    "endpoint_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", "an endpoint name (letters, digits, '-', max 63)"),
+    "py_version": (r"py3\d+", "a Python tag such as py312"),
+    "framework_version": (r"\d+\.\d+(\.\d+)?", "a TensorFlow version such as 2.21"),
+    "inference_framework_version": (r"\d+\.\d+(\.\d+)?", "a TensorFlow version such as 2.20"),
+    "train_instance_type": (r"ml\.[a-z0-9]+\.[a-z0-9]+", "a SageMaker instance type such as ml.m5.xlarge"),
+    "deploy_instance_type": (r"ml\.[a-z0-9]+\.[a-z0-9]+", "a SageMaker instance type such as ml.m5.large"),
+    "batch_instance_type": (r"ml\.[a-z0-9]+\.[a-z0-9]+", "a SageMaker instance type such as ml.m5.large"),
+}
+_OPTIONAL = {"region", "role_arn", "bucket", "endpoint_name", "prefix"}
+_AT_LEAST_ONE = (
+    "train_instance_count",
+    "train_volume_gb",
+    "max_run_seconds",
+    "max_wait_seconds",
+    "deploy_instance_count",
+    "autoscaling_min_instances",
+    "autoscaling_max_instances",
+    "autoscaling_scale_in_cooldown",
+    "autoscaling_scale_out_cooldown",
+    "deploy_timeout_seconds",
+    "batch_instance_count",
+    "batch_max_payload_mb",
+    "tune_max_jobs",
+    "tune_max_parallel_jobs",
+    "poll_seconds",
+)
+
+
+def validate(settings: Settings) -> None:
+    """Refuse values SageMaker would reject (or that make no sense together), naming the setting."""
+    for name, (pattern, expected) in _PATTERNS.items():
+        value = getattr(settings, name)
+        if (value or name not in _OPTIONAL) and not re.fullmatch(pattern, value):
+            raise NcfError(f"setting {name}: expected {expected}, got {value!r}")
+    for name in _AT_LEAST_ONE:
+        if getattr(settings, name) < 1:
+            raise NcfError(f"setting {name}: must be at least 1, got {getattr(settings, name)}")
+    _check_tables(settings)
+    check_tune_ranges(settings.tune_ranges)
+    _check_combinations(settings)
+
+
+def _check_combinations(s: Settings) -> None:
+    problems = [
+        (
+            s.spot and s.max_wait_seconds < s.max_run_seconds,
+            "max_wait_seconds must be >= max_run_seconds with spot",
+        ),
+        (not 0 <= s.data_capture_percent <= 100, "data_capture_percent must be between 0 and 100"),
+        (
+            s.serverless_memory_mb not in SERVERLESS_MEMORY_MB,
+            f"serverless_memory_mb must be one of {SERVERLESS_MEMORY_MB}",
+        ),
+        (
+            not 1 <= s.serverless_max_concurrency <= 200,
+            "serverless_max_concurrency must be between 1 and 200",
+        ),
+        (s.serverless and s.data_capture, "serverless endpoints do not support data capture (data_capture)"),
+        (s.serverless and s.autoscaling, "serverless endpoints scale by themselves: turn autoscaling off"),
+        (
+            s.autoscaling_min_instances > s.autoscaling_max_instances,
+            "autoscaling_min_instances > autoscaling_max_instances",
+        ),
+        (s.autoscaling_target_invocations <= 0, "autoscaling_target_invocations must be positive"),
+        (s.bluegreen_wait_seconds < 0, "bluegreen_wait_seconds must not be negative"),
+        (s.tune_max_parallel_jobs > s.tune_max_jobs, "tune_max_parallel_jobs must not exceed tune_max_jobs"),
+        (
+            s.tune_strategy not in TUNE_STRATEGIES,
+            f"tune_strategy must be one of {', '.join(TUNE_STRATEGIES)}",
+        ),
+        (
+            s.tune_strategy == "Grid" and any(r["type"] != "categorical" for r in s.tune_ranges.values()),
+            "tune_strategy Grid needs categorical tune_ranges only",
+        ),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise NcfError(f"setting {message}")
+
+
+def _check_tables(s: Settings) -> None:
+    for name, value in s.hyperparameters.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise NcfError(f"setting hyperparameters: {name!r} is not a snake_case hyperparameter name")
+        if not isinstance(value, str | int | float | bool):
+            raise NcfError(f"setting hyperparameters.{name}: expected a string or a number, got {value!r}")
+    for table in ("tags", "serving_env"):
+        for key, value in getattr(s, table).items():
+            if not isinstance(value, str) or not key:
+                raise NcfError(f"setting {table}.{key}: expected a string value, got {value!r}")
+    for key in s.tags:
+        if key.lower().startswith("aws:"):
+            raise NcfError(f"setting tags.{key}: keys starting with 'aws:' are reserved by AWS")
+
+
+def check_tune_ranges(ranges: Mapping[str, Any]) -> None:
+    """Each range is {type=continuous|integer, min, max[, scaling]} or {type=categorical, values=[...]}."""
+    if not ranges:
+        raise NcfError("setting tune_ranges: give at least one hyperparameter range")
+    for name, spec in ranges.items():
+        where = f"setting tune_ranges.{name}"
+        if not isinstance(spec, Mapping) or spec.get("type") not in TUNE_RANGE_TYPES:
+            raise NcfError(f"{where}: expected a table with type = one of {', '.join(TUNE_RANGE_TYPES)}")
+        if spec["type"] == "categorical":
+            values = spec.get("values")
+            if not isinstance(values, list) or not values:
+                raise NcfError(f"{where}: a categorical range needs a non-empty list 'values'")
+            continue
+        low, high = spec.get("min"), spec.get("max")
+        number = int if spec["type"] == "integer" else int | float
+        if not (isinstance(low, number) and isinstance(high, number)) or isinstance(low, bool) or low >= high:
+            raise NcfError(f"{where}: needs numbers min < max, got min={low!r} max={high!r}")
+        if spec.get("scaling", "Auto") not in TUNE_SCALINGS:
+            raise NcfError(f"{where}: scaling must be one of {', '.join(TUNE_SCALINGS)}")
+        if spec.get("scaling") == "Logarithmic" and low <= 0:
+            raise NcfError(f"{where}: Logarithmic scaling needs min > 0")
+
+
+def require(settings: Settings, *names: str) -> None:
+    """Fail with a hint when a setting a command needs (role_arn, bucket, ...) is empty."""
+    for name in names:
+        if not getattr(settings, name):
+            raise NcfError(
+                f"no {name} configured: set {name} in the config file, {env_name(name)}=... "
+                f"or --{name.replace('_', '-')}"
+            )
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data (for `show-config`)."""
+    return {**dataclasses.asdict(settings), "endpoint": settings.endpoint}

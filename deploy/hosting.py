@@ -1,0 +1,315 @@
+"""`deploy`: model + endpoint config + endpoint (sagemaker.core resources), autoscaling, blue/green updates.
+
+- The model is the TensorFlow Serving image with the training job's model.tar.gz. Its `code/` must
+  hold `inference.py`; an artifact without one (or any, with --repackage) is repackaged with the
+  current `inference/` and uploaded under s3://<bucket>/<prefix>/models/repackaged/<sha>/.
+- A first deploy creates the endpoint. A later one creates a new model and endpoint config and calls
+  UpdateEndpoint with a blue/green policy: SageMaker brings up the new fleet, shifts all traffic,
+  and keeps the old fleet `bluegreen_wait_seconds` for a rollback before removing it. Only when the
+  endpoint is InService on the new config are the old config and its models deleted.
+- Autoscaling is Application Auto Scaling target tracking on invocations per instance. It is
+  removed before an update (an update that changes the instance type of a scaled variant fails)
+  and registered again afterwards.
+- Resources are named `<project>-model-...`/`<project>-config-...` and tagged with the project tag.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from ncf.errors import NcfError
+
+from deploy import autoscaling, images, inventory
+from deploy.aws import (
+    RemoteFailure,
+    ensure_bucket,
+    is_not_found,
+    is_project_resource,
+    resource_tags,
+    s3_object_exists,
+    sdk_tags,
+    split_s3_uri,
+    text_or,
+    unique_name,
+)
+from deploy.config import Settings
+from deploy.packaging import has_handler, repackage_model, sha256_of
+from deploy.training import completed_model_data, latest_training_job
+
+LOG = logging.getLogger("deploy")
+VARIANT = "AllTraffic"
+CAPTURE_CONTENT_TYPES = ["application/json", "application/jsonlines"]
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What `deploy` did."""
+
+    endpoint: str
+    action: str  # "created" or "updated"
+    endpoint_config: str
+    model: str
+    model_data: str
+    removed: tuple[str, ...]
+
+
+def resolve_model_data(
+    settings: Settings, session: boto3.Session, *, training_job: str | None, model_data: str | None
+) -> str:
+    """The model.tar.gz to serve: --model-data, else --training-job's, else the latest `train` job's."""
+    if model_data:
+        split_s3_uri(model_data)
+        return model_data
+    sagemaker_client = session.client("sagemaker")
+    if not training_job:
+        training_job = latest_training_job(settings, sagemaker_client)
+        LOG.info("using the model of training job %s", training_job)
+    return completed_model_data(sagemaker_client, training_job)
+
+
+def ensure_serving_code(settings: Settings, s3_client: Any, model_data: str, *, force: bool) -> str:
+    """`model_data` itself when it carries code/inference.py, else (or when forced) a repackaged copy."""
+    ensure_bucket(s3_client, settings.bucket)
+    if not s3_object_exists(s3_client, model_data):
+        raise NcfError(f"model artifact {model_data} does not exist")
+    with TemporaryDirectory(prefix="ncf-model-") as tmp:
+        original = Path(tmp) / "model.tar.gz"
+        bucket, key = split_s3_uri(model_data)
+        s3_client.download_file(bucket, key, str(original))
+        if not force and has_handler(original):
+            return model_data
+        LOG.info("repackaging %s with the current inference/ as code/", model_data)
+        repacked = repackage_model(original, Path(tmp) / "repacked.tar.gz")
+        target = settings.s3_uri("models", "repackaged", sha256_of(repacked)[:16], "model.tar.gz")
+        if not s3_object_exists(s3_client, target):
+            target_bucket, target_key = split_s3_uri(target)
+            s3_client.upload_file(str(repacked), target_bucket, target_key)
+    return target
+
+
+def create_model(
+    settings: Settings, session: boto3.Session, model_data: str, instance_type: str | None
+) -> str:
+    """A SageMaker model: TF Serving image + `model_data` + the role. Returns its name."""
+    from sagemaker.core.resources import Model
+    from sagemaker.core.shapes import ContainerDefinition
+
+    name = unique_name(settings, "model")
+    Model.create(
+        model_name=name,
+        primary_container=ContainerDefinition(
+            image=images.inference_image(settings, session.region_name, instance_type),
+            model_data_url=model_data,
+            environment=dict(settings.serving_env),
+        ),
+        execution_role_arn=settings.role_arn,
+        tags=sdk_tags(settings),
+        session=session,
+        region=session.region_name,
+    )
+    return name
+
+
+def create_endpoint_config(settings: Settings, session: boto3.Session, model_name: str) -> str:
+    """One production variant (instances or serverless), optional data capture. Returns its name."""
+    from sagemaker.core.resources import EndpointConfig
+    from sagemaker.core.shapes import (
+        CaptureContentTypeHeader,
+        CaptureOption,
+        DataCaptureConfig,
+        ProductionVariant,
+        ProductionVariantServerlessConfig,
+    )
+
+    if settings.serverless:
+        _fix_serverless_field_name()
+        variant = ProductionVariant(
+            variant_name=VARIANT,
+            model_name=model_name,
+            serverless_config=ProductionVariantServerlessConfig(
+                memory_size_in_mb=settings.serverless_memory_mb,
+                max_concurrency=settings.serverless_max_concurrency,
+            ),
+        )
+    else:
+        variant = ProductionVariant(
+            variant_name=VARIANT,
+            model_name=model_name,
+            instance_type=settings.deploy_instance_type,
+            initial_instance_count=settings.deploy_instance_count,
+            initial_variant_weight=1.0,
+        )
+    capture = {}
+    if settings.data_capture:
+        capture["data_capture_config"] = DataCaptureConfig(
+            enable_capture=True,
+            initial_sampling_percentage=settings.data_capture_percent,
+            destination_s3_uri=settings.s3_uri("data-capture", settings.endpoint),
+            capture_options=[CaptureOption(capture_mode="Input"), CaptureOption(capture_mode="Output")],
+            capture_content_type_header=CaptureContentTypeHeader(json_content_types=CAPTURE_CONTENT_TYPES),
+        )
+    name = unique_name(settings, "config")
+    EndpointConfig.create(
+        endpoint_config_name=name,
+        production_variants=[variant],
+        tags=sdk_tags(settings),
+        session=session,
+        region=session.region_name,
+        **capture,
+    )
+    return name
+
+
+def _fix_serverless_field_name() -> None:
+    """sagemaker-core 3.27 sends `MemorySizeInMb`, which CreateEndpointConfig rejects (it wants
+    `MemorySizeInMB`; aws/sagemaker-core#225). Teach its name table the one spelling; `setdefault`
+    leaves a future upstream fix alone."""
+    from sagemaker.core.utils import utils
+
+    utils.SPECIAL_SNAKE_TO_PASCAL_MAPPINGS.setdefault("memory_size_in_mb", "MemorySizeInMB")
+
+
+def deploy(settings: Settings, session: boto3.Session, model_data: str) -> DeployReport:
+    """Create the endpoint, or move an existing one to a new model with a blue/green update."""
+    sagemaker_client = session.client("sagemaker")
+    current = describe_endpoint(sagemaker_client, settings.endpoint)
+    if current is not None:
+        _check_updatable(settings, sagemaker_client, current)
+    instance_type = None if settings.serverless else settings.deploy_instance_type
+    model_name = create_model(settings, session, model_data, instance_type)
+    config_name = create_endpoint_config(settings, session, model_name)
+    scaling_client = session.client("application-autoscaling")
+    if current is None:
+        _create_endpoint(settings, session, config_name)
+        removed: tuple[str, ...] = ()
+    else:
+        autoscaling.remove(scaling_client, current)  # an update may not change a scaled variant's type
+        _update_endpoint(settings, session, config_name)
+        removed = _delete_previous(settings, sagemaker_client, current["EndpointConfigName"])
+    if settings.autoscaling:
+        resource_id = autoscaling.enable(settings, scaling_client, VARIANT)
+        LOG.info(
+            "autoscaling %s between %d and %d instances",
+            resource_id,
+            settings.autoscaling_min_instances,
+            settings.autoscaling_max_instances,
+        )
+    action = "created" if current is None else "updated"
+    return DeployReport(settings.endpoint, action, config_name, model_name, model_data, removed)
+
+
+def describe_endpoint(sagemaker_client: Any, name: str) -> dict[str, Any] | None:
+    """DescribeEndpoint, or None when there is no such endpoint."""
+    try:
+        return sagemaker_client.describe_endpoint(EndpointName=name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
+def _check_updatable(settings: Settings, sagemaker_client: Any, current: dict[str, Any]) -> None:
+    name = current["EndpointName"]
+    if not is_project_resource(
+        resource_tags(sagemaker_client, current["EndpointArn"]) or [], settings.project
+    ):
+        raise NcfError(
+            f"endpoint {name} exists but was not created by project {settings.project!r} (no project tag): "
+            "choose another endpoint_name"
+        )
+    status = current["EndpointStatus"]
+    if status == "Failed":
+        reason = current.get("FailureReason", "no reason given")
+        raise NcfError(
+            f"endpoint {name} is Failed ({reason}): run `python -m deploy teardown`, then deploy again"
+        )
+    if status != "InService":
+        raise NcfError(f"endpoint {name} is {status}: wait until it is InService, then deploy again")
+
+
+def _create_endpoint(settings: Settings, session: boto3.Session, config_name: str) -> None:
+    from sagemaker.core.resources import Endpoint
+
+    LOG.info("creating endpoint %s", settings.endpoint)
+    endpoint = Endpoint.create(
+        endpoint_name=settings.endpoint,
+        endpoint_config_name=config_name,
+        tags=sdk_tags(settings),
+        session=session,
+        region=session.region_name,
+    )
+    _wait_in_service(settings, endpoint)
+
+
+def _update_endpoint(settings: Settings, session: boto3.Session, config_name: str) -> None:
+    from sagemaker.core.resources import Endpoint
+
+    LOG.info("updating endpoint %s to %s (blue/green)", settings.endpoint, config_name)
+    endpoint = Endpoint.get(endpoint_name=settings.endpoint, session=session, region=session.region_name)
+    endpoint.endpoint_config_name = config_name
+    endpoint.update(**_deployment_config(settings))
+    _wait_in_service(settings, endpoint)
+    if endpoint.endpoint_config_name != config_name:
+        reason = text_or(endpoint.failure_reason, "no reason given")
+        raise RemoteFailure(
+            f"endpoint {settings.endpoint} rolled back to {endpoint.endpoint_config_name}: {reason}"
+        )
+
+
+def _deployment_config(settings: Settings) -> dict[str, Any]:
+    """Blue/green, all traffic at once, old fleet kept `bluegreen_wait_seconds` (instance endpoints only)."""
+    if settings.serverless:
+        return {}
+    from sagemaker.core.shapes import BlueGreenUpdatePolicy, DeploymentConfig, TrafficRoutingConfig
+
+    # WaitIntervalInSeconds is required but unused by ALL_AT_ONCE; sagemaker-core's serializer drops
+    # zeros inside nested shapes (3.27), so 0 would vanish from the request and fail validation.
+    policy = BlueGreenUpdatePolicy(
+        traffic_routing_configuration=TrafficRoutingConfig(type="ALL_AT_ONCE", wait_interval_in_seconds=1),
+        termination_wait_in_seconds=settings.bluegreen_wait_seconds,
+    )
+    return {"deployment_config": DeploymentConfig(blue_green_update_policy=policy)}
+
+
+def _wait_in_service(settings: Settings, endpoint: Any) -> None:
+    from sagemaker.core.utils.exceptions import FailedStatusError, TimeoutExceededError
+
+    try:
+        endpoint.wait_for_status(
+            "InService", poll=settings.poll_seconds, timeout=settings.deploy_timeout_seconds
+        )
+    except FailedStatusError:
+        reason = text_or(endpoint.failure_reason, "no reason given")
+        raise RemoteFailure(
+            f"endpoint {endpoint.endpoint_name} failed: {reason} "
+            "(model and endpoint config kept for inspection; `python -m deploy teardown` removes them)"
+        ) from None
+    except TimeoutExceededError:
+        raise RemoteFailure(
+            f"endpoint {endpoint.endpoint_name} is still {endpoint.endpoint_status} after "
+            f"{settings.deploy_timeout_seconds} s (deploy_timeout_seconds)"
+        ) from None
+
+
+def _delete_previous(settings: Settings, sagemaker_client: Any, config_name: str) -> tuple[str, ...]:
+    """After an update: delete the old endpoint config and its models (only those with the project tag)."""
+    try:
+        config = sagemaker_client.describe_endpoint_config(EndpointConfigName=config_name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            return ()
+        raise
+    candidates = [("endpoint-config", config_name)] + [
+        ("model", v["ModelName"]) for v in config["ProductionVariants"]
+    ]
+    return tuple(
+        name
+        for kind, name in candidates
+        if inventory.delete_if_tagged(sagemaker_client, kind, name, settings.project)
+    )

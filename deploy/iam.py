@@ -1,0 +1,202 @@
+"""`iam-policy`: the least-privilege IAM documents this project needs, as JSON (pure functions).
+
+- ExecutionRolePolicy: attach to the role in `role_arn`. SageMaker assumes it to run training,
+  tuning trials, endpoints and transform jobs: read/write only under s3://<bucket>/<prefix>/, pull
+  only the TensorFlow images, write only SageMaker's logs and metrics.
+- TrustPolicy: lets only SageMaker, acting for this account, assume the role.
+- OperatorPolicy: for whoever runs this CLI: the SageMaker calls it makes, restricted to resources
+  named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy.config import Settings
+
+SAGEMAKER_JOB_RESOURCES = (
+    "training-job",
+    "hyper-parameter-tuning-job",
+    "transform-job",
+    "model",
+    "endpoint-config",
+)
+
+
+def policies(settings: Settings, account: str, image_uris: list[str]) -> dict[str, Any]:
+    """All three documents, keyed by name."""
+    return {
+        "ExecutionRolePolicy": execution_role_policy(settings, account, image_uris),
+        "TrustPolicy": trust_policy(account),
+        "OperatorPolicy": operator_policy(settings, account),
+    }
+
+
+def execution_role_policy(settings: Settings, account: str, image_uris: list[str]) -> dict[str, Any]:
+    """What SageMaker needs while running this project's jobs and endpoints."""
+    region = settings.region or "*"
+    return _document(
+        _s3_statements(settings, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+        _statement("PullImagesAuth", ["ecr:GetAuthorizationToken"], "*"),
+        _statement(
+            "PullTensorFlowImages",
+            ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            sorted({_repository_arn(uri) for uri in image_uris}),
+        ),
+        _statement(
+            "WriteLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+        ),
+        _statement(
+            "WriteMetrics",
+            ["cloudwatch:PutMetricData"],
+            "*",
+            {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
+        ),
+    )
+
+
+def trust_policy(account: str) -> dict[str, Any]:
+    """SageMaker may assume the role, only on behalf of this account (no confused deputy)."""
+    return _document(
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+        }
+    )
+
+
+def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
+    """What the CLI's own calls need (see the module docstring)."""
+    region = settings.region or "*"
+    arn = f"arn:aws:sagemaker:{region}:{account}"
+    named = [f"{arn}:{kind}/{settings.project}-*" for kind in SAGEMAKER_JOB_RESOURCES]
+    endpoint = f"{arn}:endpoint/{settings.endpoint}"
+    role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
+    return _document(
+        _statement(
+            "ManageProjectResources",
+            [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:CreateHyperParameterTuningJob",
+                "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:StopHyperParameterTuningJob",
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeTransformJob",
+                "sagemaker:StopTransformJob",
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:DeleteModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [*named, endpoint],
+        ),
+        _statement(
+            "ManageEndpoint",
+            [
+                "sagemaker:CreateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:UpdateEndpoint",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:InvokeEndpoint",
+                "sagemaker:UpdateEndpointWeightsAndCapacities",
+            ],
+            [endpoint, f"{arn}:endpoint-config/{settings.project}-*"],
+        ),
+        _statement(
+            "ListForStatusAndTeardown",
+            [
+                "sagemaker:ListEndpoints",
+                "sagemaker:ListEndpointConfigs",
+                "sagemaker:ListModels",
+                "sagemaker:ListTrainingJobs",
+                "sagemaker:ListHyperParameterTuningJobs",
+                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                "sagemaker:ListTransformJobs",
+            ],
+            "*",
+        ),
+        _statement(
+            "PassExecutionRole",
+            ["iam:PassRole"],
+            role,
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        _statement("CheckExecutionRole", ["iam:GetRole", "iam:SimulatePrincipalPolicy"], role),
+        *_s3_statements(settings, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+        _statement(
+            "Autoscaling",
+            [
+                "application-autoscaling:RegisterScalableTarget",
+                "application-autoscaling:DeregisterScalableTarget",
+                "application-autoscaling:PutScalingPolicy",
+                "application-autoscaling:DeleteScalingPolicy",
+                "application-autoscaling:DescribeScalableTargets",
+                "application-autoscaling:DescribeScalingPolicies",
+                "cloudwatch:PutMetricAlarm",
+                "cloudwatch:DescribeAlarms",
+                "cloudwatch:DeleteAlarms",
+            ],
+            "*",
+        ),
+        _statement(
+            "AutoscalingServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            f"arn:aws:iam::{account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*",
+            {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+        ),
+        _statement(
+            "ReadJobLogs",
+            ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
+            f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+        ),
+    )
+
+
+def _s3_statements(settings: Settings, object_actions: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    bucket = f"arn:aws:s3:::{settings.bucket}"
+    keys = f"{settings.prefix}/*" if settings.prefix else "*"
+    listing = _statement(
+        "ListProjectPrefix",
+        ["s3:ListBucket"],
+        bucket,
+        {"StringLike": {"s3:prefix": [settings.prefix, keys] if settings.prefix else ["*"]}},
+    )
+    return (
+        listing,
+        _statement("LocateBucket", ["s3:GetBucketLocation"], bucket),
+        _statement("ProjectObjects", list(object_actions), f"{bucket}/{keys}"),
+    )
+
+
+def _repository_arn(image_uri: str) -> str:
+    """arn:aws:ecr:<region>:<registry account>:repository/<name> of `<acct>.dkr.ecr.<region>...:tag`."""
+    registry, _, rest = image_uri.partition("/")
+    account, _, host = registry.partition(".dkr.ecr.")
+    region = host.split(".")[0]
+    return f"arn:aws:ecr:{region}:{account}:repository/{rest.split(':')[0].split('@')[0]}"
+
+
+def _statement(
+    sid: str, actions: list[str], resource: str | list[str], condition: dict | None = None
+) -> dict:
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _document(*statements: dict[str, Any] | tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    flat: list[dict[str, Any]] = []
+    for item in statements:
+        flat.extend(item if isinstance(item, tuple) else [item])
+    return {"Version": "2012-10-17", "Statement": flat}

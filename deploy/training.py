@@ -1,0 +1,187 @@
+"""`train`: a SageMaker training job that runs training/train.py in script mode, via `ModelTrainer`.
+
+The job gets the train/validation/test channels `upload` wrote, the configured hyperparameters
+(passed to train.py as `--name value`), the metric regexes of `ncf.reporting` (so SageMaker charts
+and tunes on what train.py prints), spot capacity with `max_wait` and a per-job checkpoint prefix
+that train.py resumes from after an interruption, and this project's tags. Its source is one
+content-addressed bundle under s3://<bucket>/<prefix>/code/ (training/ plus inference/, see
+deploy/packaging.py), shared with `tune`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from ncf.errors import NcfError
+
+from deploy import images
+from deploy.aws import (
+    ensure_bucket,
+    is_not_found,
+    is_project_resource,
+    resource_tags,
+    s3_object_exists,
+    sdk_session,
+    sdk_tags,
+    split_s3_uri,
+    wait_for_job,
+)
+from deploy.config import Settings
+from deploy.packaging import ENTRY_POINT, sha256_of, stage_source, write_tarball
+from deploy.upload import CHANNELS
+
+LOG = logging.getLogger("deploy")
+
+
+@dataclass(frozen=True)
+class SourceBundle:
+    """The uploaded training source: where it is and whether it has a requirements.txt to install."""
+
+    uri: str
+    requirements: str | None
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A started (and, with --wait, finished) training job."""
+
+    job_name: str
+    status: str
+    model_data: str
+
+
+def metric_definitions() -> list[dict[str, str]]:
+    """`[{Name, Regex}]` for every metric line train.py prints (owned by ncf.reporting)."""
+    from ncf.reporting import metric_definitions as definitions
+
+    return definitions()
+
+
+def check_channels(settings: Settings, s3_client: Any) -> None:
+    """Fail before launching anything when a channel has no data in S3."""
+    for channel in CHANNELS:
+        bucket, key = split_s3_uri(settings.data_uri(channel))
+        if not s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"):
+            raise NcfError(
+                f"no data under {settings.data_uri(channel)}: run `python -m deploy upload --prepared DIR` "
+                f"(dataset {settings.dataset!r}) first"
+            )
+
+
+def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:
+    """Stage training/ + inference/, tar it reproducibly, upload it once per content."""
+    with TemporaryDirectory(prefix="ncf-source-") as tmp:
+        staged = stage_source(Path(tmp) / "source")
+        requirements = "requirements.txt" if (staged / "requirements.txt").is_file() else None
+        archive = write_tarball(staged, Path(tmp) / "sourcedir.tar.gz")
+        uri = settings.s3_uri("code", sha256_of(archive)[:16], "sourcedir.tar.gz")
+        if not s3_object_exists(s3_client, uri):
+            bucket, key = split_s3_uri(uri)
+            s3_client.upload_file(str(archive), bucket, key)
+    return SourceBundle(uri, requirements)
+
+
+def build_trainer(
+    settings: Settings, session: boto3.Session, bundle: SourceBundle, *, checkpoints: bool
+) -> Any:
+    """The `ModelTrainer` for this project's training job (also the template of every tuning trial)."""
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        InputData,
+        MetricDefinition,
+        OutputDataConfig,
+        SourceCode,
+        StoppingCondition,
+    )
+    from sagemaker.train import ModelTrainer
+
+    trainer = ModelTrainer(
+        sagemaker_session=sdk_session(session, settings),
+        role=settings.role_arn,
+        training_image=images.training_image(settings, session.region_name),
+        base_job_name=f"{settings.project}-train",
+        source_code=SourceCode(
+            source_dir=bundle.uri, entry_script=ENTRY_POINT, requirements=bundle.requirements
+        ),
+        compute=Compute(
+            instance_type=settings.train_instance_type,
+            instance_count=settings.train_instance_count,
+            volume_size_in_gb=settings.train_volume_gb,
+            enable_managed_spot_training=settings.spot,
+        ),
+        stopping_condition=StoppingCondition(
+            max_runtime_in_seconds=settings.max_run_seconds,
+            max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
+        ),
+        output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
+        input_data_config=[InputData(channel_name=c, data_source=settings.data_uri(c)) for c in CHANNELS],
+        hyperparameters=dict(settings.hyperparameters),
+        tags=sdk_tags(settings),
+    ).with_metric_definitions(
+        [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+    )
+    if checkpoints:
+        # No S3 URI: the SDK uses <prefix>/<base job name>/<job name>/checkpoints, one prefix per job,
+        # which /opt/ml/checkpoints syncs with (and which a spot restart of the same job downloads).
+        trainer = trainer.with_checkpoint_config(CheckpointConfig())
+    return trainer
+
+
+def prepare_job(settings: Settings, session: boto3.Session) -> SourceBundle:
+    """The checks and the source upload that `train` and `tune` share."""
+    s3_client = session.client("s3")
+    ensure_bucket(s3_client, settings.bucket)
+    check_channels(settings, s3_client)
+    return upload_source_bundle(settings, s3_client)
+
+
+def train(settings: Settings, session: boto3.Session, *, wait: bool, logs: bool) -> TrainingResult:
+    """Launch the training job; with `wait`, follow it to the end (RemoteFailure when it fails)."""
+    bundle = prepare_job(settings, session)
+    trainer = build_trainer(settings, session, bundle, checkpoints=settings.checkpoints)
+    trainer.train(wait=False, logs=False)
+    job = trainer._latest_training_job  # the SDK's documented way to reach the job it just created
+    LOG.info("training job %s started", job.training_job_name)
+    if wait:
+        wait_for_job(job, "training job", "training_job_status", settings.poll_seconds, logs=logs)
+    job.refresh()
+    model_data = f"{settings.s3_uri('models')}/{job.training_job_name}/output/model.tar.gz"
+    return TrainingResult(job.training_job_name, job.training_job_status, model_data)
+
+
+def completed_model_data(sagemaker_client: Any, job_name: str) -> str:
+    """The model.tar.gz of a Completed training job, or a clear error."""
+    try:
+        job = sagemaker_client.describe_training_job(TrainingJobName=job_name)
+    except ClientError as exc:
+        if is_not_found(exc):
+            raise NcfError(f"training job {job_name!r} does not exist in this account and region") from None
+        raise
+    if job["TrainingJobStatus"] != "Completed":
+        raise NcfError(
+            f"training job {job_name} is {job['TrainingJobStatus']}, not Completed: it has no model"
+        )
+    return job["ModelArtifacts"]["S3ModelArtifacts"]
+
+
+def latest_training_job(settings: Settings, sagemaker_client: Any) -> str:
+    """The newest Completed job that `train` started for this project (by name prefix and tag)."""
+    pages = sagemaker_client.get_paginator("list_training_jobs").paginate(
+        NameContains=f"{settings.project}-train-", StatusEquals="Completed"
+    )
+    summaries = [s for page in pages for s in page["TrainingJobSummaries"]]
+    for summary in sorted(summaries, key=lambda s: s["CreationTime"], reverse=True):
+        tags = resource_tags(sagemaker_client, summary["TrainingJobArn"]) or []
+        if is_project_resource(tags, settings.project):
+            return summary["TrainingJobName"]
+    raise NcfError(
+        f"no completed training job of project {settings.project!r}: run `python -m deploy train --wait`, "
+        "or pass --training-job NAME or --model-data s3://.../model.tar.gz"
+    )

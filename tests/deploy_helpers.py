@@ -1,0 +1,143 @@
+"""Helpers of the deploy/ tests: the fake account, request capture, and the moto shims.
+
+Fixtures that use them live in tests/deploy_fixtures.py. Moto shims, each narrow and needed only
+because moto 5.2.5 differs from SageMaker:
+- UpdateEndpoint: moto does not implement it. `stub_update_endpoint` answers that one call and
+  makes its effect visible through moto's own API (the endpoint now uses the new config).
+- moto's Describe* answers carry `VpcConfig: {}` / `DataCaptureConfig: {}` and describe an
+  endpoint's data capture with the endpoint config's shape (no CaptureStatus); sagemaker-core's
+  response models reject both. `fix_moto_shapes` drops the empty dicts and adds the summary fields.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.awsrequest import AWSResponse
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/ncf-test-execution"
+BUCKET = "ncf-test-bucket"
+PROJECT = "ncftest"
+TEST_CONFIG = f"""
+region = "{REGION}"
+role_arn = "{ROLE_ARN}"
+bucket = "{BUCKET}"
+prefix = "ncf"
+project = "{PROJECT}"
+poll_seconds = 1
+spot = true
+max_run_seconds = 3600
+max_wait_seconds = 7200
+bluegreen_wait_seconds = 60
+
+[hyperparameters]
+epochs = 3
+mlp_layers = "64,32,16,8"
+learning_rate = 0.002
+
+[tags]
+team = "recsys"
+"""
+SDK_CONFIG = """SchemaVersion: '1.0'
+SageMaker:
+  PythonSDK:
+    Modules:
+      TelemetryOptOut: true
+"""
+
+
+@dataclass
+class Call:
+    """One API request as the CLI or the SDK made it."""
+
+    service: str
+    operation: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Recorder:
+    """Session factory for `deploy.cli.main` that records requests and installs the moto shims."""
+
+    calls: list[Call] = field(default_factory=list)
+    hooks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def __call__(self, region: str | None) -> boto3.Session:
+        session = boto3.Session(region_name=region or REGION)
+        session.events.register("provide-client-params", self._record)
+        session.events.register("after-call.sagemaker", fix_moto_shapes)
+        session.events.register("before-call.sagemaker.UpdateEndpoint", stub_update_endpoint)
+        for event, handler in self.hooks:
+            session.events.register(event, handler)
+        return session
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append(Call(model.service_model.service_name, model.name, dict(params)))
+
+    def requests(self, operation: str) -> list[dict[str, Any]]:
+        """The parameters of every `operation` request, in order."""
+        return [c.params for c in self.calls if c.operation == operation]
+
+    def only(self, operation: str) -> dict[str, Any]:
+        """The parameters of the one `operation` request."""
+        found = self.requests(operation)
+        assert len(found) == 1, f"expected one {operation} request, got {len(found)}"
+        return found[0]
+
+
+def fix_moto_shapes(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    """Make moto's SageMaker answers look like SageMaker's (see the module docstring)."""
+    for key in [k for k, v in parsed.items() if isinstance(v, dict) and not v]:
+        del parsed[key]
+    capture = parsed.get("DataCaptureConfig")
+    if model.name == "DescribeEndpoint" and capture and "CaptureStatus" not in capture:
+        raw = boto3.client("sagemaker", region_name=REGION)  # no hooks: plain moto
+        configured = raw.describe_endpoint_config(EndpointConfigName=parsed["EndpointConfigName"])
+        capture.update(
+            CaptureStatus="Started",
+            CurrentSamplingPercentage=configured["DataCaptureConfig"]["InitialSamplingPercentage"],
+        )
+
+
+def stub_update_endpoint(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """moto lacks UpdateEndpoint: re-point the endpoint at the new config through moto's own API.
+
+    Only this one operation is answered here; the request itself has already been recorded. The
+    endpoint keeps its name, ARN and tags, as a real blue/green update does.
+    """
+    request = json.loads(params["body"])  # before-call sees the serialized request
+    raw = boto3.client("sagemaker", region_name=REGION)  # no hooks: plain moto
+    name, config = request["EndpointName"], request["EndpointConfigName"]
+    current = raw.describe_endpoint(EndpointName=name)
+    tags = raw.list_tags(ResourceArn=current["EndpointArn"])["Tags"]
+    raw.delete_endpoint(EndpointName=name)
+    raw.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+    return AWSResponse("", 200, {}, None), {"EndpointArn": current["EndpointArn"]}
+
+
+def sagemaker_backend() -> Any:
+    """moto's in-process SageMaker state (for failure injection in `moto_aws` tests)."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[ACCOUNT][REGION]
+
+
+def write_model_archive(path: Path, *, with_code: bool) -> Path:
+    """A stand-in model.tar.gz: a 1/ SavedModel tree, and code/inference.py when `with_code`."""
+    files = {"1/saved_model.pb": b"savedmodel", "1/variables/variables.index": b"index"}
+    if with_code:
+        files["code/inference.py"] = b"# old handler\n"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path

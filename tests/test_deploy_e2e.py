@@ -1,0 +1,301 @@
+"""The CLI end to end against a moto_server: upload -> train --wait -> deploy -> invoke -> deploy again
+(blue/green) -> batch -> tune -> status -> teardown.
+
+Each step asserts the requests the CLI and the SageMaker SDK really sent (recorded from botocore's
+events), not only that nothing raised. moto gaps are shimmed in tests/deploy_fixtures.py: moto has
+no UpdateEndpoint (stubbed for that one call), writes no model artifact (the test puts one where
+the training job's ModelArtifacts say), and names a tuning job's best trial "FakeTrainingJobName"
+(the test creates that trial job).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from deploy_helpers import BUCKET, PROJECT, REGION, ROLE_ARN, Recorder, write_model_archive
+from ncf.reporting import metric_definitions
+
+from deploy.aws import PROJECT_TAG
+from deploy.cli import main
+from deploy.packaging import INFERENCE_DIR
+
+pytest_plugins = ["deploy_fixtures"]
+
+TRAINING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.21-cpu-py312"
+SERVING_IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.20-cpu-py312"
+ENDPOINT = f"{PROJECT}-endpoint"
+TAGS = [{"Key": PROJECT_TAG, "Value": PROJECT}, {"Key": "team", "Value": "recsys"}]
+
+
+class Cli:
+    """Runs `python -m deploy ...` in-process with the recording session factory."""
+
+    def __init__(self, recorder: Recorder, capsys: pytest.CaptureFixture[str]) -> None:
+        self.recorder, self.capsys = recorder, capsys
+
+    def __call__(self, *argv: str, expect: int = 0) -> str:
+        status = main(list(argv), session_factory=self.recorder)
+        out, err = self.capsys.readouterr()
+        assert status == expect, f"exit {status}\nstdout: {out}\nstderr: {err}"
+        return out
+
+
+def s3_read(uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return boto3.client("s3", region_name=REGION).get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def archive_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+
+
+def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: Path, tmp_path: Path) -> None:
+    cli = Cli(recorder, capsys)
+    s3 = boto3.client("s3", region_name=REGION)
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+
+    # --- upload: every file with its checksum; a second upload changes nothing -----------------
+    files = {p.relative_to(tiny_channels).as_posix(): p for p in tiny_channels.rglob("*") if p.is_file()}
+    assert {"train/part-00000.csv", "validation/part-00000.csv", "test/part-00000.csv"} <= set(files)
+    out = cli("upload", "--prepared", str(tiny_channels))
+    assert out.strip() == f"s3://{BUCKET}/ncf/data/default/: {len(files)} uploaded, 0 unchanged, 0 removed"
+    for relative, local in files.items():
+        head = s3.head_object(Bucket=BUCKET, Key=f"ncf/data/default/{relative}")
+        assert head["Metadata"]["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert f"0 uploaded, {len(files)} unchanged, 0 removed" in cli("upload", "--prepared", str(tiny_channels))
+    assert len(recorder.requests("PutObject")) == len(files)  # small files: one PutObject each
+
+    # --- train --wait ----------------------------------------------------------------------------
+    out = cli("train", "--wait")
+    request = recorder.only("CreateTrainingJob")
+    job = request["TrainingJobName"]
+    assert job.startswith(f"{PROJECT}-train-")
+    algorithm = request["AlgorithmSpecification"]
+    assert algorithm["TrainingImage"] == TRAINING_IMAGE
+    assert algorithm["MetricDefinitions"] == metric_definitions()
+    assert request["HyperParameters"] == {"epochs": "3", "mlp_layers": "64,32,16,8", "learning_rate": "0.002"}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
+    }
+    for channel in ("train", "validation", "test"):
+        assert channels[channel] == f"s3://{BUCKET}/ncf/data/default/{channel}/"
+    assert channels["code"].startswith(f"s3://{BUCKET}/ncf/code/")
+    bundle = archive_members(s3_read(channels["code"]))
+    assert {"train.py", "ncf/reporting.py", "inference/inference.py"} <= set(bundle)
+    assert bundle["inference/inference.py"] == (INFERENCE_DIR / "inference.py").read_bytes()
+    drivers = channels["sm_drivers"].rstrip("/")
+    source_code = json.loads(s3_read(f"{drivers}/sourcecode.json"))
+    assert source_code["entry_script"] == "train.py"
+    assert source_code["source_dir"] == channels["code"]
+    assert request["EnableManagedSpotTraining"] is True
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert request["CheckpointConfig"] == {
+        "S3Uri": f"s3://{BUCKET}/ncf/{PROJECT}-train/{job}/checkpoints",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    assert request["ResourceConfig"] == {
+        "InstanceType": "ml.m5.xlarge",
+        "InstanceCount": 1,
+        "VolumeSizeInGB": 30,
+    }
+    assert request["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/ncf/models"
+    assert request["RoleArn"] == ROLE_ARN
+    assert request["Tags"] == TAGS
+    model_uri = f"s3://{BUCKET}/ncf/models/{job}/output/model.tar.gz"
+    assert f"model: {model_uri}" in out and "status: Completed" in out
+
+    # SageMaker would now upload the artifact; moto does not. An old artifact without code/:
+    model_key = model_uri.removeprefix(f"s3://{BUCKET}/")
+    s3.upload_file(str(write_model_archive(tmp_path / "model.tar.gz", with_code=False)), BUCKET, model_key)
+
+    # --- deploy: repackaged model, data capture, autoscaling ---------------------------------------
+    cli("deploy", "--autoscaling", "--data-capture", "--max-instances", "3")
+    model = recorder.only("CreateModel")
+    container = model["PrimaryContainer"]
+    assert container["Image"] == SERVING_IMAGE
+    assert container["ModelDataUrl"].startswith(f"s3://{BUCKET}/ncf/models/repackaged/")
+    served = archive_members(s3_read(container["ModelDataUrl"]))
+    assert served["code/inference.py"] == (INFERENCE_DIR / "inference.py").read_bytes()
+    assert "1/saved_model.pb" in served
+    assert model["ExecutionRoleArn"] == ROLE_ARN and model["Tags"] == TAGS
+    config = recorder.only("CreateEndpointConfig")
+    assert config["ProductionVariants"] == [
+        {
+            "VariantName": "AllTraffic",
+            "ModelName": model["ModelName"],
+            "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large",
+            "InitialVariantWeight": 1.0,
+        }
+    ]
+    assert config["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 20,
+        "DestinationS3Uri": f"s3://{BUCKET}/ncf/data-capture/{ENDPOINT}",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"]},
+    }
+    endpoint = recorder.only("CreateEndpoint")
+    assert endpoint == {
+        "EndpointName": ENDPOINT,
+        "EndpointConfigName": config["EndpointConfigName"],
+        "Tags": TAGS,
+    }
+    target = recorder.only("RegisterScalableTarget")
+    assert target == {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/{ENDPOINT}/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+        "MinCapacity": 1,
+        "MaxCapacity": 3,
+    }
+    policy = recorder.only("PutScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
+    assert policy["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
+    assert policy["TargetValue"] == 300.0
+
+    # --- invoke (deploy/invoke.py through the CLI); moto answers what is queued -------------------
+    answer = {
+        "predictions": [{"user_id": "u1", "items": [{"item_id": "item-3", "score": 0.9}], "fallback": False}]
+    }
+    queued = json.dumps(
+        {"results": [{"Body": json.dumps(answer), "ContentType": "application/json"}]}
+    ).encode()
+    urllib.request.urlopen(
+        urllib.request.Request(
+            f"{moto_server}/moto-api/static/sagemaker/endpoint-results",
+            data=queued,
+            headers={"Content-Type": "application/json"},
+        )
+    ).close()
+    out = cli("invoke", "--user", "u1", "--k", "1", "--format", "json")
+    assert json.loads(out) == answer
+
+    # --- deploy again: blue/green update of the live endpoint --------------------------------------
+    first_config, first_model = config["EndpointConfigName"], model["ModelName"]
+    recorder.calls.clear()
+    out = cli("deploy", "--model-data", container["ModelDataUrl"])
+    operations = [c.operation for c in recorder.calls]
+    update = recorder.only("UpdateEndpoint")  # answered by the UpdateEndpoint stub (moto lacks it)
+    assert update["EndpointName"] == ENDPOINT
+    assert update["DeploymentConfig"] == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1},
+            "TerminationWaitInSeconds": 60,
+        }
+    }
+    assert operations.index("DeregisterScalableTarget") < operations.index("UpdateEndpoint")
+    assert "CreateEndpoint" not in operations and "DeleteEndpoint" not in operations
+    assert "RegisterScalableTarget" not in operations  # autoscaling is off in this deploy
+    new_config = recorder.only("CreateEndpointConfig")["EndpointConfigName"]
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == new_config
+    assert f"removed the previous {first_config}, {first_model}" in out
+    for gone in (
+        lambda: sagemaker.describe_endpoint_config(EndpointConfigName=first_config),
+        lambda: sagemaker.describe_model(ModelName=first_model),
+    ):
+        with pytest.raises(sagemaker.exceptions.ClientError):
+            gone()
+
+    # --- batch over a local JSON Lines file ---------------------------------------------------------
+    users = tmp_path / "users.jsonl"
+    users.write_text('{"user_id": "u1", "k": 5}\n{"user_id": "u2"}\n')
+    out = cli("batch", "--input", str(users), "--model-data", container["ModelDataUrl"], "--wait")
+    transform = recorder.only("CreateTransformJob")
+    name = transform["TransformJobName"]
+    assert transform["TransformInput"] == {
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": f"s3://{BUCKET}/ncf/batch/input/{name}/users.jsonl",
+            }
+        },
+        "ContentType": "application/jsonlines",
+        "SplitType": "Line",
+    }
+    assert transform["TransformOutput"] == {
+        "S3OutputPath": f"s3://{BUCKET}/ncf/batch/output/{name}/",
+        "Accept": "application/jsonlines",
+        "AssembleWith": "Line",
+    }
+    assert transform["BatchStrategy"] == "MultiRecord" and transform["MaxPayloadInMB"] == 6
+    assert transform["ModelName"] == recorder.requests("CreateModel")[-1]["ModelName"]
+    assert transform["Tags"] == TAGS
+    assert s3_read(f"s3://{BUCKET}/ncf/batch/input/{name}/users.jsonl") == users.read_bytes()
+    assert f"output: s3://{BUCKET}/ncf/batch/output/{name}/" in out
+
+    # --- tune --wait ----------------------------------------------------------------------------------
+    sagemaker.create_training_job(  # the trial moto reports as best (it invents the name)
+        TrainingJobName="FakeTrainingJobName",
+        AlgorithmSpecification={"TrainingImage": TRAINING_IMAGE, "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/ncf/models"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    out = cli("tune", "--wait")
+    tuning = recorder.only("CreateHyperParameterTuningJob")
+    settings = tuning["HyperParameterTuningJobConfig"]
+    assert settings["HyperParameterTuningJobObjective"] == {
+        "Type": "Maximize",
+        "MetricName": "validation_ndcg_at_10",
+    }
+    assert settings["Strategy"] == "Bayesian"
+    assert settings["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 12, "MaxParallelTrainingJobs": 2}
+    ranges = settings["ParameterRanges"]
+    assert {r["Name"] for r in ranges["CategoricalParameterRanges"]} == {
+        "factors",
+        "mlp_layers",
+        "batch_size",
+    }
+    assert ranges["ContinuousParameterRanges"] == [
+        {"Name": "learning_rate", "MinValue": "0.0003", "MaxValue": "0.01", "ScalingType": "Logarithmic"}
+    ]
+    assert ranges["IntegerParameterRanges"] == [
+        {"Name": "num_neg", "MinValue": "2", "MaxValue": "10", "ScalingType": "Auto"}
+    ]
+    definition = tuning["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert definition["StaticHyperParameters"] == {
+        "epochs": "3",
+        "sagemaker_program": "train.py",
+        "sagemaker_submit_directory": channels["code"],
+    }
+    assert "CheckpointConfig" not in definition  # trials must not share checkpoints
+    assert definition["EnableManagedSpotTraining"] is True
+    assert {c["ChannelName"] for c in definition["InputDataConfig"]} >= {"train", "validation", "test"}
+    assert tuning["Tags"] == TAGS
+    assert "best training job: FakeTrainingJobName" in out
+
+    # --- status lists what the project made ----------------------------------------------------------
+    listed = json.loads(cli("status", "--json"))["resources"]
+    kinds = {(r["kind"], r["name"]) for r in listed}
+    assert ("endpoint", ENDPOINT) in kinds and ("endpoint-config", new_config) in kinds
+    assert ("training-job", job) in kinds and ("transform-job", name) in kinds
+    assert ("tuning-job", tuning["HyperParameterTuningJobName"]) in kinds
+    assert ("training-job", "FakeTrainingJobName") not in kinds  # untagged: not ours
+
+    # --- teardown: only tagged resources, and idempotent ----------------------------------------------
+    sagemaker.create_model(  # someone else's model in the same account
+        ModelName=f"{PROJECT}-model-foreign",
+        ExecutionRoleArn=ROLE_ARN,
+        PrimaryContainer={"Image": SERVING_IMAGE},
+    )
+    out = cli("teardown")
+    assert f"endpoint {ENDPOINT}: deleted" in out
+    assert f"endpoint-config {new_config}: deleted" in out
+    assert "failed" not in out
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [f"{PROJECT}-model-foreign"]
+    assert "nothing to delete" in cli("teardown")
+    remaining = {r["kind"] for r in json.loads(cli("status", "--json"))["resources"]}
+    assert remaining == {"training-job", "tuning-job", "transform-job"}
