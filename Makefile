@@ -28,6 +28,9 @@ USER_ID ?= $(if $(filter command line,$(origin USER)),$(USER),)
 # SageMaker (see deploy/config.py for every setting and its environment variable)
 DEPLOY_ARGS ?=
 
+# Quality benchmark options, e.g. BENCH_ARGS="--data ../shared/data/ml-100k"
+BENCH_ARGS ?=
+
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve serve-local invoke-local \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
@@ -64,7 +67,7 @@ lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff format --check .
 
 bench: $(STAMP) ## Quality (MovieLens 100K) and training-speed benchmarks -> tests/benchmarks/results/
-	$(PY) tests/benchmarks/bench_quality.py
+	$(PY) tests/benchmarks/bench_quality.py $(BENCH_ARGS)
 	$(PY) tests/benchmarks/bench_speed.py
 
 bench-serve: $(STAMP) ## Serving latency/throughput benchmarks -> tests/benchmarks/results/

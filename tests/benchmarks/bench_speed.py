@@ -1,0 +1,380 @@
+"""Training-speed benchmark (`make bench`): the project's trainer against a plain Keras `Model.fit` NeuMF.
+
+Data: a synthetic implicit dataset the size of MovieLens 1M (6,040 users, 3,706 items, 1,000,000
+interactions; Zipf-like item popularity, log-normal user activity of at least 20 items), generated
+deterministically and split by the real `training/prepare.py` (so validation and test are real
+channels and train.py runs unchanged).
+
+1. train.py in a subprocess with the default hyperparameters except --num-neg 4 (and the run-length
+   flags --epochs, --patience 0, --refit false, which change how many epochs run, not how fast).
+   Throughput and epoch time are read from its per-epoch `samples_per_sec=`/`epoch_seconds=` metric
+   lines (they cover negative sampling plus training, not validation); the first epoch also traces the
+   graph, so the reported figure is the median of the epochs after it. Peak RSS of the process is its
+   own `ru_maxrss` (training, per-epoch validation and export).
+2. The same NeuMF (factors, MLP layers, batch size, learning rate from ncf/config.py) as a plain Keras 3
+   functional model (Embedding + Dense layers, Adam, binary cross-entropy) trained with `Model.fit`, in
+   its own subprocess, on the very epochs `ncf.sampling` builds (sampled in numpy beforehand). Its
+   throughput covers `fit` alone, after a warm-up call that traces and compiles; the sampling time is
+   reported beside it.
+
+Bar: >= 400,000 samples/s on 2 cores with the defaults. Results go to tests/benchmarks/results/
+speed.json (speed-quick.json with --quick) and a Markdown table is printed.
+
+Run from the repository root: `.venv/bin/python tests/benchmarks/bench_speed.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import common
+import numpy as np
+import pandas as pd
+from ncf import reporting
+from ncf.config import TrainConfig
+from ncf.sampling import build_epoch, epoch_rng, recency_weights
+
+NUM_NEG = 4
+BAR_SAMPLES_PER_SEC = 400_000
+BAR_CORES = 2
+EPOCHS = {"ncf": 5, "keras": 3}
+QUICK_EPOCHS = {"ncf": 2, "keras": 1}
+KERAS_WARMUP_STEPS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+    """The generated dataset; the defaults are the size of MovieLens 1M."""
+
+    users: int = 6_040
+    items: int = 3_706
+    interactions: int = 1_000_000
+    min_per_user: int = 20
+    max_per_user: int = 2_000
+    zipf_exponent: float = 1.0
+    activity_sigma: float = 1.0
+    seed: int = 20170403
+
+
+def synthetic_interactions(spec: SyntheticSpec) -> pd.DataFrame:
+    """Exactly `spec.interactions` distinct (user, item) pairs with timestamps, deterministic in `spec.seed`.
+
+    Item popularity follows 1 / (rank + 10)^s over a random permutation of the items; each user draws
+    their items without replacement in proportion to it (Gumbel top-k), their count log-normal, clipped
+    to [min_per_user, max_per_user]. Timestamps are a random permutation, so the held-out items are
+    random picks of each user's items.
+    """
+    rng = np.random.default_rng(spec.seed)
+    log_weight = -spec.zipf_exponent * np.log(rng.permutation(spec.items) + 10.0)
+    activity = rng.lognormal(0.0, spec.activity_sigma, spec.users)
+    extra = spec.interactions - spec.min_per_user * spec.users
+    counts = spec.min_per_user + np.floor(activity / activity.sum() * extra).astype(np.int64)
+    counts = np.minimum(counts, spec.max_per_user)
+    by_activity = np.argsort(-activity, kind="stable")
+    while (missing := spec.interactions - int(counts.sum())) > 0:
+        open_users = by_activity[counts[by_activity] < spec.max_per_user]
+        counts[open_users[:missing]] += 1
+    users, items = [], []
+    for start in range(0, spec.users, 512):
+        block = np.arange(start, min(start + 512, spec.users))
+        keys = log_weight + rng.gumbel(size=(len(block), spec.items))
+        ranked = np.argsort(-keys, axis=1)
+        chosen = np.arange(spec.items) < counts[block, None]
+        users.append(np.repeat(block, counts[block]))
+        items.append(ranked[chosen])
+    users_all, items_all = np.concatenate(users), np.concatenate(items)
+    return pd.DataFrame(
+        {
+            "user_id": [f"u{u}" for u in users_all],
+            "item_id": [f"i{i}" for i in items_all],
+            "timestamp": 1_000_000_000 + rng.permutation(len(users_all)),
+        }
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_speed.py",
+        description="Measure training throughput and peak memory of train.py on an ML-1M-sized synthetic "
+        "set, next to a plain Keras Model.fit NeuMF.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_EPOCHS['ncf']} train.py epochs and {QUICK_EPOCHS['keras']} Keras epoch; "
+        "results go to speed-quick.json (never replaces speed.json)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=common.REPO / "runs" / "bench" / "speed",
+        help="synthetic data, prepared channels, model and logs (replaced on each run) "
+        "[default: runs/bench/speed]",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="results file [default: results/speed.json]"
+    )
+    # Internal: the Keras baseline runs in its own process so its peak memory is measured alone.
+    parser.add_argument("--keras-worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--keras-epochs", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.output = args.output or common.results_path("speed", args.quick)
+    args.epochs = QUICK_EPOCHS if args.quick else EPOCHS
+    return args
+
+
+# -- the Keras baseline (runs in the worker process) -----------------------------------------------
+
+
+def keras_worker(prepared: Path, epochs: int) -> int:
+    """Train the Keras NeuMF for a warm-up call plus `epochs` timed epochs; print metric lines."""
+    import keras
+    from ncf.dataset import load_training_data
+
+    config = TrainConfig()
+    data = load_training_data(
+        str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"), implicit=True
+    )
+    keras.utils.set_random_seed(config.seed)
+    model = keras_neumf(keras, len(data.users), len(data.items), config.factors, config.mlp_layers)
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+
+    # The trainer's own epoch construction (ncf.trainer.fit), so both trainers see identical batches.
+    sample_weights = recency_weights(data.train_recency, config.recency_boost, config.recency_half_life)
+
+    def epoch_arrays(epoch: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
+        batches = build_epoch(
+            data.train_users,
+            data.train_items,
+            data.train_targets,
+            sample_weights,
+            num_neg=NUM_NEG,
+            positives=data.seen,
+            num_items=len(data.items),
+            batch_size=config.batch_size,
+            rng=epoch_rng(config.seed, epoch),
+        )
+        inputs = [batches.users.reshape(-1), batches.items.reshape(-1)]
+        return inputs, batches.targets.reshape(-1, 1), batches.weights.reshape(-1), batches.num_samples
+
+    def fit(inputs: list[np.ndarray], targets: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+        """(seconds, mean training loss) of one `fit` call over the given samples."""
+        started = time.perf_counter()
+        history = model.fit(
+            inputs,
+            targets,
+            sample_weight=weights,
+            batch_size=config.batch_size,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+        )
+        return time.perf_counter() - started, float(history.history["loss"][-1])
+
+    inputs, targets, weights, _ = epoch_arrays(0)
+    warmup = KERAS_WARMUP_STEPS * config.batch_size
+    compile_seconds, _ = fit([x[:warmup] for x in inputs], targets[:warmup], weights[:warmup])
+    print(reporting.metric_line("compile_seconds", compile_seconds), flush=True)
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        inputs, targets, weights, samples = epoch_arrays(epoch)
+        sampling = time.perf_counter() - started
+        seconds, loss = fit(inputs, targets, weights)
+        for name, value in {
+            "epoch": epoch + 1,
+            "train_loss": loss,
+            "samples_per_sec": samples / seconds,
+            "epoch_seconds": seconds,
+            "sampling_seconds": sampling,
+            "samples_per_sec_with_sampling": samples / (seconds + sampling),
+        }.items():
+            print(reporting.metric_line(name, value), flush=True)
+        print(
+            f"[keras fit] epoch {epoch + 1}/{epochs}  loss {loss:.4f}  {samples / seconds:,.0f} samples/s  "
+            f"{seconds:.1f}s",
+            flush=True,
+        )
+    return 0
+
+
+def keras_neumf(keras: Any, num_users: int, num_items: int, factors: int, layers: tuple[int, ...]) -> Any:
+    """NeuMF (He et al. 2017) from stock Keras layers: GMF and MLP towers joined by one logit."""
+    user = keras.Input(shape=(), dtype="int32", name="user")
+    item = keras.Input(shape=(), dtype="int32", name="item")
+    gmf = keras.layers.Multiply()(
+        [keras.layers.Embedding(num_users, factors)(user), keras.layers.Embedding(num_items, factors)(item)]
+    )
+    hidden = keras.layers.Concatenate()(
+        [
+            keras.layers.Embedding(num_users, layers[0] // 2)(user),
+            keras.layers.Embedding(num_items, layers[0] // 2)(item),
+        ]
+    )
+    for width in layers[1:]:
+        hidden = keras.layers.Dense(width, activation="relu")(hidden)
+    logit = keras.layers.Dense(1)(keras.layers.Concatenate()([gmf, hidden]))
+    return keras.Model([user, item], logit)
+
+
+# -- the driver --------------------------------------------------------------------------------------
+
+
+def steady_epochs(count: int, first_is_warm_up: bool) -> slice:
+    """The epochs a median is taken over: all but the first when it includes tracing (and others exist)."""
+    return slice(1, None) if first_is_warm_up and count > 1 else slice(None)
+
+
+def epochs_summary(run: common.MeasuredRun, first_is_warm_up: bool) -> dict[str, Any]:
+    """Per-epoch figures from the metric lines, and their medians over the steady epochs."""
+    rates = run.metric_values("samples_per_sec")
+    seconds = run.metric_values("epoch_seconds")
+    if not rates or len(rates) != len(seconds):
+        raise common.BenchError(
+            f"no per-epoch samples_per_sec/epoch_seconds lines in the output of {run.command}"
+        )
+    steady = steady_epochs(len(rates), first_is_warm_up)
+    return {
+        "epochs": [
+            {"epoch": i + 1, "samples_per_sec": round(r), "epoch_seconds": round(s, 2)}
+            for i, (r, s) in enumerate(zip(rates, seconds, strict=True))
+        ],
+        "median_samples_per_sec": round(statistics.median(rates[steady])),
+        "median_epoch_seconds": round(statistics.median(seconds[steady]), 2),
+        "median_over": f"epochs {steady.start + 1 if steady.start else 1} to {len(rates)}",
+        "peak_rss_mib": round(run.peak_rss_mib),
+        "process_wall_seconds": round(run.seconds, 1),
+    }
+
+
+def measure_ncf(prepared: Path, work: Path, epochs: int) -> dict[str, Any]:
+    flags = ("--num-neg", str(NUM_NEG), "--epochs", str(epochs), "--patience", "0", "--refit", "false")
+    command = common.train_command(prepared, work / "model", work / "output", *flags)
+    shown = common.shell_command(command)
+    print(f"\n== {shown}", flush=True)
+    log_path = work / "train.log"
+    run = common.run_measured(command, log_path, show=common.is_progress_line, prefix="  ")
+    common.check_success(run, "train.py", log_path)
+    hyperparameters = json.loads((work / "output" / "metrics.json").read_text())["hyperparameters"]
+    summary = epochs_summary(run, first_is_warm_up=True)
+    return {"command": shown, "flags": list(flags), "hyperparameters": hyperparameters, **summary}
+
+
+def measure_keras(prepared: Path, work: Path, epochs: int) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--keras-worker", str(prepared), "--keras-epochs", str(epochs)]
+    print("\n== plain keras.Model.fit NeuMF", flush=True)
+    log_path = work / "keras.log"
+    run = common.run_measured(command, log_path, show=common.is_progress_line, prefix="  ")
+    common.check_success(run, "the Keras baseline", log_path)
+    # The warm-up call before the timed epochs traced and compiled: every timed epoch counts.
+    summary = epochs_summary(run, first_is_warm_up=False)
+    sampling = run.metric_values("sampling_seconds")
+    with_sampling = run.metric_values("samples_per_sec_with_sampling")
+    return {
+        **summary,
+        "warm_up": f"one fit call of {KERAS_WARMUP_STEPS} steps before the timed epochs",
+        "compile_seconds": round(run.metric_values("compile_seconds")[0], 1),
+        "median_sampling_seconds": round(statistics.median(sampling), 2),
+        "median_samples_per_sec_with_sampling": round(statistics.median(with_sampling)),
+        "model": "keras.Model: Embedding x4, Multiply, Concatenate, Dense(relu) per MLP layer, Dense(1); "
+        "Adam, BinaryCrossentropy(from_logits=True), fit(batch_size, shuffle=False) on pre-shuffled epochs",
+    }
+
+
+def markdown(results: dict[str, Any]) -> str:
+    ncf, keras = results["ncf"], results["keras_fit"]
+    rows = [
+        [
+            "train.py (compiled epoch loop, lazy Adam)",
+            f"{ncf['median_samples_per_sec']:,}",
+            f"{ncf['median_epoch_seconds']:.1f}",
+            f"{ncf['peak_rss_mib']:,}",
+        ],
+        [
+            "plain keras.Model.fit NeuMF",
+            f"{keras['median_samples_per_sec']:,} "
+            f"(with sampling: {keras['median_samples_per_sec_with_sampling']:,})",
+            f"{keras['median_epoch_seconds']:.1f} (+{keras['median_sampling_seconds']:.1f} sampling)",
+            f"{keras['peak_rss_mib']:,}",
+        ],
+    ]
+    table = common.markdown_table(["Trainer", "samples/s", "s / epoch", "peak RSS MiB"], rows)
+    data, bar, hp = results["dataset"], results["bar"], ncf["hyperparameters"]
+    verdict = "PASS" if bar["passed"] else "FAIL"
+    notes = [
+        f"Synthetic ML-1M-sized set: {data['users']:,} users, {data['items']:,} items, "
+        f"{data['interactions']:,} interactions ({data['train_rows']:,} train rows), {NUM_NEG} negatives per "
+        f"positive: {data['samples_per_epoch']:,} samples per epoch.",
+        f"NeuMF, factors {hp['factors']}, MLP {','.join(map(str, hp['mlp_layers']))}, "
+        f"batch {hp['batch_size']}, learning rate {hp['learning_rate']} (train.py defaults, num_neg "
+        f"{NUM_NEG}). Medians over train.py's {ncf['median_over']} (epoch 1 traces the graph) and over "
+        f"Keras' {keras['median_over']} (after a warm-up call); train.py's figure includes its negative "
+        "sampling, Keras' is `fit` alone (the same numpy sampling is shown beside it).",
+        f"Bar: >= {BAR_SAMPLES_PER_SEC:,} samples/s on {BAR_CORES} cores: {verdict} "
+        f"({ncf['median_samples_per_sec']:,} samples/s on {results['machine']['cores_usable']} cores).",
+    ]
+    return table + "\n\n" + "\n".join(f"- {note}" for note in notes)
+
+
+def run(args: argparse.Namespace) -> int:
+    header = common.run_header("speed", args.quick)
+    work = args.work_dir.resolve()
+    spec = SyntheticSpec()
+    print(f"generating {spec.interactions:,} synthetic interactions", flush=True)
+    started = time.perf_counter()
+    frame = synthetic_interactions(spec)
+    source = work / "interactions.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(source, index=False)
+    print(f"  wrote {source} in {time.perf_counter() - started:.1f} s", flush=True)
+    prepared = work / "prepared"
+    meta = common.prepare(source, prepared, work)
+
+    ncf = measure_ncf(prepared, work / "ncf", args.epochs["ncf"])
+    keras = measure_keras(prepared, work, args.epochs["keras"])
+    counts = meta["counts"]
+    passed = ncf["median_samples_per_sec"] >= BAR_SAMPLES_PER_SEC
+    results = {
+        **header,
+        "dataset": {
+            **dataclasses.asdict(spec),
+            "train_rows": counts["train_rows"],
+            "validation_users": counts["validation_users"],
+            "samples_per_epoch": counts["train_rows"] * (1 + NUM_NEG),
+            "generator": "tests/benchmarks/bench_speed.py:synthetic_interactions",
+        },
+        "ncf": ncf,
+        "keras_fit": keras,
+        "speedup_over_keras_fit": round(ncf["median_samples_per_sec"] / keras["median_samples_per_sec"], 2),
+        "peak_memory_mib": {"train.py": ncf["peak_rss_mib"], "keras_fit": keras["peak_rss_mib"]},
+        "bar": {
+            "samples_per_sec": BAR_SAMPLES_PER_SEC,
+            "cores": BAR_CORES,
+            "measured_samples_per_sec": ncf["median_samples_per_sec"],
+            "cores_usable": header["machine"]["cores_usable"],
+            "passed": passed,
+        },
+    }
+    path = common.write_results(args.output, results)
+    print(f"\n{markdown(results)}\n\nresults: {path}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.keras_worker is not None:
+        return keras_worker(args.keras_worker, args.keras_epochs)
+    return common.run_main(lambda: run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
