@@ -54,7 +54,8 @@ default-data: $(STAMP) ## Regenerate the embedded default dataset in data/defaul
 prepare: $(STAMP) ## Split DATA_DIR into train/validation/test channels under PREPARED
 	$(PY) training/prepare.py --input $(DATA_DIR) --output $(PREPARED) --overwrite $(PREPARE_ARGS)
 
-train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evaluate, export to MODEL_DIR
+train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evaluate, export (RESUME=1: resume checkpoints)
+	$(if $(RESUME),,rm -rf $(RUN_DIR)/checkpoints)
 	$(PY) training/train.py --train $(PREPARED)/train --validation $(PREPARED)/validation \
 	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
 	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
