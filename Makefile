@@ -31,11 +31,12 @@ DEPLOY_ARGS ?=
 # Quality benchmark options, e.g. BENCH_ARGS="--data ../shared/data/ml-100k"
 BENCH_ARGS ?=
 
-.PHONY: help install data default-data prepare train-local test lint bench bench-serve serve-local invoke-local \
+.PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
+        bench-features bench-scale serve-local invoke-local \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "%-18s %s\n", $$1, $$2 }'
 
 $(STAMP): pyproject.toml
 	$(PYTHON_SYSTEM) -m venv $(VENV)
@@ -73,6 +74,15 @@ bench: $(STAMP) ## Quality (MovieLens 100K) and training-speed benchmarks -> tes
 
 bench-serve: $(STAMP) ## Serving latency/throughput benchmarks -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_serve.py
+
+bench-similarity: $(STAMP) ## Similar-items quality on MovieLens 100K (genre overlap) -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_similarity.py $(BENCH_ARGS)
+
+bench-features: $(STAMP) ## Item features and cold-start items on MovieLens 100K -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_features.py $(BENCH_ARGS)
+
+bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time and memory -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_scale.py
 
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)
