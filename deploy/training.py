@@ -34,7 +34,7 @@ from deploy.aws import (
 )
 from deploy.config import Settings
 from deploy.packaging import ENTRY_POINT, sha256_of, stage_source, write_tarball
-from deploy.upload import CHANNELS
+from deploy.upload import CHANNELS, OPTIONAL_CHANNELS
 
 LOG = logging.getLogger("deploy")
 
@@ -45,6 +45,14 @@ class SourceBundle:
 
     uri: str
     requirements: str | None
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    """What a training job (or tuning trial) reads: the uploaded source and the data channels."""
+
+    bundle: SourceBundle
+    channels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -63,15 +71,21 @@ def metric_definitions() -> list[dict[str, str]]:
     return definitions()
 
 
-def check_channels(settings: Settings, s3_client: Any) -> None:
-    """Fail before launching anything when a channel has no data in S3."""
-    for channel in CHANNELS:
+def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
+    """The channels a job reads: train/validation/test, refusing to launch anything without them, and
+    the optional `items` channel (item features) when `upload` sent one."""
+
+    def has_data(channel: str) -> bool:
         bucket, key = split_s3_uri(settings.data_uri(channel))
-        if not s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"):
+        return bool(s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"))
+
+    for channel in CHANNELS:
+        if not has_data(channel):
             raise NcfError(
                 f"no data under {settings.data_uri(channel)}: run `python -m deploy upload --prepared DIR` "
                 f"(dataset {settings.dataset!r}) first"
             )
+    return CHANNELS + tuple(c for c in OPTIONAL_CHANNELS if has_data(c))
 
 
 def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:
@@ -87,9 +101,7 @@ def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:
     return SourceBundle(uri, requirements)
 
 
-def build_trainer(
-    settings: Settings, session: boto3.Session, bundle: SourceBundle, *, checkpoints: bool
-) -> Any:
+def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs, *, checkpoints: bool) -> Any:
     """The `ModelTrainer` for this project's training job (also the template of every tuning trial)."""
     from sagemaker.core.training.configs import (
         CheckpointConfig,
@@ -108,7 +120,7 @@ def build_trainer(
         training_image=images.training_image(settings, session.region_name),
         base_job_name=f"{settings.project}-train",
         source_code=SourceCode(
-            source_dir=bundle.uri, entry_script=ENTRY_POINT, requirements=bundle.requirements
+            source_dir=inputs.bundle.uri, entry_script=ENTRY_POINT, requirements=inputs.bundle.requirements
         ),
         compute=Compute(
             instance_type=settings.train_instance_type,
@@ -121,7 +133,9 @@ def build_trainer(
             max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
         ),
         output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
-        input_data_config=[InputData(channel_name=c, data_source=settings.data_uri(c)) for c in CHANNELS],
+        input_data_config=[
+            InputData(channel_name=c, data_source=settings.data_uri(c)) for c in inputs.channels
+        ],
         hyperparameters=dict(settings.hyperparameters),
         tags=sdk_tags(settings),
     ).with_metric_definitions(
@@ -134,18 +148,18 @@ def build_trainer(
     return trainer
 
 
-def prepare_job(settings: Settings, session: boto3.Session) -> SourceBundle:
+def prepare_job(settings: Settings, session: boto3.Session) -> JobInputs:
     """The checks and the source upload that `train` and `tune` share."""
     s3_client = session.client("s3")
     ensure_bucket(s3_client, settings.bucket)
-    check_channels(settings, s3_client)
-    return upload_source_bundle(settings, s3_client)
+    channels = data_channels(settings, s3_client)
+    return JobInputs(upload_source_bundle(settings, s3_client), channels)
 
 
 def train(settings: Settings, session: boto3.Session, *, wait: bool, logs: bool) -> TrainingResult:
     """Launch the training job; with `wait`, follow it to the end (RemoteFailure when it fails)."""
-    bundle = prepare_job(settings, session)
-    trainer = build_trainer(settings, session, bundle, checkpoints=settings.checkpoints)
+    inputs = prepare_job(settings, session)
+    trainer = build_trainer(settings, session, inputs, checkpoints=settings.checkpoints)
     trainer.train(wait=False, logs=False)
     job = trainer._latest_training_job  # the SDK's documented way to reach the job it just created
     LOG.info("training job %s started", job.training_job_name)

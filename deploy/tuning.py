@@ -20,7 +20,6 @@ import boto3
 from deploy.aws import project_tags, text_or, unique_name, wait_for_job
 from deploy.config import Settings
 from deploy.training import build_trainer, metric_definitions, prepare_job
-from deploy.upload import CHANNELS
 
 LOG = logging.getLogger("deploy")
 OBJECTIVE = "validation_ndcg_at_10"
@@ -56,8 +55,8 @@ def tune(settings: Settings, session: boto3.Session, *, wait: bool) -> TuningRep
     """Start the tuning job; with `wait`, follow it and report the best trial."""
     from sagemaker.train.tuner import HyperparameterTuner
 
-    bundle = prepare_job(settings, session)
-    trainer = build_trainer(settings, session, bundle, checkpoints=False)
+    inputs = prepare_job(settings, session)
+    trainer = build_trainer(settings, session, inputs, checkpoints=False)
     grid = settings.tune_strategy == "Grid"
     tuner = HyperparameterTuner(
         model_trainer=trainer,
@@ -74,7 +73,7 @@ def tune(settings: Settings, session: boto3.Session, *, wait: bool) -> TuningRep
         tags=project_tags(settings),
     )
     job_name = unique_name(settings, "tune")
-    tuner.tune(inputs={c: settings.data_uri(c) for c in CHANNELS}, job_name=job_name, wait=False)
+    tuner.tune(inputs={c: settings.data_uri(c) for c in inputs.channels}, job_name=job_name, wait=False)
     job = tuner.latest_tuning_job
     LOG.info("tuning job %s started", job_name)
     if not wait:

@@ -21,6 +21,8 @@ from deploy.packaging import sha256_of
 
 LOG = logging.getLogger("deploy")
 CHANNELS = ("train", "validation", "test")
+# Written by prepare.py when the data has item features; jobs get it only when it was uploaded.
+OPTIONAL_CHANNELS = ("items",)
 DIGEST_KEY = "sha256"
 
 

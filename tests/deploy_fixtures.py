@@ -50,7 +50,19 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
+    _forget_sdk_clients()
     return config
+
+
+def _forget_sdk_clients() -> None:
+    """Drop the SDK's process-wide cached clients, which keep the endpoint and credentials of the test
+    that created them: a CloudWatch Logs client made under in-process moto would otherwise call the
+    real AWS in a later test that points every client at moto_server with AWS_ENDPOINT_URL."""
+    from sagemaker.core.utils.logs import CloudWatchLogsClient
+    from sagemaker.core.utils.utils import SageMakerClient, SingletonMeta
+
+    SingletonMeta._instances.pop(CloudWatchLogsClient, None)
+    SageMakerClient.reset()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -239,3 +240,24 @@ def test_latest_training_job_is_the_newest_tagged_train_job(moto_aws: None) -> N
     jobs[f"{PROJECT}-train-old"].creation_time = now - timedelta(hours=2)
     jobs[f"{PROJECT}-train-new"].creation_time = now - timedelta(minutes=1)
     assert latest_training_job(load_settings(), sagemaker) == f"{PROJECT}-train-new"
+
+
+def test_uploaded_item_features_become_the_items_channel(
+    cli, recorder: Recorder, tiny_channels: Path, tmp_path: Path
+) -> None:
+    """prepare.py writes items/ when the data has item features; the job must receive it as a channel."""
+    prepared = tmp_path / "prepared"
+    shutil.copytree(tiny_channels, prepared)
+    (prepared / "items").mkdir(exist_ok=True)
+    (prepared / "items" / "part-00000.csv").write_text("item_id,genres\nitem-0,a|b\n")
+    assert cli("upload", "--prepared", str(prepared))[0] == 0
+    assert cli("train", "--no-wait")[0] == 0
+    channels = {c["ChannelName"] for c in recorder.only("CreateTrainingJob")["InputDataConfig"]}
+    assert {"train", "validation", "test", "items"} <= channels
+
+
+def test_no_items_channel_without_item_features(cli, recorder: Recorder, tiny_channels: Path) -> None:
+    assert cli("upload", "--prepared", str(tiny_channels))[0] == 0
+    assert cli("train", "--no-wait")[0] == 0
+    channels = {c["ChannelName"] for c in recorder.only("CreateTrainingJob")["InputDataConfig"]}
+    assert "items" not in channels
