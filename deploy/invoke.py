@@ -1,4 +1,8 @@
-"""`invoke`: ask a SageMaker endpoint (or the local one) for users' top-k items and print them.
+"""`invoke`: ask a SageMaker endpoint (or the local one) for users' top-k items, or similar items/users.
+
+`--user U` asks for U's recommendations, `--similar-to ITEM` for the items most similar to ITEM
+(`similar_items`), `--similar-users-to U` for the users most similar to U (`similar_users`); each can be
+repeated, and one call asks one kind of question.
 
 The CLI adds these options with `add_arguments` and calls `run`. With `--endpoint-url` (e.g. the local
 endpoint, `https://127.0.0.1:8443`) the runtime client talks to that URL; for a loopback URL the local
@@ -35,6 +39,11 @@ from botocore.exceptions import (
 from deploy.local.tls import default_cert_path
 
 CONTENT_TYPES = {"json": "application/json", "jsonlines": "application/jsonlines", "csv": "text/csv"}
+RECOMMEND = "recommend"
+SIMILAR_ITEMS = "similar_items"
+SIMILAR_USERS = "similar_users"
+# The request field of each signature's query id (as inference.py expects it).
+QUERY_FIELDS = {RECOMMEND: "user_id", SIMILAR_ITEMS: "item_id", SIMILAR_USERS: "user_id"}
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -43,10 +52,26 @@ class UsageError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `invoke` options: who to recommend for, how to ask, where the endpoint is."""
+    """The `invoke` options: who to recommend for (or what to find neighbours of), how to ask, where."""
     parser.add_argument("--user", action="append", default=[], help="user id (repeat for several users)")
     parser.add_argument("--users-file", type=Path, help="text file with one user id per line")
-    parser.add_argument("--k", type=int, default=10, help="items per user (default 10)")
+    parser.add_argument(
+        "--similar-to",
+        action="append",
+        default=[],
+        metavar="ITEM",
+        help="instead of recommendations: the items most similar to ITEM (repeat for several)",
+    )
+    parser.add_argument(
+        "--similar-users-to",
+        action="append",
+        default=[],
+        metavar="USER",
+        help="instead of recommendations: the users most similar to USER (repeat for several)",
+    )
+    parser.add_argument(
+        "--k", type=int, default=10, help="items (or similar items/users) per query (default 10)"
+    )
     parser.add_argument(
         "--exclude", action="append", default=[], help="item id never to recommend (repeat for several)"
     )
@@ -57,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--content-type",
         choices=tuple(CONTENT_TYPES),
         default="json",
-        help="request format: one JSON document, JSON Lines, or CSV user_id,k (default json)",
+        help="request format: one JSON document, JSON Lines, or CSV id,k[,signature] (default json)",
     )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output (default table)")
     parser.add_argument(
@@ -82,20 +107,48 @@ def read_users(users: list[str], users_file: Path | None) -> list[str]:
     return found
 
 
+def choose_queries(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """`(signature, query ids)` from `--user`/`--users-file`, `--similar-to` or `--similar-users-to`."""
+    kinds = [
+        name
+        for name, given in (
+            ("--user/--users-file", args.user or args.users_file),
+            ("--similar-to", args.similar_to),
+            ("--similar-users-to", args.similar_users_to),
+        )
+        if given
+    ]
+    if len(kinds) > 1:
+        raise UsageError(f"{kinds[0]} and {kinds[1]} cannot be combined: one kind of query per call")
+    if args.similar_to or args.similar_users_to:
+        if args.exclude or args.include_seen:
+            raise UsageError("--exclude and --include-seen apply to recommendations, not to similarity")
+        return (SIMILAR_ITEMS, args.similar_to) if args.similar_to else (SIMILAR_USERS, args.similar_users_to)
+    return RECOMMEND, read_users(args.user, args.users_file)
+
+
 def build_request(
-    users: list[str], k: int, exclude: list[str], include_seen: bool, content_type: str
+    users: list[str],
+    k: int,
+    exclude: list[str],
+    include_seen: bool,
+    content_type: str,
+    signature: str = RECOMMEND,
 ) -> tuple[bytes, str, str]:
-    """`(body, Content-Type, Accept)` for the handler's request formats."""
+    """`(body, Content-Type, Accept)` for the handler's request formats; `users` are the query ids."""
     if content_type == "csv":
         if exclude or include_seen:
             raise UsageError(
                 "--exclude and --include-seen need --content-type json or jsonlines (CSV is user_id,k)"
             )
-        body = "".join(f"{_csv_field(user)},{k}\n" for user in users)
+        suffix = "" if signature == RECOMMEND else f",{signature}"
+        body = "".join(f"{_csv_field(user)},{k}{suffix}\n" for user in users)
         return body.encode(), CONTENT_TYPES["csv"], CONTENT_TYPES["json"]
     requests = []
     for user in users:
-        request: dict[str, Any] = {"user_id": user, "k": k}
+        request: dict[str, Any] = {QUERY_FIELDS[signature]: user, "k": k}
+        if signature != RECOMMEND:
+            request["signature"] = signature
         if exclude:
             request["exclude"] = exclude
         if include_seen:
@@ -123,7 +176,10 @@ def parse_predictions(body: bytes, accept: str) -> list[dict[str, Any]]:
 
 
 def render_table(predictions: list[dict[str, Any]]) -> str:
-    """One row per recommended item: user, rank, item, score, and whether it is a popularity fallback."""
+    """One row per recommended item: user, rank, item, score, and whether it is a popularity fallback;
+    for similarity answers one row per neighbour: query, rank, neighbour, score."""
+    if predictions and "similar" in predictions[0]:
+        return _render_similar(predictions)
     rows = [("user_id", "rank", "item_id", "score", "fallback")]
     for prediction in predictions:
         fallback = "yes" if prediction.get("fallback") else "no"
@@ -132,6 +188,21 @@ def render_table(predictions: list[dict[str, Any]]) -> str:
             rows.append((prediction["user_id"], "-", "(no items)", "", fallback))
         for rank, item in enumerate(items, start=1):
             rows.append((prediction["user_id"], str(rank), item["item_id"], f"{item['score']:.4f}", fallback))
+    return _aligned(rows)
+
+
+def _render_similar(predictions: list[dict[str, Any]]) -> str:
+    field = "item_id" if "item_id" in predictions[0] else "user_id"
+    rows = [(field, "rank", f"similar {field}", "score")]
+    for prediction in predictions:
+        if not prediction["similar"]:
+            rows.append((prediction[field], "-", "(none)", ""))
+        for rank, neighbour in enumerate(prediction["similar"], start=1):
+            rows.append((prediction[field], str(rank), neighbour[field], f"{neighbour['score']:.4f}"))
+    return _aligned(rows)
+
+
+def _aligned(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
@@ -170,14 +241,27 @@ def _verify(args: argparse.Namespace) -> str | bool:
     return True
 
 
-def make_client(endpoint_url: str | None, verify: str | bool, region: str | None) -> Any:
+def make_client(
+    endpoint_url: str | None,
+    verify: str | bool,
+    region: str | None,
+    *,
+    max_attempts: int | None = None,
+    max_pool_connections: int = 10,
+) -> Any:
     """A `sagemaker-runtime` client. A loopback URL (the local endpoint, which checks no signature) gets
-    dummy credentials, so no credential lookup (which may probe EC2 metadata) delays it."""
+    dummy credentials, so no credential lookup (which may probe EC2 metadata) delays it.
+
+    `max_attempts=1` turns botocore's retries off, for tests and benchmarks that must see every error.
+    """
     session = boto3.Session(region_name=region)
+    retries = {"retries": {"max_attempts": max_attempts}} if max_attempts else {}
     options: dict[str, Any] = {
         "endpoint_url": endpoint_url,
         "verify": verify,
-        "config": Config(connect_timeout=10, read_timeout=70),
+        "config": Config(
+            connect_timeout=10, read_timeout=70, max_pool_connections=max_pool_connections, **retries
+        ),
     }
     if endpoint_url:
         options["region_name"] = session.region_name or "us-east-1"
@@ -187,11 +271,11 @@ def make_client(endpoint_url: str | None, verify: str | bool, region: str | None
 
 
 def run(args: argparse.Namespace, *, default_endpoint_name: str, region: str | None) -> int:
-    """Invoke the endpoint and print the recommendations; 0 on success, 1 endpoint error, 2 usage error."""
+    """Invoke the endpoint and print the answers; 0 on success, 1 endpoint error, 2 usage error."""
     try:
-        users = read_users(args.user, args.users_file)
+        signature, queries = choose_queries(args)
         body, content_type, accept = build_request(
-            users, args.k, args.exclude, args.include_seen, args.content_type
+            queries, args.k, args.exclude, args.include_seen, args.content_type, signature
         )
         verify = _verify(args)
     except UsageError as err:

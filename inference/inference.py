@@ -14,30 +14,41 @@ time, where this module keeps one pooled `requests.Session` (`SESSION`).
 Requests (`Content-Type`):
 - `application/json`: one request `{"user_id": "42", "k": 10, "exclude": ["50"], "exclude_seen": true}`
   (only `user_id` is required), a batch `{"instances": [{...}, ...]}`, or pair scoring
-  `{"signature": "score", "instances": [{"user_id": "42", "item_id": "50"}]}`. `"signature"` is
-  `"recommend"` (default) or `"score"`, at the top level or per instance.
+  `{"signature": "score", "instances": [{"user_id": "42", "item_id": "50"}]}`, or similarity
+  `{"signature": "similar_items", "item_id": "50", "k": 10}` / `{"signature": "similar_users",
+  "user_id": "42", "k": 10}`. `"signature"` is `"recommend"` (default), `"score"`, `"similar_items"` or
+  `"similar_users"`, at the top level (the default of every instance) or per instance.
 - `application/jsonlines` (or `application/x-jsonlines`): one request object per line, as Batch Transform
   sends with `SplitType=Line`.
-- `text/csv`: `user_id[,k]` per line, no header.
+- `text/csv`: `id[,k[,signature]]` per line, no header: the id is the signature's (`user_id` for
+  `recommend` and `similar_users`, `item_id` for `similar_items`); an empty or missing k is the default k,
+  a missing signature `recommend` (e.g. `42`, `42,5`, `50,10,similar_items`, `50,,similar_items`).
+  Scoring needs two ids and is JSON-only.
 
 Responses (`Accept`: `application/json`, the default, or `application/jsonlines`), in request order:
 `{"predictions": [{"user_id": "42", "items": [{"item_id": "50", "score": 0.93}, ...], "fallback": false}]}`
-and `{"user_id": "42", "item_id": "50", "score": 0.93, "fallback": false}` per pair scored. JSON Lines
-puts one prediction per line. `fallback` is true for an unknown user (popularity items) or, when scoring,
-an unknown user or item. The user's training items are never recommended unless `"exclude_seen": false`.
+and `{"user_id": "42", "item_id": "50", "score": 0.93, "fallback": false}` per pair scored; similarity
+answers `{"item_id": "50", "similar": [{"item_id": "172", "score": 0.81}, ...]}` (`similar_items`) and
+`{"user_id": "42", "similar": [{"user_id": "7", "score": 0.64}, ...]}` (`similar_users`), most similar
+first, the query itself never listed; the score is the measure chosen at export (cosine or Pearson in
+[-1, 1], Jaccard in [0, 1]). JSON Lines puts one prediction per line. `fallback` is true for an unknown
+user (popularity items) or, when scoring, an unknown user or item. The user's training items are never
+recommended unless `"exclude_seen": false`.
 
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
-`exclude` list), `score`. One TF Serving call per signature a request needs, with the largest `k` of that
-group; each user's list is then cut to its own `k`.
+`exclude` list), `score`, `similar_items`, `similar_users`. One TF Serving call per signature a request
+needs, with the largest `k` of that group; each instance's list is then cut to its own `k`.
 
 Errors. The container answers 200 with whatever `handler` returns, and 500 `{"error": str(exception)}`
 when it raises; it cannot send a 4xx. The SageMaker runtime then gives the client a `ModelError` (HTTP 424,
 `OriginalStatusCode` 500, `OriginalMessage` the container's body). So every refusal raises `InferenceError`,
 whose `str()` is itself JSON: `{"error": "<what was wrong>", "field": "<name or null>", "status": <code>}`.
-`status` is the HTTP status this project would have used (400 bad input, 406 Accept, 413 too large,
-415 Content-Type; 502/503/504 TF Serving failures, 500 a bug here), so clients and logs can tell a client
-error from a server error even though the transport cannot. Client errors are logged at WARNING as
+`status` is the HTTP status this project would have used (400 bad input, 404 an unknown id in a
+similarity request: there is no sensible fallback for "similar to X", and one unknown id refuses the whole
+request, naming it; 406 Accept, 413 too large, 415 Content-Type; 502/503/504 TF Serving failures, 500 a
+bug here), so clients and logs can tell a client error from a server error even though the transport
+cannot. Client errors are logged at WARNING as
 `{"event": "client_error", ...}`, server errors at ERROR as `{"event": "server_error", ...}` (CloudWatch
 metric filters can count `{ $.event = "client_error" }` and `{ $.event = "server_error" }`). TF Serving's own
 error text (often a stack dump) is logged, never returned. `ncf-sagemaker`'s `invoke` command unwraps
@@ -82,8 +93,16 @@ _RESPONSE_TYPES = {
 
 RECOMMEND = "recommend"
 SCORE = "score"
-_RECOMMEND_FIELDS = ("user_id", "k", "exclude", "exclude_seen", "signature")
-_SCORE_FIELDS = ("user_id", "item_id", "signature")
+SIMILAR_ITEMS = "similar_items"
+SIMILAR_USERS = "similar_users"
+_FIELDS = {
+    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "signature"),
+    SCORE: ("user_id", "item_id", "signature"),
+    SIMILAR_ITEMS: ("item_id", "k", "signature"),
+    SIMILAR_USERS: ("user_id", "k", "signature"),
+}
+# The id a similarity signature takes, and the name of its id output in the SavedModel.
+_SIMILAR_QUERY = {SIMILAR_ITEMS: "item_id", SIMILAR_USERS: "user_id"}
 
 
 @dataclass(frozen=True)
@@ -158,7 +177,16 @@ class Score:
     item_id: str
 
 
-Instance = Recommend | Score
+@dataclass(frozen=True)
+class Similar:
+    """The k items most similar to an item (`similar_items`), or users to a user (`similar_users`)."""
+
+    signature: str
+    query_id: str
+    k: int
+
+
+Instance = Recommend | Score | Similar
 
 
 @dataclass(frozen=True)
@@ -283,24 +311,35 @@ def _parse_csv(text: str, settings: Settings) -> list[Instance]:
     instances: list[Instance] = []
     for number, row in rows:
         where = f"line {number}: "
-        if len(row) > 2:
-            raise InferenceError(f"{where}expected user_id[,k], got {len(row)} columns", "body")
-        user_id = _user_id(row[0], where, "user_id")
+        if len(row) > 3:
+            raise InferenceError(f"{where}expected id[,k[,signature]], got {len(row)} columns", "body")
+        signature = row[2].strip() if len(row) == 3 and row[2].strip() else RECOMMEND
+        if signature not in (RECOMMEND, *_SIMILAR_QUERY):
+            raise InferenceError(
+                f"{where}signature {signature!r} is not available in CSV "
+                f"(use {RECOMMEND}, {SIMILAR_ITEMS} or {SIMILAR_USERS}; score with JSON)",
+                "signature",
+            )
+        field = _SIMILAR_QUERY.get(signature, "user_id")
+        query_id = _user_id(row[0], where, field)
         k = settings.default_k
-        if len(row) == 2 and row[1].strip():
+        if len(row) >= 2 and row[1].strip():
             try:
                 k = int(row[1].strip())
             except ValueError:
                 raise InferenceError(f"{where}k must be an integer, got {row[1]!r}", "k") from None
-        instances.append(Recommend(user_id, _k(k, where, settings)))
+        k = _k(k, where, settings)
+        instances.append(
+            Similar(signature, query_id, k) if signature != RECOMMEND else Recommend(query_id, k)
+        )
     return instances
 
 
 def _signature(obj: dict[str, Any], where: str, default: str | None) -> str:
     value = obj.get("signature", default or RECOMMEND)
-    if value not in (RECOMMEND, SCORE):
+    if not isinstance(value, str) or value not in _FIELDS:
         raise InferenceError(
-            f"{where}unknown signature {value!r} (use {RECOMMEND!r} or {SCORE!r})", "signature"
+            f"{where}unknown signature {json.dumps(value)} (use {', '.join(map(repr, _FIELDS))})", "signature"
         )
     return value
 
@@ -309,7 +348,7 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
     if not isinstance(obj, dict):
         raise InferenceError(f"{where}each request must be a JSON object", "instances")
     signature = _signature(obj, where, default_signature)
-    allowed = _SCORE_FIELDS if signature == SCORE else _RECOMMEND_FIELDS
+    allowed = _FIELDS[signature]
     unknown = sorted(set(obj) - set(allowed))
     if unknown:
         raise InferenceError(
@@ -317,19 +356,27 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             f"(allowed: {', '.join(allowed)})",
             unknown[0],
         )
+    if signature in _SIMILAR_QUERY:
+        field = _SIMILAR_QUERY[signature]
+        return Similar(signature, _user_id(obj.get(field), where, field), _json_k(obj, where, settings))
     user_id = _user_id(obj.get("user_id"), where, "user_id")
     if signature == SCORE:
         return Score(user_id, _user_id(obj.get("item_id"), where, "item_id"))
-    k = obj.get("k", settings.default_k)
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise InferenceError(f"{where}k must be an integer, got {json.dumps(k)}", "k")
+    k = _json_k(obj, where, settings)
     exclude = obj.get("exclude", [])
     if not isinstance(exclude, list) or not all(isinstance(item, str) and item for item in exclude):
         raise InferenceError(f"{where}exclude must be a list of non-empty item id strings", "exclude")
     exclude_seen = obj.get("exclude_seen", True)
     if not isinstance(exclude_seen, bool):
         raise InferenceError(f"{where}exclude_seen must be true or false", "exclude_seen")
-    return Recommend(user_id, _k(k, where, settings), tuple(exclude), exclude_seen)
+    return Recommend(user_id, k, tuple(exclude), exclude_seen)
+
+
+def _json_k(obj: dict[str, Any], where: str, settings: Settings) -> int:
+    k = obj.get("k", settings.default_k)
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise InferenceError(f"{where}k must be an integer, got {json.dumps(k)}", "k")
+    return _k(k, where, settings)
 
 
 def _user_id(value: Any, where: str, field: str) -> str:
@@ -357,6 +404,8 @@ def plan_calls(instances: list[Instance]) -> list[Call]:
     for index, instance in enumerate(instances):
         if isinstance(instance, Score):
             key = "score"
+        elif isinstance(instance, Similar):
+            key = instance.signature
         elif not instance.exclude_seen:
             key = "recommend_with_seen"
         else:
@@ -371,6 +420,10 @@ def plan_calls(instances: list[Instance]) -> list[Call]:
                 "item_id": [m.item_id for m in members],
             }
             calls.append(Call("score", tuple(indices), {"signature_name": "score", "inputs": inputs}))
+            continue
+        if key in _SIMILAR_QUERY:
+            inputs = {_SIMILAR_QUERY[key]: [m.query_id for m in members], "k": max(m.k for m in members)}
+            calls.append(Call(key, tuple(indices), {"signature_name": key, "inputs": inputs}))
             continue
         inputs = {"user_id": [m.user_id for m in members], "k": max(m.k for m in members)}
         signature = key
@@ -442,6 +495,8 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
     """Predictions (in the call's instance order) from one signature's columnar outputs."""
     rows = len(call.indices)
     members = [instances[i] for i in call.indices]
+    if call.signature in _SIMILAR_QUERY:
+        return _read_similar(call, outputs, instances, members)
     fallback = _column(outputs, "fallback", rows, call)
     if call.signature == "score":
         scores = _column(outputs, "score", rows, call)
@@ -449,24 +504,63 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
             {"user_id": m.user_id, "item_id": m.item_id, "score": float(s), "fallback": bool(f)}
             for m, s, f in zip(members, scores, fallback, strict=True)
         ]
-    item_ids = _column(outputs, "item_ids", rows, call)
+    ranked = _ranked_lists(call, outputs, instances, "item_id", "the catalog ({width} items)")
+    return [
+        {"user_id": member.user_id, "items": items, "fallback": bool(flag)}
+        for member, items, flag in zip(members, ranked, fallback, strict=True)
+    ]
+
+
+def _where(index: int, instances: list[Instance]) -> str:
+    return f"instances[{index}]: " if len(instances) > 1 else ""
+
+
+def _read_similar(
+    call: Call, outputs: dict[str, Any], instances: list[Instance], members: list[Similar]
+) -> list[dict[str, Any]]:
+    """`similar_*` outputs: refuse unknown query ids (no fallback), then each query's neighbours."""
+    field = _SIMILAR_QUERY[call.signature]
+    noun = field.removesuffix("_id")
+    known = _column(outputs, "known", len(members), call)
+    for index, member, flag in zip(call.indices, members, known, strict=True):
+        if not flag:
+            raise InferenceError(
+                f"{_where(index, instances)}unknown {field} {member.query_id!r}: the model has no such "
+                f"{noun}, so it has no similar {noun}s",
+                field,
+                404,
+            )
+    ranked = _ranked_lists(call, outputs, instances, field, f"the number of other {noun}s ({{width}})")
+    return [
+        {field: member.query_id, "similar": neighbours}
+        for member, neighbours in zip(members, ranked, strict=True)
+    ]
+
+
+def _ranked_lists(
+    call: Call, outputs: dict[str, Any], instances: list[Instance], key: str, capacity: str
+) -> list[list[dict[str, Any]]]:
+    """Each instance's ranked `{key: id, "score": s}` list from the `<key>s`/`scores` outputs, cut to its
+    own k, "" tail ids dropped; a k beyond what the model can return is refused naming `capacity`."""
+    rows = len(call.indices)
+    members = [instances[i] for i in call.indices]
+    ids = _column(outputs, f"{key}s", rows, call)
     scores = _column(outputs, "scores", rows, call)
-    width = len(item_ids[0]) if isinstance(item_ids[0], list) else -1
-    if any(not isinstance(r, list) or len(r) != width for r in (*item_ids, *scores)):
-        raise _malformed(call.body, "item_ids/scores rows are not lists of one width")
+    width = len(ids[0]) if isinstance(ids[0], list) else -1
+    if any(not isinstance(r, list) or len(r) != width for r in (*ids, *scores)):
+        raise _malformed(call.body, f"{key}s/scores rows are not lists of one width")
     for index, member in zip(call.indices, members, strict=True):
         if member.k > width:
-            where = f"instances[{index}]: " if len(instances) > 1 else ""
-            raise InferenceError(f"{where}k={member.k} is larger than the catalog ({width} items)", "k", 400)
-    predictions = []
-    for member, ids, values, flag in zip(members, item_ids, scores, fallback, strict=True):
-        items = [
-            {"item_id": str(item), "score": float(score)}
-            for item, score in zip(ids[: member.k], values[: member.k], strict=True)
-            if item != ""
+            limit = capacity.format(width=width)
+            raise InferenceError(f"{_where(index, instances)}k={member.k} is larger than {limit}", "k", 400)
+    return [
+        [
+            {key: str(found), "score": float(score)}
+            for found, score in zip(row[: member.k], values[: member.k], strict=True)
+            if found != ""
         ]
-        predictions.append({"user_id": member.user_id, "items": items, "fallback": bool(flag)})
-    return predictions
+        for member, row, values in zip(members, ids, scores, strict=True)
+    ]
 
 
 def format_response(predictions: list[dict[str, Any]], accept: str) -> str:

@@ -10,9 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
+from deploy.invoke import make_client
 from deploy.local.httpserver import App, Server, serve_in_thread
 from deploy.local.runtime_api import RuntimeApi
 from deploy.local.tls import ensure_certificate, server_context
@@ -20,15 +18,7 @@ from deploy.local.tls import ensure_certificate, server_context
 
 def runtime_client(url: str, cert: Path) -> Any:
     """A boto3 `sagemaker-runtime` client for a local HTTPS URL, with dummy credentials."""
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        verify=str(cert),
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1}, read_timeout=30),
-    )
+    return make_client(url, str(cert), "us-east-1", max_attempts=1)
 
 
 @contextmanager

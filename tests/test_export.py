@@ -42,6 +42,8 @@ def test_saved_model_lives_in_a_numbered_version_folder(served, tmp_path: Path) 
         "recommend_excluding",
         "recommend_with_seen",
         "score",
+        "similar_items",
+        "similar_users",
     }
 
 

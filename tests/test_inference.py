@@ -269,7 +269,7 @@ BAD_INPUTS = [
     ('{"user_id": "1"}\n{"user_id": 2}\n', "application/jsonlines", "application/json", "user_id", 400),
     ('{"user_id": "1"}\n{oops\n', "application/jsonlines", "application/json", "body", 400),
     ("42,ten\n", "text/csv", "application/json", "k", 400),
-    ("42,1,extra\n", "text/csv", "application/json", "body", 400),
+    ("42,1,recommend,extra\n", "text/csv", "application/json", "body", 400),
     (",3\n", "text/csv", "application/json", "user_id", 400),
     ("\n\n", "text/csv", "application/json", "instances", 400),
     (b"\xff\xfe", "application/json", "application/json", "body", 400),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from ncf import sampling
 from ncf.sampling import build_epoch, epoch_rng, recency_weights, sample_negatives
 from ncf.vocab import UserItemSets
 
@@ -113,3 +115,11 @@ def test_recent_interactions_weigh_more_and_the_boost_halves() -> None:
     weights = recency_weights(np.array([0, 5, 10, 1000]), boost=4.0, half_life=5.0)
     np.testing.assert_allclose(weights, [5.0, 3.0, 2.0, 1.0], atol=1e-6)
     np.testing.assert_array_equal(recency_weights(np.array([0, 3]), boost=0.0, half_life=5.0), [1.0, 1.0])
+
+
+def test_dense_and_searched_membership_draw_the_same_negatives(monkeypatch: pytest.MonkeyPatch) -> None:
+    users = np.repeat(USERS, 20)
+    dense = sample_negatives(users, 3, SEEN, NUM_ITEMS, np.random.default_rng(5))
+    monkeypatch.setattr(sampling, "DENSE_MEMBERSHIP_LIMIT", 0)  # force the binary-search path
+    searched = sample_negatives(users, 3, SEEN, NUM_ITEMS, np.random.default_rng(5))
+    np.testing.assert_array_equal(dense[1], searched[1])

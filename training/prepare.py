@@ -5,7 +5,9 @@
 --input is a MovieLens folder or ratings file (ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest[-small];
 detected automatically), a folder holding interactions.csv/.tsv/.parquet, or a CSV/TSV (optionally .gz) or
 Parquet file with the columns user_id, item_id[, rating][, timestamp]. The output folder gets train/,
-validation/, test/ and meta.json (see ncf.channels), written all at once.
+validation/, test/ and meta.json (see ncf.channels), written all at once, plus items/ (item features for
+hybrid NCF, see ncf.features) from --item-features or, without it, from the item file next to the
+interactions (MovieLens u.item / movies.dat / movies.csv, or items.csv / items.parquet).
 
 Needs only the standard library, numpy, pandas and pyarrow, so it also runs in the SageMaker TensorFlow
 training container. Problems with the input print one line `error: ...` and exit with status 2.
@@ -24,7 +26,9 @@ if _HERE not in sys.path:  # run as a script with a safe path (python -P): make 
 
 from ncf.channels import build_meta, check_output, write_prepared  # noqa: E402
 from ncf.errors import NcfError  # noqa: E402
+from ncf.features import parse_item_features  # noqa: E402
 from ncf.interactions import ColumnNames, load_interactions  # noqa: E402
+from ncf.item_sources import find_item_features, load_item_table  # noqa: E402
 from ncf.splitting import FEEDBACK_MODES, SplitOptions, split_interactions  # noqa: E402
 
 _SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -109,6 +113,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="split train into N files by a hash of the user id, for SageMaker ShardedByS3Key "
         "(default: %(default)s)",
     )
+    parser.add_argument(
+        "--item-features",
+        default=None,
+        metavar="PATH",
+        help="item features (CSV/Parquet: item_id plus categorical, |-separated multi-valued and numeric "
+        "columns) to write to the items channel; items without interactions become cold-start items. "
+        "Default: the item file next to the interactions, if any (MovieLens genres and year); "
+        "'none': no items channel",
+    )
     columns = parser.add_argument_group(
         "columns of a generic CSV/TSV/Parquet input (its first line names the columns; ignored for "
         "MovieLens layouts)"
@@ -172,6 +185,10 @@ def prepare(args: argparse.Namespace) -> dict:
         seed=args.seed,
     )
     split = split_interactions(interactions.frame, options)
+    items_path = _item_features_path(args.item_features, interactions.files[0])
+    items = load_item_table(items_path) if items_path else None
+    if items is not None:
+        parse_item_features([(items_path, items)])  # refuse a broken features file before writing
     settings = {
         "feedback": args.feedback,
         "rating_threshold": args.rating_threshold,
@@ -185,11 +202,28 @@ def prepare(args: argparse.Namespace) -> dict:
         "rating_col": args.rating_col,
         "timestamp_col": args.timestamp_col,
         "sep": args.sep,
+        "item_features": str(items_path) if items_path else None,
     }
     meta = build_meta(interactions, args.input, options, split.counts, settings)
-    written = write_prepared(args.output, split, meta, shards=args.shards, overwrite=args.overwrite)
+    if items is not None:
+        kept = set(split.train["item_id"]) | set(split.validation["item_id"]) | set(split.test["item_id"])
+        meta["item_features"] = {
+            "source": str(items_path),
+            "columns": list(items.columns),
+            "items": len(items),
+            "cold_items": int((~items["item_id"].isin(kept)).sum()),
+        }
+    written = write_prepared(
+        args.output, split, meta, shards=args.shards, overwrite=args.overwrite, items=items
+    )
     print(summary(written, args.output, time.monotonic() - started))
     return written
+
+
+def _item_features_path(option: str | None, interactions_file: Path) -> Path | None:
+    if option is None:
+        return find_item_features(interactions_file)
+    return None if option.lower() == "none" else Path(option)
 
 
 def summary(meta: dict, output: Path, seconds: float) -> str:
@@ -200,6 +234,14 @@ def summary(meta: dict, output: Path, seconds: float) -> str:
     source = meta["source"]
     files = ", ".join(f["path"] for f in source["files"])
     negatives = meta["split"]["eval_negatives"]
+    items = meta.get("item_features")
+    item_lines = []
+    if items:
+        columns = ", ".join(items["columns"])
+        item_lines.append(
+            f"item features: {items['items']:,} items ({columns}) from {items['source']}, "
+            f"{items['cold_items']:,} of them without interactions (cold-start items)"
+        )
     return "\n".join(
         [
             f"read {counts['rows_read']:,} interactions from {files} ({source['format']}; "
@@ -213,6 +255,7 @@ def summary(meta: dict, output: Path, seconds: float) -> str:
             f"(1 positive + {negatives} negatives); train only: "
             f"{train_only['fewer_than_3_interactions']:,} users with < 3 interactions, "
             f"{train_only['too_few_unseen_items']:,} with < {negatives} unseen items",
+            *item_lines,
             f"wrote {output} in {seconds:.1f} s",
         ]
     )

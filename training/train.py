@@ -7,6 +7,10 @@ In the SageMaker TensorFlow training container the same script reads SM_CHANNEL_
 SM_OUTPUT_DATA_DIR, SM_HPS and /opt/ml/checkpoints; command-line flags override them. It writes
 the SavedModel to MODEL_DIR/1 and the serving handler to MODEL_DIR/code, so the model.tar.gz
 SageMaker makes of MODEL_DIR deploys as-is on the TensorFlow Serving container.
+
+With several instances (SM_HOSTS) it trains with MultiWorkerMirroredStrategy (see ncf/distribute.py;
+NCF_WORKER_ADDRESSES overrides the worker addresses for local runs). On SIGTERM (spot interruption)
+it stops within seconds, keeps the last completed epoch's checkpoint and exits with status 143.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ncf import interruption
 from ncf.config import TrainConfig, load_config
 from ncf.errors import NcfError
 
@@ -43,24 +48,34 @@ def run(config: TrainConfig) -> dict:
     """The whole job; returns what it wrote to metrics.json."""
     from ncf import reporting
     from ncf.dataset import TrainingData, load_training_data
+    from ncf.features import configured_item_features
 
     started = time.perf_counter()
     # Data problems are reported before TensorFlow is imported: fast, and without its start-up noise.
-    data = load_training_data(config.train, config.validation, config.test, config.is_implicit)
+    features = configured_item_features(config)
+    data = load_training_data(config.train, config.validation, config.test, config.is_implicit, features)
 
+    from ncf.distribute import connect
     from ncf.export import Recommender, copy_inference_code, save_recommender, write_model_archive
     from ncf.models import ModelSpec, NcfModel
     from ncf.trainer import FitResult, ModelScorer, evaluate, fit
+
+    workers = connect(os.environ, log)
+    # After importing TensorFlow and starting the strategy: both install SIGTERM handlers of their own.
+    interruption.install()
 
     log(
         f"data: {len(data.users):,} users, {len(data.items):,} items, {len(data.train_users):,} training "
         f"interactions, {len(data.validation.users):,} validation and {len(data.test.users):,} test users"
     )
     log(f"hyperparameters: {config.hyperparameters()}")
+    if features is not None and data.item_features is not None:
+        cold = int((data.item_features.has_id == 0).sum())
+        log(f"item features: {features.describe()}; {cold:,} cold-start items (features only)")
 
     def build(model_type: str) -> NcfModel:
         spec = ModelSpec(model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
-        return NcfModel(spec, seed=config.seed)
+        return NcfModel(spec, seed=config.seed, item_features=data.item_features)
 
     checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else None
 
@@ -82,6 +97,8 @@ def run(config: TrainConfig) -> dict:
                     log=log,
                     stage=f"pretrain-{tower}{suffix}",
                     select=select,
+                    workers=workers,
+                    stop_requested=interruption.requested,
                 )
             model.load_pretrained(towers["gmf"], towers["mlp"])
         result = fit(
@@ -93,6 +110,8 @@ def run(config: TrainConfig) -> dict:
             log=log,
             stage=f"{config.model_type}{suffix}",
             select=select,
+            workers=workers,
+            stop_requested=interruption.requested,
         )
         return model, result
 
@@ -103,7 +122,10 @@ def run(config: TrainConfig) -> dict:
         served_data = data.with_validation_positives(config.is_implicit)
         model, _ = train_model(served_data, result.best_epoch, select=False, suffix="-refit")
 
-    test_metrics = evaluate(ModelScorer(model), served_data, "test", config)
+    test_metrics = evaluate(ModelScorer(model), served_data, "test", config, workers)
+    if not workers.is_chief:
+        log(f"worker {workers.index}: done; the chief (worker 0) exports the model and writes the metrics")
+        return {"best_epoch": result.best_epoch, "test": test_metrics}
     for name, value in {**test_metrics, "best_epoch": result.best_epoch}.items():
         log(reporting.metric_line(name, value))
 
@@ -115,6 +137,7 @@ def run(config: TrainConfig) -> dict:
         served_data.seen,
         served_data.popularity,
         config.is_implicit,
+        similarity=config.similarity,
     )
     saved = save_recommender(recommender, model_dir)
     code = find_inference_code(config)
@@ -167,6 +190,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except NcfError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except interruption.TrainingInterrupted as stopped:
+        log(
+            f"interrupted: SIGTERM received; stopped {stopped.stage} with {stopped.epochs_done} completed"
+            " epochs checkpointed (the running epoch is discarded); exit status"
+            f" {interruption.EXIT_INTERRUPTED}; run again with the same checkpoint folder to resume"
+        )
+        return interruption.EXIT_INTERRUPTED
     return 0
 
 

@@ -23,14 +23,12 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +36,20 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO), str(REPO / "training")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import boto3  # noqa: E402
+import common  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from botocore.config import Config  # noqa: E402
 from ncf.export import Recommender, copy_inference_code, save_recommender  # noqa: E402
 from ncf.models import ModelSpec, NcfModel  # noqa: E402
 from ncf.vocab import UserItemSets, Vocabulary  # noqa: E402
 
+from deploy.invoke import make_client  # noqa: E402
 from deploy.local.container_server import Context, import_inference  # noqa: E402
 from deploy.local.inprocess import InProcessAdapter  # noqa: E402
 from deploy.local.model_artifact import open_model  # noqa: E402
 from deploy.local.process import local_endpoint_process  # noqa: E402
 from deploy.local.tfserving_standin import SavedModelServable  # noqa: E402
 
-RESULTS = REPO / "tests" / "benchmarks" / "results" / "serve.json"
 FACTORS = 32
 MLP_LAYERS = (64, 32, 16, 8)
 BARS = {
@@ -144,15 +141,7 @@ def bench_in_process(model_dir: Path, num_users: int, calls: int) -> dict[str, A
 
 
 def runtime_client(url: str, cert: Path) -> Any:
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        verify=str(cert),
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-        config=Config(retries={"max_attempts": 1}, max_pool_connections=4),
-    )
+    return make_client(url, str(cert), "us-east-1", max_attempts=1, max_pool_connections=4)
 
 
 def bench_https(
@@ -229,35 +218,6 @@ def bench_catalog(root: Path, sizes: list[int], calls: int) -> list[dict[str, An
     return curve
 
 
-def machine() -> dict[str, Any]:
-    """What the numbers were measured on."""
-    cpu = (
-        next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if "model name" in line
-            ),
-            platform.processor(),
-        )
-        if Path("/proc/cpuinfo").exists()
-        else platform.processor()
-    )
-    memory = None
-    if Path("/proc/meminfo").exists():
-        first = Path("/proc/meminfo").read_text().splitlines()[0].split()
-        memory = round(int(first[1]) / 1024**2, 1)
-    return {
-        "cpu": cpu,
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "memory_gib": memory,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "boto3": boto3.__version__,
-    }
-
-
 def check_bars(in_process: dict, https: list[dict]) -> dict[str, bool]:
     default = https[0]
     return {
@@ -281,7 +241,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small counts, for a smoke run (not for the README)"
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--output", type=Path, help="results file (default: results/serve.json, -quick for --quick)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.requests, args.catalog_sizes = 50, 200, "10000"
@@ -306,10 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         print("catalog growth", flush=True)
         catalog = bench_catalog(root, [int(s) for s in args.catalog_sizes.split(",")], args.calls)
     results = {
-        "benchmark": "serve",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "machine": machine(),
+        **common.run_header("serve", args.quick),
         "model": {"type": "neumf", "factors": FACTORS, "mlp_layers": list(MLP_LAYERS), "k": 10},
         "ml1m_model": {"users": users, "items": items},
         "in_process": in_process,
@@ -318,9 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         "bars": BARS,
         "passed": check_bars(in_process, https),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"results: {args.output}")
+    output = common.write_results(args.output or common.results_path("serve", args.quick), results)
+    print(f"results: {output}")
     print(json.dumps(results["passed"], indent=2))
     return 0
 

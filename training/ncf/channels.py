@@ -7,6 +7,8 @@ Layout of a prepared folder OUT (the contract between prepare.py and train.py):
                                     (for SageMaker's ShardedByS3Key), all rows of a user in one file
     OUT/validation/part-00000.csv   user_id,item_id,label[,rating]: per held-out user the positive (label 1)
     OUT/test/part-00000.csv         then E negatives (label 0; rating empty), rows of a user contiguous
+    OUT/items/part-00000.csv        optional: item features, item_id plus feature columns (see ncf.features),
+                                    every field text; items without interactions are cold-start items
     OUT/meta.json                   see `build_meta`
 
 Ids are written as they were read and must be read back as text (`read_channel` does).
@@ -34,6 +36,7 @@ from ncf.splitting import MIN_HELD_OUT_INTERACTIONS, Split, SplitOptions, stable
 META_FORMAT_VERSION = 1
 META_FILE = "meta.json"
 CHANNELS = ("train", "validation", "test")
+ITEMS_CHANNEL = "items"  # optional: item features (prepare.py --item-features)
 CHANNEL_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 ID_COLUMNS = ("user_id", "item_id")
 _COLUMN_TYPES = {
@@ -115,9 +118,16 @@ def check_output(output: Path, overwrite: bool) -> None:
 
 
 def write_prepared(
-    output: str | Path, split: Split, meta: dict[str, Any], *, shards: int = 1, overwrite: bool = False
+    output: str | Path,
+    split: Split,
+    meta: dict[str, Any],
+    *,
+    shards: int = 1,
+    overwrite: bool = False,
+    items: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Write the channels and meta.json to `output`, all or nothing; return the meta as written.
+    """Write the channels (and the `items` channel when given) and meta.json to `output`, all or nothing;
+    return the meta as written.
 
     Everything goes to a temporary folder next to `output` that is renamed at the end, so `output` is
     never half-written, and a failure leaves it as it was.
@@ -135,10 +145,13 @@ def write_prepared(
             "test": _write_parts([split.test], staging / "test"),
         }
         frames = {"train": split.train, "validation": split.validation, "test": split.test}
+        if items is not None:
+            parts[ITEMS_CHANNEL] = _write_parts([items], staging / ITEMS_CHANNEL)
+            frames[ITEMS_CHANNEL] = items
         written = dict(meta)
         written["channels"] = {
             name: {"files": parts[name], "columns": list(frames[name].columns), "rows": len(frames[name])}
-            for name in CHANNELS
+            for name in frames
         }
         (staging / META_FILE).write_text(json.dumps(written, indent=2) + "\n", encoding="utf-8")
         _replace(staging, output, overwrite)

@@ -22,6 +22,7 @@ from ncf.errors import NcfError
 MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")
 FEEDBACK_MODES = ("implicit", "explicit")
 SELECTION_METRICS = ("ndcg", "hr", "ndcg_full", "recall_full", "rmse")
+SIMILARITY_MEASURES = ("cosine", "jaccard", "pearson")  # ncf.similarity.MEASURES (kept TF-free here)
 
 
 def _setting(default: Any, help: str, **extra: Any) -> Any:
@@ -36,6 +37,9 @@ class TrainConfig:
     train: str | None = _setting(None, "folder of the train channel (CSV/Parquet files)")
     validation: str | None = _setting(None, "folder of the validation channel")
     test: str | None = _setting(None, "folder of the test channel")
+    items: str | None = _setting(
+        None, "folder of the optional items channel: item features (prepare.py --item-features)"
+    )
     model_dir: str | None = _setting(None, "where the exported model goes (1/ SavedModel and code/)")
     output_data_dir: str | None = _setting(
         None, "metrics.json, history and the training curve (default: MODEL_DIR/../output)"
@@ -58,6 +62,17 @@ class TrainConfig:
     )
     pretrain: bool = _setting(False, "NeuMF only: initialise from a GMF and an MLP trained first (NCF paper)")
     pretrain_epochs: int = _setting(10, "epochs of each pretraining model when --pretrain is on")
+    item_features: str = _setting(
+        "auto",
+        "item features feeding a feature tower on the item side (hybrid NCF; items with features but no"
+        " interactions become recommendable cold-start items): auto (the items channel when there is"
+        " one), none, or a CSV/Parquet file or folder with an item_id column",
+    )
+    item_feature_columns: str = _setting(
+        "",
+        "item feature columns and kinds, NAME:KIND,... with KIND categorical, multi (values separated"
+        " by |) or numeric, e.g. genres:multi,year:numeric; empty: every column, kinds inferred",
+    )
 
     # Training
     feedback: str = _setting(
@@ -85,15 +100,34 @@ class TrainConfig:
         choices=SELECTION_METRICS,
     )
     top_k: int = _setting(10, "cut-off of the reported ranking metrics")
+    eval_max_users: int = _setting(
+        10000,
+        "full-catalog metrics (recall/ndcg _full) on at most this many held-out users, a fixed seeded"
+        " sample (scoring every item for 138k users takes minutes); sampled metrics use every user;"
+        " 0: every user",
+    )
     refit: bool = _setting(
         True,
         "after choosing the epoch count on validation, retrain on train + validation for that many"
         " epochs and export that model (the test split is never used for any choice)",
     )
+    similarity: str = _setting(
+        "cosine",
+        "measure of the exported similar_items/similar_users signatures: cosine (learned embeddings),"
+        " jaccard or pearson (interaction vectors, computed per query from the sparse interactions)",
+        choices=SIMILARITY_MEASURES,
+    )
 
     @property
     def is_implicit(self) -> bool:
         return self.feedback == "implicit"
+
+    @property
+    def item_features_path(self) -> str | None:
+        """The item features to train with, resolved from `item_features` and the items channel."""
+        if self.item_features == "auto":
+            return self.items
+        return None if self.item_features == "none" else self.item_features
 
     @property
     def selection_key(self) -> str:
@@ -113,8 +147,8 @@ class TrainConfig:
         return Path(self.output_data_dir) if self.output_data_dir else Path(self.model_dir).parent / "output"
 
     def training_identity(self) -> dict[str, Any]:
-        """The settings a checkpoint must share to be resumed: all but the run's length and stopping."""
-        resumable = {"epochs", "pretrain_epochs", "patience", "refit"}
+        """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
+        resumable = {"epochs", "pretrain_epochs", "patience", "refit", "similarity"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -123,6 +157,7 @@ class TrainConfig:
             "train",
             "validation",
             "test",
+            "items",
             "model_dir",
             "output_data_dir",
             "checkpoint_dir",
@@ -185,7 +220,7 @@ def _validate(config: TrainConfig) -> None:
     for name in ("learning_rate", "recency_half_life"):
         if not getattr(config, name) > 0:
             raise NcfError(f"hyperparameter {name}: must be positive, got {getattr(config, name)}")
-    non_negative = ("l2", "patience", "num_neg", "recency_boost")
+    non_negative = ("l2", "patience", "num_neg", "recency_boost", "eval_max_users")
     if any(getattr(config, n) < 0 for n in non_negative):
         bad = next(n for n in non_negative if getattr(config, n) < 0)
         raise NcfError(f"hyperparameter {bad}: must not be negative, got {getattr(config, bad)}")

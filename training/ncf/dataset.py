@@ -11,6 +11,7 @@ import pandas as pd
 from ncf.channels import read_channel
 from ncf.errors import NcfError
 from ncf.evaluation import HeldOut, build_heldout
+from ncf.features import FeatureMatrix, ItemFeatures, encode_features
 from ncf.vocab import UserItemSets, Vocabulary
 
 
@@ -28,12 +29,15 @@ class TrainingData:
     popularity: np.ndarray
     validation: HeldOut
     test: HeldOut
+    item_features: FeatureMatrix | None = None
 
     @property
     def fingerprint(self) -> str:
         """Identifies the data a checkpoint was trained on: sizes and a hash of the training pairs."""
         digest = pd.util.hash_array(self.seen.keys(len(self.items))).sum() if len(self.train_users) else 0
-        return f"users={len(self.users)},items={len(self.items)},train={len(self.train_users)},hash={digest}"
+        sizes = f"users={len(self.users)},items={len(self.items)},train={len(self.train_users)}"
+        features = "" if self.item_features is None else f",features={self.item_features.fingerprint()}"
+        return f"{sizes},hash={digest}{features}"
 
     def with_validation_positives(self, implicit: bool) -> TrainingData:
         """The same data with each validation positive moved into training (for the final refit)."""
@@ -102,11 +106,19 @@ def popularity_scores(item_index: np.ndarray, num_items: int) -> np.ndarray:
     return counts / max(float(counts.max(initial=0.0)), 1.0)
 
 
-def load_training_data(train_dir: str, validation_dir: str, test_dir: str, implicit: bool) -> TrainingData:
+def load_training_data(
+    train_dir: str,
+    validation_dir: str,
+    test_dir: str,
+    implicit: bool,
+    item_features: ItemFeatures | None = None,
+) -> TrainingData:
     """Read the channels and index them by vocabularies over every id that appears in any of them.
 
     Validation and test ids are part of the catalog (their items are real items that must
-    be rankable); only the training interactions teach the model and define "seen".
+    be rankable); only the training interactions teach the model and define "seen". With
+    `item_features`, the items of the features table join the catalog too: those without any
+    interaction are cold-start items, represented by their features alone (popularity 0).
     """
     train = read_channel(train_dir)
     validation = read_channel(validation_dir)
@@ -114,7 +126,9 @@ def load_training_data(train_dir: str, validation_dir: str, test_dir: str, impli
     if train.empty:
         raise NcfError(f"{train_dir}: the train channel has no rows")
     users = Vocabulary.from_values(train["user_id"], validation["user_id"], test["user_id"])
-    items = Vocabulary.from_values(train["item_id"], validation["item_id"], test["item_id"])
+    channel_items = (train["item_id"], validation["item_id"], test["item_id"])
+    featured = [] if item_features is None else [pd.Series(item_features.item_ids, dtype=object)]
+    items = Vocabulary.from_values(*channel_items, *featured)
     train_users = users.lookup(train["user_id"].to_numpy())
     train_items = items.lookup(train["item_id"].to_numpy())
     return TrainingData(
@@ -128,4 +142,17 @@ def load_training_data(train_dir: str, validation_dir: str, test_dir: str, impli
         popularity=popularity_scores(train_items, len(items)),
         validation=build_heldout(validation, users, items, validation_dir),
         test=build_heldout(test, users, items, test_dir),
+        item_features=_align_features(item_features, items, channel_items),
     )
+
+
+def _align_features(
+    features: ItemFeatures | None, items: Vocabulary, channel_items: tuple[pd.Series, ...]
+) -> FeatureMatrix | None:
+    """The features in vocabulary order; the items of the channels have id embeddings, the others not."""
+    if features is None:
+        return None
+    has_id = np.zeros(len(items), dtype=bool)
+    for column in channel_items:
+        has_id[items.lookup(column.to_numpy())] = True
+    return encode_features(features, items.ids, has_id)

@@ -11,6 +11,10 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
 - `recommend_excluding(user_id[B], k, exclude[B,N])`: also excludes a caller's list ("" pads)
 - `recommend_with_seen(user_id[B], k, exclude[B,N])`: excludes only the caller's list
 - `score(user_id[B], item_id[B])` -> `score[B]`, `fallback[B]`
+- `similar_items(item_id[B], k)` -> `item_ids[B,k]`, `scores[B,k]`, `known[B]`: the most similar other
+  items by the measure chosen at export (see `ncf.similarity`); unknown ids give `known` false and an
+  empty row (no fallback: serving refuses them)
+- `similar_users(user_id[B], k)` -> `user_ids[B,k]`, `scores[B,k]`, `known[B]`: the same for users
 
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
@@ -27,6 +31,7 @@ import tensorflow as tf
 
 from ncf.errors import NcfError
 from ncf.models import NcfModel
+from ncf.similarity import SimilarityIndex, build_indexes
 from ncf.vocab import UserItemSets, Vocabulary
 
 SAVED_MODEL_VERSION = "1"
@@ -52,6 +57,7 @@ class Recommender(tf.Module):
         seen: UserItemSets,
         popularity: np.ndarray,
         implicit: bool,
+        similarity: str = "cosine",
     ) -> None:
         super().__init__(name="recommender")
         self.model = model
@@ -71,6 +77,8 @@ class Recommender(tf.Module):
             if model.spec.has_mlp
             else None
         )
+        self.user_ids = tf.Variable(users.ids.astype(str), trainable=False, name="user_ids")
+        self.similar_item_index, self.similar_user_index = build_indexes(similarity, model, seen, len(items))
 
     def _lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         index = self.user_index.lookup(user_id)
@@ -129,13 +137,43 @@ class Recommender(tf.Module):
         both = tf.logical_and(known_user, known_item)
         return {"score": tf.where(both, modelled, fallback_score), "fallback": tf.logical_not(both)}
 
+    @tf.function(input_signature=[_IDS, _K])
+    def similar_items(self, item_id: tf.Tensor, k: tf.Tensor) -> dict:
+        return _similar(self.item_index, self.similar_item_index, self.item_ids, item_id, k, "item_ids")
+
+    @tf.function(input_signature=[_IDS, _K])
+    def similar_users(self, user_id: tf.Tensor, k: tf.Tensor) -> dict:
+        return _similar(self.user_index, self.similar_user_index, self.user_ids, user_id, k, "user_ids")
+
     def signatures(self) -> dict:
         return {
             "serving_default": self.recommend,
             "recommend_excluding": self.recommend_excluding,
             "recommend_with_seen": self.recommend_with_seen,
             "score": self.score,
+            "similar_items": self.similar_items,
+            "similar_users": self.similar_users,
         }
+
+
+def _similar(
+    table: tf.lookup.StaticHashTable,
+    index: SimilarityIndex,
+    ids: tf.Variable,
+    query: tf.Tensor,
+    k: tf.Tensor,
+    output: str,
+) -> dict:
+    """Raw ids and scores of the rows most similar to each query id; unknown ids get `known` false."""
+    position = table.lookup(query)
+    known = position >= 0
+    rows, scores = index.top_k(tf.where(known, position, 0), k)
+    found = tf.logical_and(known[:, None], rows >= 0)
+    return {
+        output: tf.where(found, tf.gather(ids, tf.maximum(rows, 0)), ""),
+        "scores": tf.where(found, scores, 0.0),
+        "known": known,
+    }
 
 
 def save_recommender(recommender: Recommender, model_dir: Path) -> Path:

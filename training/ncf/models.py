@@ -9,16 +9,27 @@ entry points:
   user half and an item half so the item half is computed once for the whole catalog
   instead of once per (user, item) pair.
 
+With item features (`ncf.features`), every item-side table (GMF/MF item embedding, MLP item
+embedding, MF item bias) becomes id embedding + feature embedding, and items without an id
+embedding (cold-start items) are represented by their features alone. Without features the
+code path is exactly the plain one.
+
 Plain `tf.Variable`s (no Keras layers) keep the exported SavedModel free of Keras and
 let the optimizer tell embedding tables (updated row-wise) from dense weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
+import numpy as np
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from ncf.features import FeatureMatrix
 
 
 @dataclass(frozen=True)
@@ -45,10 +56,21 @@ class ModelSpec:
         return self.mlp_layers[0] // 2
 
 
+_ITEM_TABLES = ("gmf_item", "mlp_item", "item_bias")
+
+
 class NcfModel(tf.Module):
     """One module for all four model types; the spec decides which towers exist."""
 
-    def __init__(self, spec: ModelSpec, seed: int, init_stddev: float = 0.01) -> None:
+    CATALOG_WIDE_FEATURES_MAX_ITEMS = 16_384
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        seed: int,
+        init_stddev: float = 0.01,
+        item_features: FeatureMatrix | None = None,
+    ) -> None:
         super().__init__(name=spec.model_type)
         self.spec = spec
         normal = tf.random.stateless_normal
@@ -87,6 +109,69 @@ class NcfModel(tf.Module):
         if spec.model_type != "mf":
             self.dense["head"] = tf.Variable(glorot(head_width, 1), name="head")
         self.dense["bias"] = tf.Variable(tf.zeros(()), name="bias")
+        self.has_features = item_features is not None
+        if item_features is not None:
+            self._add_feature_towers(item_features, table)
+
+    def _add_feature_towers(self, features: FeatureMatrix, table: Callable[..., tf.Variable]) -> None:
+        """One feature tower per item-side table (created last, so models without features are
+        initialised exactly as before): a table of categorical value embeddings, pooled with the
+        item's weights, plus a linear layer over the standardised numerics.
+        """
+        self.feature_tokens = tf.Variable(features.tokens, trainable=False, name="feature_tokens")
+        self.feature_weights = tf.Variable(features.weights, trainable=False, name="feature_weights")
+        self.feature_numeric = tf.Variable(features.numeric, trainable=False, name="feature_numeric")
+        self.feature_has_id = tf.Variable(features.has_id, trainable=False, name="feature_has_id")
+        rows, slots = np.nonzero(features.weights)  # the same weights as a sparse [items, tokens] matrix
+        pairs = np.stack([rows, features.tokens[rows, slots]], axis=1).astype(np.int64)
+        self.feature_pairs = tf.Variable(pairs, trainable=False, name="feature_pairs")
+        self.feature_pair_weights = tf.Variable(features.weights[rows, slots], trainable=False, name="pair_w")
+        self.feature_catalog_wide = features.num_items <= self.CATALOG_WIDE_FEATURES_MAX_ITEMS
+        for name in [n for n in self.embeddings if n in _ITEM_TABLES]:
+            dim = self.embeddings[name].shape[1]
+            self.dense[f"features_{name}_tokens"] = table(features.num_tokens + 1, dim, f"{name}_tokens")
+            if features.numeric.shape[1]:
+                self.dense[f"features_{name}_numeric"] = table(features.numeric.shape[1], dim, f"{name}_num")
+
+    # -- the item side: id embedding (+ feature tower) ---------------------------------------------
+    def _item_rows(self, name: str, items: tf.Tensor) -> tf.Tensor:
+        """Rows of an item-side table for `items`: id embedding plus, with features, the feature
+        embedding; cold-start items (no id embedding) are their features alone."""
+        rows = tf.gather(self.embeddings[name], items)
+        if not self.has_features:
+            return rows
+        return rows * tf.gather(self.feature_has_id, items) + self._feature_rows(name, items)
+
+    def table(self, name: str) -> tf.Tensor:
+        """A whole embedding table as the model scores with it: item-side tables include the item
+        features (so cold-start items have rows too); user-side tables are the embeddings."""
+        if not self.has_features or not name.startswith(("gmf_item", "mlp_item", "item_bias")):
+            return self.embeddings[name]
+        return self.embeddings[name] * self.feature_has_id + self._feature_table(name)
+
+    def _feature_rows(self, name: str, items: tf.Tensor) -> tf.Tensor:
+        """The feature embeddings of `items`. A small catalog's whole feature table costs less than
+        pooling per batch (and its gradient is a small dense one), so it is computed every step;
+        large catalogs pool the batch's items only."""
+        if self.feature_catalog_wide:
+            return tf.gather(self._feature_table(name), items)
+        values = tf.gather(self.dense[f"features_{name}_tokens"], tf.gather(self.feature_tokens, items))
+        pooled = tf.reduce_sum(values * tf.gather(self.feature_weights, items)[..., None], axis=-2)
+        numeric = self.dense.get(f"features_{name}_numeric")
+        if numeric is not None:
+            pooled += tf.matmul(tf.gather(self.feature_numeric, items), numeric)
+        return pooled
+
+    def _feature_table(self, name: str) -> tf.Tensor:
+        """Every item's feature embedding, [num_items, dim]: the pooling as one sparse matmul."""
+        tokens = self.dense[f"features_{name}_tokens"]
+        shape = [self.spec.num_items, tokens.shape[0]]
+        pooling = tf.SparseTensor(self.feature_pairs, self.feature_pair_weights, shape)
+        table = tf.sparse.sparse_dense_matmul(pooling, tokens)
+        numeric = self.dense.get(f"features_{name}_numeric")
+        if numeric is not None:
+            table += tf.matmul(self.feature_numeric, numeric)
+        return table
 
     @property
     def hidden_layer_count(self) -> int:
@@ -98,14 +183,14 @@ class NcfModel(tf.Module):
         emb, dense = self.embeddings, self.dense
         parts = []
         if self.spec.has_gmf:
-            parts.append(tf.gather(emb["gmf_user"], users) * tf.gather(emb["gmf_item"], items))
+            parts.append(tf.gather(emb["gmf_user"], users) * self._item_rows("gmf_item", items))
         if self.spec.has_mlp:
             hidden = tf.matmul(tf.gather(emb["mlp_user"], users), dense["mlp_w0_user"])
-            hidden += tf.matmul(tf.gather(emb["mlp_item"], items), dense["mlp_w0_item"])
+            hidden += tf.matmul(self._item_rows("mlp_item", items), dense["mlp_w0_item"])
             parts.append(self._mlp_tail(tf.nn.relu(hidden + dense["mlp_b0"])))
         if self.spec.model_type == "mf":
             out = tf.reduce_sum(parts[0], axis=-1)
-            out += tf.gather(emb["user_bias"], users)[:, 0] + tf.gather(emb["item_bias"], items)[:, 0]
+            out += tf.gather(emb["user_bias"], users)[:, 0] + self._item_rows("item_bias", items)[:, 0]
         else:
             out = tf.matmul(tf.concat(parts, axis=-1), dense["head"])[:, 0]
         return out + dense["bias"]
@@ -116,7 +201,7 @@ class NcfModel(tf.Module):
 
         It does not depend on the user, so a served model computes it once at export.
         """
-        return tf.matmul(self.embeddings["mlp_item"], self.dense["mlp_w0_item"])
+        return tf.matmul(self.table("mlp_item"), self.dense["mlp_w0_item"])
 
     def logits_all_items(self, users: tf.Tensor, item_half: tf.Tensor | None = None) -> tf.Tensor:
         """Unnormalised scores of every item for each user index, shape [batch, num_items].
@@ -131,9 +216,9 @@ class NcfModel(tf.Module):
             if self.spec.model_type != "mf":
                 user_vec *= dense["head"][: self.spec.factors, 0]
                 head_offset = self.spec.factors
-            out += tf.matmul(user_vec, emb["gmf_item"], transpose_b=True)
+            out += tf.matmul(user_vec, self.table("gmf_item"), transpose_b=True)
         if self.spec.model_type == "mf":
-            out += tf.gather(emb["user_bias"], users) + tf.transpose(emb["item_bias"])
+            out += tf.gather(emb["user_bias"], users) + tf.transpose(self.table("item_bias"))
         if self.spec.has_mlp:
             user_half = tf.matmul(tf.gather(emb["mlp_user"], users), dense["mlp_w0_user"]) + dense["mlp_b0"]
             item_half = self.mlp_item_half() if item_half is None else item_half
@@ -168,3 +253,7 @@ class NcfModel(tf.Module):
         head = tf.concat([alpha * gmf.dense["head"], (1.0 - alpha) * mlp.dense["head"]], axis=0)
         self.dense["head"].assign(head)
         self.dense["bias"].assign(alpha * gmf.dense["bias"] + (1.0 - alpha) * mlp.dense["bias"])
+        for tower in (gmf, mlp):
+            for name, var in tower.dense.items():
+                if name.startswith("features_"):
+                    self.dense[name].assign(var)

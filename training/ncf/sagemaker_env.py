@@ -23,6 +23,7 @@ _PATH_VARIABLES = {
     "train": "SM_CHANNEL_TRAIN",
     "validation": "SM_CHANNEL_VALIDATION",
     "test": "SM_CHANNEL_TEST",
+    "items": "SM_CHANNEL_ITEMS",
     "model_dir": "SM_MODEL_DIR",
     "output_data_dir": "SM_OUTPUT_DATA_DIR",
 }

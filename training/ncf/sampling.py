@@ -8,6 +8,7 @@ run started at epoch 0 or resumed from a checkpoint: resuming needs no RNG state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,21 +51,41 @@ def sample_negatives(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`num_neg` items per entry of `users`, none of them among that user's positives.
 
-    Rejection sampling over the whole array at once: draw, test membership against the
-    sorted (user, item) keys, re-draw only the rejected entries. Users who have interacted
-    with every item cannot get negatives; callers exclude them (see `build_epoch`).
+    Rejection sampling over the whole array at once: draw, test membership, re-draw only the
+    rejected entries. Users who have interacted with every item cannot get negatives; callers
+    exclude them (see `build_epoch`).
     """
     neg_users = np.repeat(users, num_neg)
     neg_items = rng.integers(0, num_items, size=len(neg_users), dtype=np.int64)
-    keys = positives.keys(num_items)
+    is_positive = _membership(positives, num_items)
     pending = np.arange(len(neg_users))
     while len(pending):
         candidate = neg_users[pending].astype(np.int64) * num_items + neg_items[pending]
-        slot = np.minimum(np.searchsorted(keys, candidate), len(keys) - 1)
-        rejected = keys[slot] == candidate
-        pending = pending[rejected]
+        pending = pending[is_positive(candidate)]
         neg_items[pending] = rng.integers(0, num_items, size=len(pending), dtype=np.int64)
     return neg_users.astype(np.int32), neg_items.astype(np.int32)
+
+
+DENSE_MEMBERSHIP_LIMIT = 1 << 27  # user x item pairs: a 128 MB boolean table at most
+
+
+def _membership(positives: UserItemSets, num_items: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A test of `user * num_items + item` keys against the positives.
+
+    A dense boolean table answers in O(1) per key and is 2-3x faster than binary search;
+    catalogs too large for one (users x items above DENSE_MEMBERSHIP_LIMIT) use the search.
+    """
+    keys = positives.keys(num_items)
+    if positives.num_users * num_items <= DENSE_MEMBERSHIP_LIMIT:
+        table = np.zeros(positives.num_users * num_items, dtype=bool)
+        table[keys] = True
+        return lambda candidate: table[candidate]
+
+    def search(candidate: np.ndarray) -> np.ndarray:
+        slot = np.minimum(np.searchsorted(keys, candidate), len(keys) - 1)
+        return keys[slot] == candidate
+
+    return search
 
 
 def build_epoch(
@@ -78,12 +99,14 @@ def build_epoch(
     num_items: int,
     batch_size: int,
     rng: np.random.Generator,
+    min_steps: int = 0,
 ) -> EpochBatches:
     """Positives (with their targets) plus `num_neg` negatives each (target 0), shuffled.
 
     A negative carries the weight of the positive it was drawn for. With `num_neg == 0`
     (explicit feedback) the epoch is the training rows alone. The last batch is padded with
-    weight-0 samples so no sample is dropped and every batch has the same static shape.
+    weight-0 samples so no sample is dropped and every batch has the same static shape;
+    `min_steps` pads further with whole weight-0 batches (workers must run equal step counts).
     """
     if num_neg:
         per_user = np.diff(positives.offsets)
@@ -95,7 +118,7 @@ def build_epoch(
         targets = np.concatenate([targets, np.zeros(len(neg_users), dtype=np.float32)])
     order = rng.permutation(len(users))
     total = len(order)
-    steps = -(-total // batch_size)
+    steps = max(-(-total // batch_size), min_steps)
     padded = steps * batch_size
 
     def shaped(values: np.ndarray, dtype: type) -> np.ndarray:
