@@ -1,4 +1,4 @@
-"""Download a MovieLens dataset from GroupLens into DEST/<name>/ (standard library only).
+"""Download a MovieLens dataset from GroupLens into DEST/<name>/ (stdlib, plus ncf from the project venv).
 
     python data/download.py --dataset ml-100k --dest data/raw       (what `make data DATASET=...` runs)
 
@@ -28,6 +28,8 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+from ncf.channels import sha256_file
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 META_FILE = "meta.json"
@@ -66,14 +68,6 @@ DATASETS = {
 
 class DownloadError(Exception):
     """A problem the user can act on; printed as one `error: ...` line."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_meta(folder: Path) -> dict | None:

@@ -83,36 +83,28 @@ def run(config: TrainConfig) -> dict:
         training: TrainingData, epochs: int, select: bool, suffix: str
     ) -> tuple[NcfModel, FitResult]:
         """Build and fit the configured model, pretraining NeuMF's towers first when asked."""
+
+        def fit_stage(model: NcfModel, epochs: int, stage: str) -> FitResult:
+            return fit(
+                model,
+                training,
+                config,
+                epochs=epochs,
+                checkpoint_dir=checkpoints,
+                log=log,
+                stage=f"{stage}{suffix}",
+                select=select,
+                workers=workers,
+                stop_requested=interruption.requested,
+            )
+
         model = build(config.model_type)
         if config.pretrain:
-            towers = {}
-            for tower in ("gmf", "mlp"):
-                towers[tower] = build(tower)
-                fit(
-                    towers[tower],
-                    training,
-                    config,
-                    epochs=config.pretrain_epochs,
-                    checkpoint_dir=checkpoints,
-                    log=log,
-                    stage=f"pretrain-{tower}{suffix}",
-                    select=select,
-                    workers=workers,
-                    stop_requested=interruption.requested,
-                )
+            towers = {tower: build(tower) for tower in ("gmf", "mlp")}
+            for tower, tower_model in towers.items():
+                fit_stage(tower_model, config.pretrain_epochs, f"pretrain-{tower}")
             model.load_pretrained(towers["gmf"], towers["mlp"])
-        result = fit(
-            model,
-            training,
-            config,
-            epochs=epochs,
-            checkpoint_dir=checkpoints,
-            log=log,
-            stage=f"{config.model_type}{suffix}",
-            select=select,
-            workers=workers,
-            stop_requested=interruption.requested,
-        )
+        result = fit_stage(model, epochs, config.model_type)
         return model, result
 
     model, result = train_model(data, config.epochs, select=True, suffix="")
