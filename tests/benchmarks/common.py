@@ -145,10 +145,16 @@ def _relative(part: str) -> str:
 
 
 def write_results(path: Path, payload: dict[str, Any]) -> Path:
-    """Write `payload` as indented JSON, atomically (a reader never sees half a file)."""
+    """Write `payload` as indented JSON, atomically (a reader never sees half a file).
+
+    Paths inside the repository, or beside it, are written relative to the repository root so the
+    results read the same on every machine.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    text = json.dumps(payload, indent=2, default=str)
+    text = text.replace(f"{REPO}/", "").replace(f"{REPO.parent}/", "../")
+    scratch.write_text(text + "\n")
     scratch.replace(path)
     return path
 
