@@ -104,7 +104,10 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
     _train_options(command("train", _train, "Launch a SageMaker training job running training/train.py."))
     _deploy_options(command("deploy", _deploy, "Create or update (blue/green) the SageMaker endpoint."))
     invoke = command(
-        "invoke", _invoke, "Recommendations for users from the endpoint.", conflict_handler="resolve"
+        "invoke",
+        _invoke,
+        "Recommendations, similar items or similar users from the endpoint.",
+        conflict_handler="resolve",
     )
     if with_invoke:
         from deploy import invoke as invoke_module
