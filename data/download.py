@@ -29,7 +29,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ncf.channels import sha256_file
+from ncf.checksums import sha256_file
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 META_FILE = "meta.json"

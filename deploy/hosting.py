@@ -23,6 +23,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+from ncf.checksums import sha256_file
 from ncf.errors import NcfError
 
 from deploy import autoscaling, images, inventory
@@ -39,7 +40,7 @@ from deploy.aws import (
     unique_name,
 )
 from deploy.config import Settings
-from deploy.packaging import has_handler, repackage_model, sha256_of
+from deploy.packaging import has_handler, repackage_model
 from deploy.training import completed_model_data, latest_training_job
 
 LOG = logging.getLogger("deploy")
@@ -86,7 +87,7 @@ def ensure_serving_code(settings: Settings, s3_client: Any, model_data: str, *, 
             return model_data
         LOG.info("repackaging %s with the current inference/ as code/", model_data)
         repacked = repackage_model(original, Path(tmp) / "repacked.tar.gz")
-        target = settings.s3_uri("models", "repackaged", sha256_of(repacked)[:16], "model.tar.gz")
+        target = settings.s3_uri("models", "repackaged", sha256_file(repacked)[:16], "model.tar.gz")
         if not s3_object_exists(s3_client, target):
             target_bucket, target_key = split_s3_uri(target)
             s3_client.upload_file(str(repacked), target_bucket, target_key)

@@ -13,7 +13,6 @@ unchanged bundle is never uploaded twice. Pure file operations; S3 is the caller
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import shutil
 import tarfile
@@ -76,15 +75,6 @@ def repackage_model(model_archive: Path, output: Path, inference_dir: Path = INF
         for relative, path in _source_files(inference_dir):
             _add_file(tar, f"code/{relative}", path.read_bytes())
     return output
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager

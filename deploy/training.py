@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+from ncf.checksums import sha256_file
 from ncf.errors import NcfError
 
 from deploy import images
@@ -33,7 +34,7 @@ from deploy.aws import (
     wait_for_job,
 )
 from deploy.config import Settings
-from deploy.packaging import ENTRY_POINT, sha256_of, stage_source, write_tarball
+from deploy.packaging import ENTRY_POINT, stage_source, write_tarball
 from deploy.upload import CHANNELS, OPTIONAL_CHANNELS
 
 LOG = logging.getLogger("deploy")
@@ -94,7 +95,7 @@ def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:
         staged = stage_source(Path(tmp) / "source")
         requirements = "requirements.txt" if (staged / "requirements.txt").is_file() else None
         archive = write_tarball(staged, Path(tmp) / "sourcedir.tar.gz")
-        uri = settings.s3_uri("code", sha256_of(archive)[:16], "sourcedir.tar.gz")
+        uri = settings.s3_uri("code", sha256_file(archive)[:16], "sourcedir.tar.gz")
         if not s3_object_exists(s3_client, uri):
             bucket, key = split_s3_uri(uri)
             s3_client.upload_file(str(archive), bucket, key)

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
+from ncf.checksums import sha256_file
 from ncf.errors import NcfError
 
 from deploy.aws import ensure_bucket, is_not_found, split_s3_uri
 from deploy.config import Settings
-from deploy.packaging import sha256_of
 
 LOG = logging.getLogger("deploy")
 CHANNELS = ("train", "validation", "test")
@@ -60,7 +60,7 @@ def upload(settings: Settings, s3_client: Any, prepared: Path) -> UploadReport:
     remote = _remote_digests(s3_client, bucket, root)
     uploaded, unchanged = [], []
     for relative, path in files.items():
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         if remote.get(relative) == digest:
             unchanged.append(relative)
             continue

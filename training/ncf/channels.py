@@ -16,7 +16,6 @@ Ids are written as they were read and must be read back as text (`read_channel` 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import shutil
@@ -29,6 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ncf.checksums import sha256_file
 from ncf.errors import NcfError
 from ncf.interactions import Interactions
 from ncf.splitting import MIN_HELD_OUT_INTERACTIONS, Split, SplitOptions, stable_sort
@@ -82,14 +82,6 @@ def build_meta(
         "counts": counts,
         "vocab": {"users": counts["users"], "items": counts["items"]},
     }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------------
