@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ncf.checksums import sha256_file
+from ncf.errors import NcfError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 META_FILE = "meta.json"
@@ -66,10 +67,6 @@ DATASETS = {
 }
 
 
-class DownloadError(Exception):
-    """A problem the user can act on; printed as one `error: ...` line."""
-
-
 def read_meta(folder: Path) -> dict | None:
     try:
         return json.loads((folder / META_FILE).read_text(encoding="utf-8"))
@@ -104,7 +101,7 @@ def download(name: str, dest: Path, base_url: str = BASE_URL, timeout: float = 3
         archive = Path(scratch) / f"{name}.zip"
         archive_sha256 = fetch(url, archive, timeout)
         if recorded and recorded != archive_sha256:
-            raise DownloadError(
+            raise NcfError(
                 f"{url}: SHA-256 {archive_sha256} differs from {recorded} recorded in {target / META_FILE} "
                 f"at the first download (corrupt download, or the file changed on the server); delete "
                 f"{target} to accept the new archive"
@@ -147,14 +144,12 @@ def fetch(url: str, path: Path, timeout: float) -> str:
                     shown = step
                     print(f"  {_progress(received, total)}", flush=True)
     except urllib.error.HTTPError as error:
-        raise DownloadError(f"{url}: the server answered HTTP {error.code} {error.reason}") from None
+        raise NcfError(f"{url}: the server answered HTTP {error.code} {error.reason}") from None
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
-        raise DownloadError(
-            f"cannot download {url}: network unreachable ({reason}); {OFFLINE_HINT}"
-        ) from None
+        raise NcfError(f"cannot download {url}: network unreachable ({reason}); {OFFLINE_HINT}") from None
     if total and received != total:
-        raise DownloadError(f"{url}: download cut short ({received} of {total} bytes); try again")
+        raise NcfError(f"{url}: download cut short ({received} of {total} bytes); try again")
     return digest.hexdigest()
 
 
@@ -171,7 +166,7 @@ def extract(archive: Path, folder: Path) -> list[str]:
             members = [m for m in zipped.infolist() if not m.is_dir()]
             paths = [PurePosixPath(m.filename) for m in members]
             if any(p.is_absolute() or ".." in p.parts for p in paths):
-                raise DownloadError(f"{archive.name}: refusing an archive with paths outside its folder")
+                raise NcfError(f"{archive.name}: refusing an archive with paths outside its folder")
             tops = {p.parts[0] for p in paths if len(p.parts) > 1}
             strip = len(tops) == 1 and all(len(p.parts) > 1 for p in paths)
             names = []
@@ -183,21 +178,19 @@ def extract(archive: Path, folder: Path) -> list[str]:
                     shutil.copyfileobj(source, sink)
                 names.append(relative.as_posix())
     except zipfile.BadZipFile as error:
-        raise DownloadError(f"{archive.name}: not a valid zip archive ({error})") from None
+        raise NcfError(f"{archive.name}: not a valid zip archive ({error})") from None
     return sorted(names)
 
 
 def check_files(folder: Path, dataset: Dataset, files: list[str], url: str) -> None:
     if dataset.ratings not in files:
-        raise DownloadError(f"{url}: the archive has no {dataset.ratings} (files: {', '.join(files[:10])})")
+        raise NcfError(f"{url}: the archive has no {dataset.ratings} (files: {', '.join(files[:10])})")
     for name, expected in dataset.sha256.items():
         if name not in files:
-            raise DownloadError(f"{url}: the archive lacks {name}")
+            raise NcfError(f"{url}: the archive lacks {name}")
         actual = sha256_file(folder / name)
         if actual != expected:
-            raise DownloadError(
-                f"{url}: {name} has SHA-256 {actual}, expected {expected}: corrupt or altered"
-            )
+            raise NcfError(f"{url}: {name} has SHA-256 {actual}, expected {expected}: corrupt or altered")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         download(args.dataset, args.dest, args.base_url, args.timeout)
-    except DownloadError as error:
+    except NcfError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

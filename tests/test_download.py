@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from ncf.errors import NcfError
 
 SCRIPT = Path(__file__).resolve().parents[1] / "data" / "download.py"
 _spec = importlib.util.spec_from_file_location("download_script", SCRIPT)
@@ -88,7 +89,7 @@ def test_a_changed_archive_is_refused_after_the_first_download(server, tmp_path:
     target = download.download("ml-1m", tmp_path, base)
     (target / "ratings.dat").unlink()  # incomplete: the next run downloads again
     make_zip(served / "ml-1m.zip", "ml-1m", {"ratings.dat": "1::1::4::1\n"})
-    with pytest.raises(download.DownloadError, match=r"differs from .* recorded .* at the first download"):
+    with pytest.raises(NcfError, match=r"differs from .* recorded .* at the first download"):
         download.download("ml-1m", tmp_path, base)
 
 
@@ -96,7 +97,7 @@ def test_ml_100k_files_must_match_the_embedded_checksums(server, tmp_path: Path,
     base, served = server
     files = {name: f"not the real {name}\n" for name in download.DATASETS["ml-100k"].sha256}
     make_zip(served / "ml-100k.zip", "ml-100k", files)
-    with pytest.raises(download.DownloadError, match=r"README has SHA-256 \w+, expected 4883b8cf"):
+    with pytest.raises(NcfError, match=r"README has SHA-256 \w+, expected 4883b8cf"):
         download.download("ml-100k", tmp_path, base)
     assert list(tmp_path.iterdir()) == [served]
 
@@ -108,7 +109,7 @@ def test_ml_100k_files_must_match_the_embedded_checksums(server, tmp_path: Path,
 
 def test_offline_message_suggests_the_local_copy(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{unused_port()}"
-    with pytest.raises(download.DownloadError, match="network unreachable") as raised:
+    with pytest.raises(NcfError, match="network unreachable") as raised:
         download.download("ml-100k", tmp_path, base, timeout=5)
     assert "make train-local DATA_DIR=../shared/data/ml-100k" in str(raised.value)
     result = subprocess.run(
@@ -124,9 +125,9 @@ def test_offline_message_suggests_the_local_copy(tmp_path: Path) -> None:
 
 def test_http_error_and_unsafe_archive(server, tmp_path: Path) -> None:
     base, served = server
-    with pytest.raises(download.DownloadError, match="HTTP 404"):
+    with pytest.raises(NcfError, match="HTTP 404"):
         download.download("ml-20m", tmp_path, base)
     make_zip(served / "ml-20m.zip", "", {"../evil.csv": "x", "ratings.csv": RATINGS_CSV})
-    with pytest.raises(download.DownloadError, match="paths outside its folder"):
+    with pytest.raises(NcfError, match="paths outside its folder"):
         download.download("ml-20m", tmp_path, base)
     assert not (tmp_path / "evil.csv").exists()
