@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 from ncf import reporting
 from ncf.config import TrainConfig
-from ncf.sampling import build_epoch, epoch_rng, recency_weights
 
 NUM_NEG = 4
 BAR_SAMPLES_PER_SEC = 400_000
@@ -137,8 +136,9 @@ def keras_worker(prepared: Path, epochs: int) -> int:
     """Train the Keras NeuMF for a warm-up call plus `epochs` timed epochs; print metric lines."""
     import keras
     from ncf.dataset import load_training_data
+    from ncf.trainer import epoch_batches
 
-    config = TrainConfig()
+    config = TrainConfig(num_neg=NUM_NEG)
     data = load_training_data(
         str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"), implicit=True
     )
@@ -150,20 +150,8 @@ def keras_worker(prepared: Path, epochs: int) -> int:
     )
 
     # The trainer's own epoch construction (ncf.trainer.fit), so both trainers see identical batches.
-    sample_weights = recency_weights(data.train_recency, config.recency_boost, config.recency_half_life)
-
     def epoch_arrays(epoch: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
-        batches = build_epoch(
-            data.train_users,
-            data.train_items,
-            data.train_targets,
-            sample_weights,
-            num_neg=NUM_NEG,
-            positives=data.seen,
-            num_items=len(data.items),
-            batch_size=config.batch_size,
-            rng=epoch_rng(config.seed, epoch),
-        )
+        batches = epoch_batches(data, config, epoch)
         inputs = [batches.users.reshape(-1), batches.items.reshape(-1)]
         return inputs, batches.targets.reshape(-1, 1), batches.weights.reshape(-1), batches.num_samples
 

@@ -35,7 +35,7 @@ from ncf.evaluation import HeldOut
 from ncf.interruption import TrainingInterrupted
 from ncf.models import NcfModel
 from ncf.optim import LazyAdam
-from ncf.sampling import build_epoch, epoch_rng, recency_weights
+from ncf.sampling import EpochBatches, build_epoch, epoch_rng, recency_weights
 
 Log = Callable[[str], None]
 StopRequested = Callable[[], bool]
@@ -210,18 +210,17 @@ def weights_digest(variables: list[tf.Variable]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _equal_steps(
-    users: np.ndarray, num_neg: int, data: TrainingData, batch_size: int, workers: Workers
-) -> int:
+def _equal_steps(data: TrainingData, config: TrainConfig, workers: Workers) -> int:
     """Steps per epoch that fit every worker's shard: all workers must run the same number."""
     if workers.count == 1:
         return 0
+    users, num_neg = data.train_users, _negatives(config)
     can_sample = (np.diff(data.seen.offsets)[users] < len(data.items)).astype(np.int64)
     samples = [
         len(users[w :: workers.count]) + num_neg * int(can_sample[w :: workers.count].sum())
         for w in range(workers.count)
     ]
-    return -(-max(samples) // batch_size)
+    return -(-max(samples) // _worker_batch(config, workers))
 
 
 def _stop_and_next_chunk(workers: Workers, stop_requested: StopRequested, proposal: int) -> tuple[bool, int]:
@@ -253,6 +252,37 @@ def _train_epoch(
         if stop and done < steps:
             return None
     return loss
+
+
+def _negatives(config: TrainConfig) -> int:
+    return config.num_neg if config.is_implicit else 0
+
+
+def _worker_batch(config: TrainConfig, workers: Workers) -> int:
+    """Each worker's share of the global batch, so `batch_size` means the same on any number of workers."""
+    return max(1, config.batch_size // workers.count)
+
+
+def epoch_batches(
+    data: TrainingData, config: TrainConfig, epoch: int, workers: Workers | None = None, min_steps: int = 0
+) -> EpochBatches:
+    """One epoch's samples exactly as `fit` trains on them: this worker's share of the training rows,
+    recency-weighted, with negatives drawn from the (seed, epoch, worker) random stream."""
+    workers = workers or Workers()
+    weights = recency_weights(data.train_recency, config.recency_boost, config.recency_half_life)
+    shard = workers.shard
+    return build_epoch(
+        shard(data.train_users),
+        shard(data.train_items),
+        shard(data.train_targets),
+        shard(weights),
+        num_neg=_negatives(config),
+        positives=data.seen,
+        num_items=len(data.items),
+        batch_size=_worker_batch(config, workers),
+        rng=epoch_rng(config.seed, epoch, workers.index),
+        min_steps=min_steps,
+    )
 
 
 def fit(
@@ -297,11 +327,7 @@ def fit(
         "stale": 0,
     }
 
-    num_neg = config.num_neg if config.is_implicit else 0
-    sample_weights = recency_weights(data.train_recency, config.recency_boost, config.recency_half_life)
-    batch_size = max(1, config.batch_size // workers.count)
-    min_steps = _equal_steps(data.train_users, num_neg, data, batch_size, workers)
-    shard = workers.shard
+    min_steps = _equal_steps(data, config, workers)
     with workers.failures_reported():
         first_epoch = int(state.epochs_done.numpy())
         if workers.sum([first_epoch])[0] != first_epoch * workers.count:
@@ -315,18 +341,7 @@ def fit(
             if _stop_and_next_chunk(workers, stop_requested, runner.chunk_steps)[0]:
                 raise TrainingInterrupted(stage, epoch)
             started = time.perf_counter()
-            batches = build_epoch(
-                shard(data.train_users),
-                shard(data.train_items),
-                shard(data.train_targets),
-                shard(sample_weights),
-                num_neg=num_neg,
-                positives=data.seen,
-                num_items=len(data.items),
-                batch_size=batch_size,
-                rng=epoch_rng(config.seed, epoch, workers.index),
-                min_steps=min_steps,
-            )
+            batches = epoch_batches(data, config, epoch, workers, min_steps)
             loss = _train_epoch(runner, batches, workers, stop_requested)
             if loss is None:
                 raise TrainingInterrupted(stage, epoch)
