@@ -38,15 +38,14 @@ def make_interactions(num_users: int = 60, num_items: int = 40, seed: int = 0) -
     return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
 
 
-def prepare_channels(frame: pd.DataFrame, out: Path, eval_negatives: int = 15) -> Path:
+def prepare_channels(frame: pd.DataFrame, out: Path, eval_negatives: int = 15, shards: int = 1) -> Path:
     """Split interactions into channels with the real prepare.py pipeline (in-process)."""
     import prepare
 
     source = out.with_name(out.name + "-interactions.csv")
     frame.to_csv(source, index=False)
-    code = prepare.main(
-        ["--input", str(source), "--output", str(out), "--eval-negatives", str(eval_negatives)]
-    )
+    options = {"--input": source, "--output": out, "--eval-negatives": eval_negatives, "--shards": shards}
+    code = prepare.main([str(part) for pair in options.items() for part in pair])
     assert code == 0
     return out
 
@@ -110,3 +109,28 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path)
     )
     assert result.returncode == 0, result.stderr + result.stdout
     return run_dir / "model"
+
+
+# Small but real settings for comparing distributed runs with one process on one device.
+DISTRIBUTED_SETTINGS = {
+    "epochs": "14",
+    "batch_size": "256",
+    "factors": "8",
+    "mlp_layers": "16,8",
+    "learning_rate": "0.01",
+    "patience": "0",
+}
+
+
+@pytest.fixture(scope="session")
+def single_device_metrics(tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path) -> dict:
+    """metrics.json of one plain process trained with DISTRIBUTED_SETTINGS (distributed runs match it)."""
+    run_dir = tmp_path_factory.mktemp("single-device")
+    flags = [f"--{name}={value}" for name, value in DISTRIBUTED_SETTINGS.items()]
+    result = run_train(
+        [*channel_args(tiny_channels), f"--model-dir={run_dir / 'model'}", "--package=false", *flags]
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    import json
+
+    return json.loads((run_dir / "output" / "metrics.json").read_text())

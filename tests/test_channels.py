@@ -163,3 +163,26 @@ def test_read_meta_errors(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(NcfError, match="not a readable JSON"):
         read_meta(tmp_path / "meta.json")
+
+
+def test_the_vocabulary_lists_every_id_sorted_with_item_training_counts(tmp_path: Path) -> None:
+    split = make_split()
+    write_prepared(tmp_path / "out", split, {})
+    users, items, counts = channels.read_vocabulary(tmp_path / "out" / "vocabulary")
+    assert users.tolist() == sorted(["007", "7", "a,b", 'say "hi"'])
+    assert items.tolist() == ["NA", "i1", "i2", "i3", "i4", "i5"]  # held-out items are in the catalog too
+    assert counts.tolist() == [4, 4, 4, 0, 0, 0]  # training rows only
+
+
+def test_a_broken_vocabulary_is_named(tmp_path: Path) -> None:
+    folder = tmp_path / "vocabulary"
+    folder.mkdir()
+    with pytest.raises(NcfError, match=r"users.csv not found: the vocabulary channel holds"):
+        channels.read_vocabulary(folder)
+    (folder / "users.csv").write_text("user_id\nu1\n")
+    (folder / "items.csv").write_text("item_id,train_interactions\ni1,-2\n")
+    with pytest.raises(NcfError, match=r"items.csv: train_interactions must be counts"):
+        channels.read_vocabulary(folder)
+    (folder / "items.csv").write_text("item_id\ni1\n")
+    with pytest.raises(NcfError, match=r"items.csv: missing column\(s\) train_interactions"):
+        channels.read_vocabulary(folder)

@@ -84,3 +84,18 @@ def test_missing_channel_names_the_flag_and_the_variable() -> None:
 def test_malformed_sm_hps_is_reported() -> None:
     with pytest.raises(NcfError, match="SM_HPS is not valid JSON"):
         load_config(PATHS, {"SM_HPS": "{epochs: 3"})
+
+
+def test_a_sharded_train_channel_is_read_from_the_input_data_config() -> None:
+    sharded = json.dumps({"train": {"S3DistributionType": "ShardedByS3Key"}, "test": {}})
+    replicated = json.dumps({"train": {"S3DistributionType": "FullyReplicated"}})
+    environ = {"SM_INPUT_DATA_CONFIG": sharded, "SM_CHANNEL_VOCABULARY": "/opt/ml/input/data/vocabulary"}
+    config = load_config(PATHS, environ)
+    assert config.train_sharded is True and config.vocabulary == "/opt/ml/input/data/vocabulary"
+    assert load_config(PATHS, {"SM_INPUT_DATA_CONFIG": replicated}).train_sharded is False
+    assert load_config(PATHS, {}).train_sharded is None
+    assert "train_sharded" not in config.hyperparameters()  # where data lives, not how the model trains
+    with pytest.raises(NcfError, match=r"train_sharded: .*--vocabulary"):
+        load_config(PATHS, {"SM_INPUT_DATA_CONFIG": sharded})
+    with pytest.raises(NcfError, match="SM_INPUT_DATA_CONFIG is not valid JSON"):
+        load_config(PATHS, {"SM_INPUT_DATA_CONFIG": "{train"})

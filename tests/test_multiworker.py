@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,20 +17,15 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
-from conftest import TRAIN_SCRIPT, channel_args, run_train
+import tensorflow as tf
+from conftest import DISTRIBUTED_SETTINGS, TRAIN_SCRIPT, make_interactions, prepare_channels
 from ncf.distribute import Cluster, resolve_cluster
 from ncf.errors import NcfError
 
 HOSTS = ["algo-1", "algo-2"]
-SETTINGS = {
-    "epochs": "14",
-    "batch_size": "256",
-    "factors": "8",
-    "mlp_layers": "16,8",
-    "learning_rate": "0.01",
-    "patience": "0",
-}
+SETTINGS = DISTRIBUTED_SETTINGS
 # The two-worker model sees other negatives and half-batches per worker: a different, equally good model,
 # so "equal" means within the seed-to-seed noise. Measured with these settings, single-worker seeds 42-45:
 # test HR@10 1.0 for all, NDCG@10 0.814-0.868, Recall@10 (full) 0.967-1.0; the tolerance is about twice that.
@@ -46,7 +42,9 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def worker_env(channels: Path, root: Path, host: str, addresses: str, settings: dict[str, str]) -> dict:
+def worker_env(
+    channels: Path, root: Path, host: str, addresses: str, settings: dict[str, str], extra: dict[str, str]
+) -> dict:
     """The environment the SageMaker training toolkit gives one host, plus the local address override."""
     return {
         **os.environ,
@@ -61,15 +59,18 @@ def worker_env(channels: Path, root: Path, host: str, addresses: str, settings: 
         "SM_HPS": json.dumps(settings),
         "NCF_WORKER_ADDRESSES": addresses,
         "NCF_COLLECTIVE_TIMEOUT": "60",
+        **extra,
     }
 
 
-def start_workers(channels: Path, root: Path, settings: dict[str, str]) -> list[subprocess.Popen]:
+def start_workers(
+    channels: Path, root: Path, settings: dict[str, str], per_host: dict[str, dict[str, str]] | None = None
+) -> list[subprocess.Popen]:
     addresses = ",".join(f"127.0.0.1:{port}" for port in free_ports(len(HOSTS)))
     return [
         subprocess.Popen(
             [sys.executable, str(TRAIN_SCRIPT)],
-            env=worker_env(channels, root, host, addresses, settings),
+            env=worker_env(channels, root, host, addresses, settings, (per_host or {}).get(host, {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -101,22 +102,20 @@ def test_cluster_from_the_sagemaker_environment(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(180)
-def test_two_workers_train_one_model_as_good_as_a_single_worker(tiny_channels: Path, tmp_path: Path) -> None:
+def test_two_workers_train_one_model_as_good_as_a_single_worker(
+    tiny_channels: Path, tmp_path: Path, single_device_metrics: dict
+) -> None:
     # One checkpoint folder for both, as SageMaker syncs checkpoint_s3_uri to every host.
     checkpoints = tmp_path / "checkpoints"
     workers = start_workers(tiny_channels, tmp_path, {**SETTINGS, "checkpoint_dir": str(checkpoints)})
-    flags = [f"--{name}={value}" for name, value in SETTINGS.items()]
-    single_dir = tmp_path / "single" / "model"
-    single = run_train([*channel_args(tiny_channels), f"--model-dir={single_dir}", "--package=false", *flags])
     outputs = [w.communicate(timeout=150) for w in workers]
     for worker, (out, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, out + err
-    assert single.returncode == 0, single.stderr
 
     chief_out, other_out = outputs[0][0], outputs[1][0]
     assert "worker 0 of 2" in chief_out and "worker 1 of 2" in other_out
     # Identical weights on both workers after every stage (selection and refit).
-    digests = [re.findall(r"weights digest (\w+)", out) for out in (chief_out, other_out)]
+    digests = [re.findall(r"weights digest (\w+) on worker", out) for out in (chief_out, other_out)]
     assert len(digests[0]) == 2 and digests[0] == digests[1]
     # Only the chief exports and writes metrics.
     assert (tmp_path / "algo-1" / "model" / "1" / "saved_model.pb").is_file()
@@ -127,11 +126,54 @@ def test_two_workers_train_one_model_as_good_as_a_single_worker(tiny_channels: P
     assert list((checkpoints / "neumf-refit").glob("ckpt-*.index"))
 
     distributed = json.loads((tmp_path / "algo-1" / "output" / "metrics.json").read_text())
-    alone = json.loads((tmp_path / "single" / "output" / "metrics.json").read_text())
+    alone = single_device_metrics
     assert distributed["hyperparameters"] == alone["hyperparameters"]
     for name in ("test_hr_at_10", "test_ndcg_at_10", "test_recall_at_10_full"):
         assert distributed["test"][name] == pytest.approx(alone["test"][name], abs=TOLERANCE), name
     assert distributed["test"]["test_hr_at_10"] > 0.9  # chance: 10 of 16 candidates, 0.625
+
+
+@pytest.mark.timeout(240)
+def test_workers_that_get_only_their_own_train_files_train_as_well(
+    tmp_path: Path, single_device_metrics: dict
+) -> None:
+    # The tiny dataset again (same split as tiny_channels), its train channel in 4 files by user.
+    prepared = prepare_channels(make_interactions(), tmp_path / "prepared", shards=4)
+    parts = sorted((prepared / "train").iterdir())
+    per_host = {}
+    for index, host in enumerate(HOSTS):  # ShardedByS3Key: every host gets a different part of the files
+        own = tmp_path / host / "train"
+        own.mkdir(parents=True)
+        for part in parts[index :: len(HOSTS)]:
+            shutil.copy(part, own)
+        per_host[host] = {
+            "SM_CHANNEL_TRAIN": str(own),
+            "SM_CHANNEL_VOCABULARY": str(prepared / "vocabulary"),
+            "SM_INPUT_DATA_CONFIG": json.dumps({"train": {"S3DistributionType": "ShardedByS3Key"}}),
+        }
+    workers = start_workers(prepared, tmp_path, SETTINGS, per_host)
+    outputs = [w.communicate(timeout=200) for w in workers]
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, out + err
+
+    shard_users = [int(re.search(r"this worker's shard: (\d+) users", out).group(1)) for out, _ in outputs]
+    assert sum(shard_users) == 60 and min(shard_users) > 0
+    digests = [re.findall(r"weights digest (\w+) on worker", out) for out, _ in outputs]
+    assert len(digests[0]) == 2 and digests[0] == digests[1]
+    distributed = json.loads((tmp_path / "algo-1" / "output" / "metrics.json").read_text())
+    assert distributed["data"] == single_device_metrics["data"]
+    for name in ("test_hr_at_10", "test_ndcg_at_10", "test_recall_at_10_full"):
+        alone = single_device_metrics["test"][name]
+        assert distributed["test"][name] == pytest.approx(alone, abs=TOLERANCE), name
+
+    # The chief's export knows every user's training items, not only those of its own shard.
+    train = pd.concat([pd.read_csv(part, dtype=str) for part in parts])
+    loaded = tf.saved_model.load(str(tmp_path / "algo-1" / "model" / "1"))
+    users = sorted(train["user_id"].unique())
+    top = loaded.signatures["serving_default"](user_id=tf.constant(users), k=tf.constant(40))
+    for user, items in zip(users, top["item_ids"].numpy(), strict=True):
+        recommended = {item.decode() for item in items if item}
+        assert not recommended & set(train.loc[train["user_id"] == user, "item_id"]), user
 
 
 @pytest.mark.timeout(180)

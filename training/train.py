@@ -8,8 +8,9 @@ SM_OUTPUT_DATA_DIR, SM_HPS and /opt/ml/checkpoints; command-line flags override 
 the SavedModel to MODEL_DIR/1 and the serving handler to MODEL_DIR/code, so the model.tar.gz
 SageMaker makes of MODEL_DIR deploys as-is on the TensorFlow Serving container.
 
-With several instances (SM_HOSTS) it trains with MultiWorkerMirroredStrategy (see ncf/distribute.py;
-NCF_WORKER_ADDRESSES overrides the worker addresses for local runs). On SIGTERM (spot interruption)
+With several instances (SM_HOSTS) it trains with MultiWorkerMirroredStrategy, and on one instance
+with several GPUs with MirroredStrategy (see ncf/distribute.py; NCF_WORKER_ADDRESSES overrides the
+worker addresses for local runs, NCF_DEVICES the devices mirrored over). On SIGTERM (spot interruption)
 it stops within seconds, keeps the last completed epoch's checkpoint and exits with status 143.
 """
 
@@ -46,16 +47,26 @@ def find_inference_code(config: TrainConfig) -> Path | None:
 
 def run(config: TrainConfig) -> dict:
     """The whole job; returns what it wrote to metrics.json."""
+    import numpy as np
     from ncf import reporting
     from ncf.dataset import TrainingData, load_training_data
+    from ncf.distribute import connect, resolve_cluster
     from ncf.features import configured_item_features
 
     started = time.perf_counter()
     # Data problems are reported before TensorFlow is imported: fast, and without its start-up noise.
     features = configured_item_features(config)
-    data = load_training_data(config.train, config.validation, config.test, config.is_implicit, features)
+    sharded = bool(config.train_sharded) and resolve_cluster(os.environ) is not None
+    data = load_training_data(
+        config.train,
+        config.validation,
+        config.test,
+        config.is_implicit,
+        features,
+        vocabulary_dir=config.vocabulary,
+        sharded=sharded,
+    )
 
-    from ncf.distribute import connect
     from ncf.export import Recommender, copy_inference_code, save_recommender, write_model_archive
     from ncf.models import ModelSpec, NcfModel
     from ncf.trainer import FitResult, ModelScorer, evaluate, fit
@@ -64,9 +75,13 @@ def run(config: TrainConfig) -> dict:
     # After importing TensorFlow and starting the strategy: both install SIGTERM handlers of their own.
     interruption.install()
 
+    here = (
+        f" (this worker's shard: {np.count_nonzero(np.diff(data.seen.offsets)):,} users)" if sharded else ""
+    )
     log(
         f"data: {len(data.users):,} users, {len(data.items):,} items, {len(data.train_users):,} training "
-        f"interactions, {len(data.validation.users):,} validation and {len(data.test.users):,} test users"
+        f"interactions{here}, {len(data.validation.users):,} validation and {len(data.test.users):,} test"
+        " users"
     )
     log(f"hyperparameters: {config.hyperparameters()}")
     if features is not None and data.item_features is not None:
@@ -75,7 +90,8 @@ def run(config: TrainConfig) -> dict:
 
     def build(model_type: str) -> NcfModel:
         spec = ModelSpec(model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
-        return NcfModel(spec, seed=config.seed, item_features=data.item_features)
+        with workers.scope():
+            return NcfModel(spec, seed=config.seed, item_features=data.item_features)
 
     checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else None
 
@@ -115,6 +131,9 @@ def run(config: TrainConfig) -> dict:
         model, _ = train_model(served_data, result.best_epoch, select=False, suffix="-refit")
 
     test_metrics = evaluate(ModelScorer(model), served_data, "test", config, workers)
+    if served_data.sharded:
+        with workers.failures_reported():
+            served_data = served_data.with_seen_of_everyone(workers.gather_rows)
     if not workers.is_chief:
         log(f"worker {workers.index}: done; the chief (worker 0) exports the model and writes the metrics")
         return {"best_epoch": result.best_epoch, "test": test_metrics}
@@ -153,7 +172,7 @@ def run(config: TrainConfig) -> dict:
         "data": {
             "users": len(data.users),
             "items": len(data.items),
-            "train_interactions": len(data.train_users),
+            "train_interactions": int(data.item_counts.sum()),
             "validation_users": len(data.validation.users),
             "test_users": len(data.test.users),
         },

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 from ncf import evaluation
-from ncf.dataset import TrainingData, popularity_scores
+from ncf.dataset import TrainingData
 from ncf.vocab import UserItemSets
 
 # Rows solved per batched call. Rows are sorted by degree first, so a chunk pads its rows to nearly
@@ -85,7 +85,7 @@ class PopularityModel:
 
     @classmethod
     def fit(cls, data: TrainingData) -> PopularityModel:
-        return cls(popularity_scores(data.train_items, len(data.items)))
+        return cls(data.popularity)
 
     def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.scores[items]

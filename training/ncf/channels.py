@@ -9,6 +9,10 @@ Layout of a prepared folder OUT (the contract between prepare.py and train.py):
     OUT/test/part-00000.csv         then E negatives (label 0; rating empty), rows of a user contiguous
     OUT/items/part-00000.csv        optional: item features, item_id plus feature columns (see ncf.features),
                                     every field text; items without interactions are cold-start items
+    OUT/vocabulary/users.csv        user_id: every user of the three channels, sorted
+    OUT/vocabulary/items.csv        item_id,train_interactions: every item of the three channels, sorted,
+                                    with its number of training rows. Workers that read only their own
+                                    shards of train (ShardedByS3Key) index ids and rank popularity by these
     OUT/meta.json                   see `build_meta`
 
 Ids are written as they were read and must be read back as text (`read_channel` does).
@@ -37,6 +41,8 @@ META_FORMAT_VERSION = 1
 META_FILE = "meta.json"
 CHANNELS = ("train", "validation", "test")
 ITEMS_CHANNEL = "items"  # optional: item features (prepare.py --item-features)
+VOCABULARY_CHANNEL = "vocabulary"  # the ids of every channel and the items' training counts
+USERS_FILE, ITEMS_FILE = "users.csv", "items.csv"
 CHANNEL_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 ID_COLUMNS = ("user_id", "item_id")
 _COLUMN_TYPES = {
@@ -45,6 +51,7 @@ _COLUMN_TYPES = {
     "rating": pa.float64(),
     "timestamp": pa.int64(),
     "label": pa.int64(),
+    "train_interactions": pa.int64(),
 }
 
 
@@ -140,6 +147,7 @@ def write_prepared(
         if items is not None:
             parts[ITEMS_CHANNEL] = _write_parts([items], staging / ITEMS_CHANNEL)
             frames[ITEMS_CHANNEL] = items
+        _write_vocabulary(split, staging / VOCABULARY_CHANNEL)
         written = dict(meta)
         written["channels"] = {
             name: {"files": parts[name], "columns": list(frames[name].columns), "rows": len(frames[name])}
@@ -192,6 +200,20 @@ def _write_train(train: pd.DataFrame, folder: Path, shards: int) -> list[str]:
     return _write_parts(
         [train.iloc[order[bounds[k] : bounds[k + 1]]] for k in range(shards)],
         folder,
+    )
+
+
+def _write_vocabulary(split: Split, folder: Path) -> None:
+    folder.mkdir()
+    channels = (split.train, split.validation, split.test)
+    users = pd.concat([frame["user_id"] for frame in channels], ignore_index=True).unique()
+    items = pd.concat([frame["item_id"] for frame in channels], ignore_index=True).unique()
+    write_csv(pd.DataFrame({"user_id": np.sort(users)}), folder / USERS_FILE)
+    counts = split.train["item_id"].value_counts()
+    sorted_items = np.sort(items)
+    train_interactions = counts.reindex(sorted_items, fill_value=0).to_numpy(np.int64)
+    write_csv(
+        pd.DataFrame({"item_id": sorted_items, "train_interactions": train_interactions}), folder / ITEMS_FILE
     )
 
 
@@ -277,6 +299,33 @@ def _read_channel_file(path: Path) -> pd.DataFrame:
     except (pa.ArrowException, OSError) as error:
         raise NcfError(f"{path}: cannot read ({error})") from None
     return table.to_pandas()
+
+
+def read_vocabulary(directory: str | Path) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """(user ids, item ids, each item's training interactions) of a vocabulary channel folder."""
+    directory = Path(directory)
+    users = _read_channel_file(_vocabulary_file(directory, USERS_FILE))
+    items = _read_channel_file(_vocabulary_file(directory, ITEMS_FILE))
+    for frame, name, columns in (
+        (users, USERS_FILE, ("user_id",)),
+        (items, ITEMS_FILE, ("item_id", "train_interactions")),
+    ):
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise NcfError(f"{directory / name}: missing column(s) {', '.join(missing)}")
+    counts = items["train_interactions"]
+    if counts.isna().any() or (counts < 0).any():
+        raise NcfError(f"{directory / ITEMS_FILE}: train_interactions must be counts (whole numbers ≥ 0)")
+    return users["user_id"], items["item_id"], counts.to_numpy(np.int64)
+
+
+def _vocabulary_file(directory: Path, name: str) -> Path:
+    path = directory / name
+    if not path.is_file():
+        raise NcfError(
+            f"{path} not found: the vocabulary channel holds {USERS_FILE} and {ITEMS_FILE} (prepare.py)"
+        )
+    return path
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -40,6 +40,14 @@ class TrainConfig:
     items: str | None = _setting(
         None, "folder of the optional items channel: item features (prepare.py --item-features)"
     )
+    vocabulary: str | None = _setting(
+        None, "folder of the vocabulary channel (prepare.py writes it): every id, and item training counts"
+    )
+    train_sharded: bool | None = _setting(
+        None,
+        "each worker's train channel holds only its own files (SageMaker ShardedByS3Key); needs the"
+        " vocabulary channel (default: what SM_INPUT_DATA_CONFIG says, else no)",
+    )
     model_dir: str | None = _setting(None, "where the exported model goes (1/ SavedModel and code/)")
     output_data_dir: str | None = _setting(
         None, "metrics.json, history and the training curve (default: MODEL_DIR/../output)"
@@ -158,6 +166,8 @@ class TrainConfig:
             "validation",
             "test",
             "items",
+            "vocabulary",
+            "train_sharded",
             "model_dir",
             "output_data_dir",
             "checkpoint_dir",
@@ -242,6 +252,12 @@ def _validate(config: TrainConfig) -> None:
             f"hyperparameter selection_metric: {config.selection_metric} does not apply to "
             f"{config.feedback} feedback{hint}"
         )
+    if config.train_sharded and not config.vocabulary:
+        raise NcfError(
+            "train_sharded: each worker reads only its own files of the train channel, so every id must come"
+            " from the vocabulary channel: pass --vocabulary (SM_CHANNEL_VOCABULARY; `deploy upload` sends"
+            " the vocabulary/ folder that prepare.py writes)"
+        )
     for name in ("train", "validation", "test", "model_dir"):
         if not getattr(config, name):
             flag = name.replace("_", "-")
@@ -278,7 +294,13 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> TrainConfig:
         raise NcfError(f"unknown option {unexpected[0]} (see train.py --help)")
     names = {f.name for f in fields(TrainConfig)}
     from_env = {k: v for k, v in sagemaker_env.hyperparameters(environ).items() if k in names}
-    values: dict[str, Any] = {**sagemaker_env.path_settings(environ), **from_env, **vars(known)}
+    from_input_config = {"train_sharded": sagemaker_env.train_channel_sharded(environ)}
+    values: dict[str, Any] = {
+        **sagemaker_env.path_settings(environ),
+        **{k: v for k, v in from_input_config.items() if v is not None},
+        **from_env,
+        **vars(known),
+    }
     kinds = {f.name: f.type for f in fields(TrainConfig)}
     parsed = {}
     for name, raw in values.items():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ncf.channels import read_channel
+from ncf.channels import read_channel, read_vocabulary
 from ncf.errors import NcfError
 from ncf.evaluation import HeldOut, build_heldout
 from ncf.features import FeatureMatrix, ItemFeatures, encode_features
@@ -17,7 +18,12 @@ from ncf.vocab import UserItemSets, Vocabulary
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Vocabularies, training interactions as indices, and the held-out sets."""
+    """Vocabularies, training interactions as indices, and the held-out sets.
+
+    With `sharded`, the training rows (and so `seen`) are only this worker's users, all of their
+    rows (SageMaker's ShardedByS3Key over prepare.py's user-hashed files); vocabularies, item
+    counts and held-out sets are still the whole dataset's, identical on every worker.
+    """
 
     users: Vocabulary
     items: Vocabulary
@@ -26,10 +32,21 @@ class TrainingData:
     train_targets: np.ndarray
     train_recency: np.ndarray
     seen: UserItemSets
-    popularity: np.ndarray
+    item_counts: np.ndarray
     validation: HeldOut
     test: HeldOut
     item_features: FeatureMatrix | None = None
+    sharded: bool = False
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Each item's training interactions relative to the most popular item's, in [0, 1]."""
+        counts = self.item_counts.astype(np.float32)
+        return counts / max(float(counts.max(initial=0.0)), 1.0)
+
+    def has_training_rows(self, users: np.ndarray) -> np.ndarray:
+        """Which of `users` have training rows here (with `sharded`: which are this worker's users)."""
+        return np.diff(self.seen.offsets)[users] > 0
 
     @property
     def fingerprint(self) -> str:
@@ -39,9 +56,26 @@ class TrainingData:
         features = "" if self.item_features is None else f",features={self.item_features.fingerprint()}"
         return f"{sizes},hash={digest}{features}"
 
+    def with_seen_of_everyone(self, gather_rows: Callable[[np.ndarray], np.ndarray]) -> TrainingData:
+        """The data with every worker's users' seen items (what the exported model excludes), collected
+        by `gather_rows` (e.g. `Workers.gather_rows`) from each worker's [user, item] pairs."""
+        pairs = np.stack([self.seen.row_ids(), self.seen.items], axis=1).astype(np.int64)
+        everyone = gather_rows(pairs)
+        seen = UserItemSets.build(
+            everyone[:, 0].astype(np.int32), everyone[:, 1].astype(np.int32), len(self.users)
+        )
+        return dataclasses.replace(self, seen=seen)
+
     def with_validation_positives(self, implicit: bool) -> TrainingData:
-        """The same data with each validation positive moved into training (for the final refit)."""
+        """The same data with each validation positive moved into training (for the final refit).
+
+        With `sharded`, only this worker's users' positives join its training rows; the item
+        counts take every positive, as they are the whole dataset's.
+        """
         heldout = self.validation
+        item_counts = self.item_counts + np.bincount(heldout.positives, minlength=len(self.items))
+        if self.sharded:
+            heldout = heldout.subset(np.flatnonzero(self.has_training_rows(heldout.users)))
         if implicit:
             targets = np.ones(len(heldout.users), np.float32)
         elif heldout.ratings is None or np.isnan(heldout.ratings).any():
@@ -58,7 +92,7 @@ class TrainingData:
             train_targets=np.concatenate([self.train_targets, targets]),
             train_recency=np.concatenate([recency, np.zeros(len(heldout.users), recency.dtype)]),
             seen=UserItemSets.build(users, items, len(self.users)),
-            popularity=popularity_scores(items, len(self.items)),
+            item_counts=item_counts,
         )
 
 
@@ -100,18 +134,14 @@ def recency_ranks(users: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
     return ranks
 
 
-def popularity_scores(item_index: np.ndarray, num_items: int) -> np.ndarray:
-    """Each item's training interactions relative to the most popular item's, in [0, 1]."""
-    counts = np.bincount(item_index, minlength=num_items).astype(np.float32)
-    return counts / max(float(counts.max(initial=0.0)), 1.0)
-
-
 def load_training_data(
     train_dir: str,
     validation_dir: str,
     test_dir: str,
     implicit: bool,
     item_features: ItemFeatures | None = None,
+    vocabulary_dir: str | None = None,
+    sharded: bool = False,
 ) -> TrainingData:
     """Read the channels and index them by vocabularies over every id that appears in any of them.
 
@@ -119,18 +149,35 @@ def load_training_data(
     be rankable); only the training interactions teach the model and define "seen". With
     `item_features`, the items of the features table join the catalog too: those without any
     interaction are cold-start items, represented by their features alone (popularity 0).
+    With a vocabulary channel, its ids and item counts are the dataset's (they must cover the
+    channels); with `sharded` (this worker's train files only) it is required.
     """
     train = read_channel(train_dir)
     validation = read_channel(validation_dir)
     test = read_channel(test_dir)
     if train.empty:
         raise NcfError(f"{train_dir}: the train channel has no rows")
-    users = Vocabulary.from_values(train["user_id"], validation["user_id"], test["user_id"])
-    channel_items = (train["item_id"], validation["item_id"], test["item_id"])
-    featured = [] if item_features is None else [pd.Series(item_features.item_ids, dtype=object)]
-    items = Vocabulary.from_values(*channel_items, *featured)
+    if sharded and vocabulary_dir is None:
+        raise NcfError("a sharded train channel needs the vocabulary channel (prepare.py writes it)")
+    listed = read_vocabulary(vocabulary_dir) if vocabulary_dir is not None else None
+    user_columns = [train["user_id"], validation["user_id"], test["user_id"]]
+    channel_items = [train["item_id"], validation["item_id"], test["item_id"]]
+    if listed is not None:
+        user_columns.append(listed[0])
+        channel_items.append(listed[1])
+    users = Vocabulary.from_values(*user_columns)
+    items = Vocabulary.from_values(*channel_items)
+    if listed is not None:
+        _check_vocabulary_covers(users, items, listed, vocabulary_dir)
+    if item_features is not None:
+        items = Vocabulary.from_values(pd.Series(items.ids), pd.Series(item_features.item_ids, dtype=object))
     train_users = users.lookup(train["user_id"].to_numpy())
     train_items = items.lookup(train["item_id"].to_numpy())
+    if listed is None:
+        item_counts = np.bincount(train_items, minlength=len(items))
+    else:
+        item_counts = np.zeros(len(items), np.int64)
+        item_counts[items.lookup(listed[1].to_numpy())] = listed[2]
     return TrainingData(
         users=users,
         items=items,
@@ -139,11 +186,30 @@ def load_training_data(
         train_targets=_training_targets(train, implicit, train_dir),
         train_recency=recency_ranks(train_users, train),
         seen=UserItemSets.build(train_users, train_items, len(users)),
-        popularity=popularity_scores(train_items, len(items)),
+        item_counts=item_counts.astype(np.int64),
         validation=build_heldout(validation, users, items, validation_dir),
         test=build_heldout(test, users, items, test_dir),
-        item_features=_align_features(item_features, items, channel_items),
+        item_features=_align_features(item_features, items, tuple(channel_items)),
+        sharded=sharded,
     )
+
+
+def _check_vocabulary_covers(
+    users: Vocabulary,
+    items: Vocabulary,
+    listed: tuple[pd.Series, pd.Series, np.ndarray],
+    vocabulary_dir: str,
+) -> None:
+    """The vocabulary channel must list every id of the channels: else it belongs to other data."""
+    listed_users, listed_items = listed[0].nunique(), listed[1].nunique()
+    if listed_users != len(listed[0]) or listed_items != len(listed[1]):
+        raise NcfError(f"{vocabulary_dir}: an id is listed twice")
+    if len(users) != listed_users or len(items) != listed_items:
+        raise NcfError(
+            f"{vocabulary_dir}: the channels have ids the vocabulary does not list"
+            f" ({len(users) - listed_users:,} users, {len(items) - listed_items:,} items):"
+            " it was written for other data; prepare again"
+        )
 
 
 def _align_features(

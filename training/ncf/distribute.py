@@ -1,19 +1,23 @@
-"""Multi-worker training on SageMaker's machinery: TF_CONFIG + MultiWorkerMirroredStrategy.
+"""Distributed training on SageMaker's machinery: MultiWorkerMirroredStrategy across hosts,
+MirroredStrategy across the GPUs of one host.
 
 A multi-instance SageMaker job runs this same script on every host (`algo-1`, `algo-2`, ...).
 The SDK v3 `ModelTrainer` does not set `TF_CONFIG`, so it is built here the way the
 SageMaker TensorFlow toolkit does: workers `host:8890` in `SM_HOSTS` order, this host's
 index, the first host is the chief. `NCF_WORKER_ADDRESSES` ("host:port,host:port", one per
 entry of `SM_HOSTS`) overrides the addresses, e.g. to run workers on 127.0.0.1 with free
-ports in tests.
+ports in tests. A single host with several GPUs mirrors training over all of them
+(`NCF_DEVICES`, e.g. "/gpu:0,/gpu:1", picks the devices); a single host with at most one GPU
+(or only CPUs) runs the single-process fast path with no strategy at all.
 
-Every worker holds the whole model as ordinary (non-distributed) variables, initialised
-identically from the seed. Each step, every worker computes gradients on its own shard of
-the batch, the strategy all-reduces them (embedding gradients stay `IndexedSlices`, which
-the collective all-gathers: the cost is the batch's rows, not the tables), and every worker
-applies the same reduced gradients with the same lazy Adam: the weights stay identical
-without broadcasting them. Because no variable is a distributed variable, checkpoints need
-no cross-worker synchronisation and the chief alone saves them.
+Every replica (a device of a worker) holds the whole model: variables are created in the
+strategy's scope, so they are mirrored, one copy per local device, initialised identically.
+Each step, every worker takes its own shard of the data, its local replicas split the
+worker's batch, the strategy all-reduces the gradients (embedding gradients stay
+`IndexedSlices`, which the collective all-gathers: the cost is the batch's rows, not the
+tables), and the lazy Adam step runs once and updates every copy with the same reduced
+gradients (see `ncf.optim`): the weights stay identical without broadcasting them. The
+checkpoint holds one copy of each variable; the chief alone saves it.
 
 Dead or stuck peers: the coordination service's heartbeats make the survivors' collectives
 fail within about 10 s of a worker dying. The few collectives outside the training steps (stop
@@ -25,10 +29,11 @@ that timeout passes (measured: 12,000 threads after 2,000 steps), which exhausts
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +45,7 @@ from ncf.errors import NcfError
 SAGEMAKER_WORKER_PORT = 8890
 ADDRESSES_VARIABLE = "NCF_WORKER_ADDRESSES"
 TIMEOUT_VARIABLE = "NCF_COLLECTIVE_TIMEOUT"
+DEVICES_VARIABLE = "NCF_DEVICES"
 DEFAULT_COLLECTIVE_TIMEOUT = 300.0
 
 
@@ -84,10 +90,10 @@ def collective_timeout(environ: Mapping[str, str]) -> float:
 
 
 class Workers:
-    """This process's place among the workers, and the collectives between them.
+    """This process's place among the workers, its local replicas, and the collectives between them.
 
-    A single worker (`Workers()`) has no strategy: the trainer then runs exactly the
-    single-process fast path and every collective below is the identity.
+    A single worker on a single device (`Workers()`) has no strategy: the trainer then runs
+    exactly the single-process fast path and every collective below is the identity.
     """
 
     def __init__(
@@ -113,16 +119,52 @@ class Workers:
     def distributed(self) -> bool:
         return self.strategy is not None
 
+    @property
+    def local_replicas(self) -> int:
+        """Devices this worker trains on (its replicas)."""
+        return len(self.strategy.extended.worker_devices) if self.strategy is not None else 1
+
+    @property
+    def replicas_in_sync(self) -> int:
+        """Replicas of the whole job: workers times their devices."""
+        return self.strategy.num_replicas_in_sync if self.strategy is not None else 1
+
+    def scope(self) -> AbstractContextManager:
+        """Where the model and optimizer must be created: their variables get a copy per local device."""
+        return self.strategy.scope() if self.strategy is not None else nullcontext()
+
+    def local_copies(self, variable: Any) -> tuple:
+        """Every local device's copy of a variable created in `scope()`."""
+        return tuple(self.strategy.experimental_local_results(variable)) if self.strategy else (variable,)
+
     def shard(self, values: np.ndarray) -> np.ndarray:
         """This worker's rows of `values` (every count-th row from its index)."""
         return values[self.index :: self.count]
 
+    def replica_share(self, *tensors: Any) -> tuple:
+        """This replica's rows of the worker's batch (every local_replicas-th row); call inside `run`."""
+        replicas = self.local_replicas
+        if replicas == 1:
+            return tensors
+        import tensorflow as tf
+
+        local = tf.distribute.get_replica_context().replica_id_in_sync_group % replicas
+        return tuple(tensor[local::replicas] for tensor in tensors)
+
     def run(self, function: Any, args: tuple) -> Any:
-        """Call `function(*args)` in the strategy's replica context (or directly on one worker)."""
+        """Call `function(*args)` in every replica (or directly on one device); args go to all replicas."""
         return self.strategy.run(function, args=args) if self.strategy is not None else function(*args)
 
+    def replica_total(self, per_replica: Any) -> Any:
+        """The sum over this worker's replicas of a value `run` returned (the value itself on one)."""
+        if self.strategy is None:
+            return per_replica
+        import tensorflow as tf
+
+        return tf.add_n(list(self.strategy.experimental_local_results(per_replica)))
+
     def all_reduce_gradients(self, gradients: list) -> list:
-        """Sum gradients (dense tensors and IndexedSlices) over workers; call inside `run`."""
+        """Sum gradients (dense tensors and IndexedSlices) over all replicas; call inside `run`."""
         if self.strategy is None:
             return gradients
         import tensorflow as tf
@@ -133,23 +175,69 @@ class Workers:
     def sum(self, values: np.ndarray | list[float]) -> np.ndarray:
         """Element-wise sum over workers of a small float vector; every worker must call it."""
         array = np.asarray(values, dtype=np.float64)
-        if self.strategy is None:
+        if self.count == 1:
             return array
         import tensorflow as tf
 
         function = self._sum_functions.get(len(array))
         if function is None:
+            replicas = self.local_replicas
 
             def reduce(value: tf.Tensor) -> tf.Tensor:
-                # The identity makes the input a value of this replica's device (else: "destinations
-                # can not be empty").
-                local = tf.identity(value)
                 context = tf.distribute.get_replica_context()
+                # One replica per worker contributes, so a worker's value counts once whatever its
+                # device count; the identity makes the input a value of this replica's device (else:
+                # "destinations can not be empty").
+                first = tf.equal(context.replica_id_in_sync_group % replicas, 0)
+                local = tf.identity(tf.where(first, value, tf.zeros_like(value)))
                 return context.all_reduce(tf.distribute.ReduceOp.SUM, local, options=self.options)
 
-            function = tf.function(lambda value: self.strategy.run(reduce, args=(value,)))
+            def reduce_everywhere(value: tf.Tensor) -> tf.Tensor:
+                return self.strategy.experimental_local_results(self.strategy.run(reduce, args=(value,)))[0]
+
+            function = tf.function(reduce_everywhere)
             self._sum_functions[len(array)] = function
         return function(tf.constant(array)).numpy()
+
+    def each(self, value: float) -> np.ndarray:
+        """Every worker's `value`, in worker order; every worker must call it."""
+        mine = np.zeros(self.count)
+        mine[self.index] = value
+        return self.sum(mine)
+
+    def agreed_digest(self, text: str) -> str:
+        """One digest of every worker's `text`, the same on all of them (`text` itself on one worker)."""
+        if self.count == 1:
+            return text
+        # 40-bit parts: their sum over up to 8,192 workers stays exact in a float64 all-reduce.
+        part = int(hashlib.sha256(text.encode()).hexdigest()[:10], 16)
+        return f"{int(self.sum([part])[0]):x}x{self.count}"
+
+    def gather_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Every worker's int64 [n, k] rows, stacked in worker order; every worker must call it."""
+        if self.count == 1:
+            return rows
+        import tensorflow as tf
+
+        sizes = self.each(len(rows)).astype(np.int64)
+        padded = np.zeros((int(sizes.max()), rows.shape[1]), np.int64)
+        padded[: len(rows)] = rows
+        replicas = self.local_replicas
+
+        def gather(value: tf.Tensor) -> tf.Tensor:
+            context = tf.distribute.get_replica_context()
+            # Every replica must send the same shape; only the first of each worker's sends its rows.
+            first = tf.equal(context.replica_id_in_sync_group % replicas, 0)
+            local = tf.identity(tf.where(first, value, tf.zeros_like(value)))
+            return context.all_gather(local, axis=0, options=self.options)
+
+        @tf.function
+        def gather_everywhere(value: tf.Tensor) -> tf.Tensor:
+            return self.strategy.experimental_local_results(self.strategy.run(gather, args=(value,)))[0]
+
+        stacked = gather_everywhere(tf.constant(padded)).numpy()
+        per_replica = stacked.reshape(self.count, replicas, len(padded), rows.shape[1])[:, 0]
+        return np.concatenate([per_replica[w, : sizes[w]] for w in range(self.count)])
 
     @contextmanager
     def failures_reported(self) -> Iterator[None]:
@@ -159,7 +247,7 @@ class Workers:
         except Exception as exc:
             import tensorflow as tf
 
-            if self.strategy is None or not isinstance(exc, tf.errors.OpError):
+            if self.count == 1 or not isinstance(exc, tf.errors.OpError):
                 raise
             detail = next((line for line in str(exc.message).splitlines() if line.strip()), "")
             raise NcfError(
@@ -169,16 +257,48 @@ class Workers:
             ) from exc
 
 
+def local_devices(environ: Mapping[str, str]) -> list[str]:
+    """The devices a single host mirrors training over: `NCF_DEVICES`, else every visible GPU."""
+    import tensorflow as tf
+
+    raw = environ.get(DEVICES_VARIABLE, "")
+    if not raw:
+        return [device.name for device in tf.config.list_logical_devices("GPU")]
+    devices = [name.strip() for name in raw.split(",") if name.strip()]
+    known = {_device_key(device.name): device.name for device in tf.config.list_logical_devices()}
+    unknown = [name for name in devices if _device_key(name) not in known]
+    if len(devices) < 2 or unknown or len({_device_key(name) for name in devices}) < len(devices):
+        problem = f"unknown device(s) {unknown}" if unknown else "not two or more different devices"
+        raise NcfError(
+            f"{DEVICES_VARIABLE}={raw!r}: {problem}. It lists two or more of this host's devices to mirror "
+            f"training over (this host has: {', '.join(known.values())}); to train on one GPU, set "
+            "CUDA_VISIBLE_DEVICES instead"
+        )
+    return devices
+
+
+def _device_key(name: str) -> tuple[str, int] | None:
+    """("GPU", 1) for "/gpu:1", "GPU:1" or "/job:localhost/replica:0/task:0/device:GPU:1"."""
+    import tensorflow as tf
+
+    try:
+        spec = tf.DeviceSpec.from_string(name)
+    except ValueError:
+        return None
+    return (spec.device_type.upper(), spec.device_index) if spec.device_type else None
+
+
 def connect(environ: Mapping[str, str], log: Any) -> Workers:
-    """Join the job's workers (blocks until all have started), or a single worker when alone."""
+    """Join the job's workers (blocks until all have started), or train on this host alone."""
     cluster = resolve_cluster(environ)
     if cluster is None:
+        devices = local_devices(environ)
+        if len(devices) < 2:
+            return Workers()
         import tensorflow as tf
 
-        gpus = len(tf.config.list_physical_devices("GPU"))
-        if gpus > 1:
-            log(f"warning: {gpus} GPUs visible; training uses one (MirroredStrategy is not implemented)")
-        return Workers()
+        log(f"single host, {len(devices)} devices ({', '.join(devices)}): MirroredStrategy")
+        return Workers(strategy=tf.distribute.MirroredStrategy(devices))
     os.environ["TF_CONFIG"] = json.dumps(cluster.tf_config())
     import tensorflow as tf
 

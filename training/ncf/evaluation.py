@@ -39,6 +39,10 @@ class HeldOut:
     def positives(self) -> np.ndarray:
         return self.candidates[:, 0]
 
+    def subset(self, rows: np.ndarray) -> HeldOut:
+        ratings = None if self.ratings is None else self.ratings[rows]
+        return HeldOut(self.users[rows], self.candidates[rows], ratings)
+
 
 def build_heldout(frame: pd.DataFrame, users: Vocabulary, items: Vocabulary, source: str) -> HeldOut:
     """Group a validation/test channel (user_id, item_id, label[, rating]) into a HeldOut.

@@ -24,6 +24,7 @@ _PATH_VARIABLES = {
     "validation": "SM_CHANNEL_VALIDATION",
     "test": "SM_CHANNEL_TEST",
     "items": "SM_CHANNEL_ITEMS",
+    "vocabulary": "SM_CHANNEL_VOCABULARY",
     "model_dir": "SM_MODEL_DIR",
     "output_data_dir": "SM_OUTPUT_DATA_DIR",
 }
@@ -42,6 +43,22 @@ def path_settings(
     if running_on_sagemaker(environ) and checkpoint_root.is_dir():
         settings["checkpoint_dir"] = str(checkpoint_root)
     return settings
+
+
+def train_channel_sharded(environ: Mapping[str, str]) -> bool | None:
+    """Whether the job's train channel is ShardedByS3Key (each host gets only some of its files),
+    from `SM_INPUT_DATA_CONFIG`; None outside SageMaker or when the channel is not described."""
+    raw = environ.get("SM_INPUT_DATA_CONFIG")
+    if not raw:
+        return None
+    try:
+        channels = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise NcfError(f"SM_INPUT_DATA_CONFIG is not valid JSON ({exc.msg} at position {exc.pos})") from exc
+    train = channels.get("train") if isinstance(channels, dict) else None
+    if not isinstance(train, dict):
+        return None
+    return train.get("S3DistributionType") == "ShardedByS3Key"
 
 
 def hyperparameters(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -72,6 +72,7 @@ class EpochRunner(tf.Module):
         return self.l2 * total
 
     def _step(self, users: tf.Tensor, items: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+        users, items, targets, weights = self.workers.replica_share(users, items, targets, weights)
         with tf.GradientTape() as tape:
             logits = self.model.logits(users, items)
             if self.implicit:
@@ -81,8 +82,8 @@ class EpochRunner(tf.Module):
             weighted = tf.reduce_sum(weights * losses)
             penalty = tf.reduce_sum(weights * self._penalty(users, items, weights))
             objective = (weighted + penalty) / tf.maximum(tf.reduce_sum(weights), 1.0)
-            if self.workers.count > 1:
-                objective /= self.workers.count  # the summed gradients are then the workers' mean
+            if self.workers.replicas_in_sync > 1:
+                objective /= self.workers.replicas_in_sync  # the summed gradients are then the replicas' mean
         gradients = self.workers.all_reduce_gradients(tape.gradient(objective, self.variables_in_order))
         self.optimizer.apply(gradients, self.variables_in_order)
         return weighted
@@ -93,7 +94,9 @@ class EpochRunner(tf.Module):
         """Train on each [step] row in turn; the summed weighted loss (before regularisation)."""
         total = tf.constant(0.0)
         for step in tf.range(tf.shape(users)[0]):
-            total += self.workers.run(self._step, (users[step], items[step], targets[step], weights[step]))
+            total += self.workers.replica_total(
+                self.workers.run(self._step, (users[step], items[step], targets[step], weights[step]))
+            )
         return total
 
 
@@ -132,9 +135,16 @@ def full_catalog_sample(num_users: int, max_users: int, seed: int) -> np.ndarray
     return np.sort(np.random.default_rng([seed, 1 << 20]).choice(num_users, size=max_users, replace=False))
 
 
-def _subset(heldout: HeldOut, rows: np.ndarray) -> HeldOut:
-    ratings = None if heldout.ratings is None else heldout.ratings[rows]
-    return HeldOut(heldout.users[rows], heldout.candidates[rows], ratings)
+def _my_heldout_rows(data: TrainingData, heldout: HeldOut, rows: np.ndarray, workers: Workers) -> np.ndarray:
+    """This worker's share of held-out `rows`: with a sharded train channel, those of its own users."""
+    if data.sharded:
+        return rows[data.has_training_rows(heldout.users[rows])]
+    return workers.shard(rows)
+
+
+def _my_training_rows(data: TrainingData, values: np.ndarray, workers: Workers) -> np.ndarray:
+    """This worker's share of a per-training-row array: all of it when the train channel is sharded."""
+    return values if data.sharded else workers.shard(values)
 
 
 def evaluate(
@@ -154,11 +164,11 @@ def evaluate(
     k = config.top_k
     everyone = np.arange(len(heldout.users))
     full_rows = full_catalog_sample(len(heldout.users), config.eval_max_users, config.seed)
-    mine = _subset(heldout, workers.shard(everyone))
+    mine = heldout.subset(_my_heldout_rows(data, heldout, everyone, workers))
     with workers.failures_reported():
         sampled = evaluation.sampled_ranks(mine, scorer.pairs)
         full = evaluation.full_catalog_ranks(
-            _subset(heldout, workers.shard(full_rows)),
+            heldout.subset(_my_heldout_rows(data, heldout, full_rows, workers)),
             scorer.catalog,
             data.seen,
             scorer.catalog_chunk_users(),
@@ -173,7 +183,13 @@ def evaluate(
                 evaluation.hit_rate(full, k) * len(full),
                 evaluation.ndcg(full, k) * len(full),
                 squared_error,
+                len(sampled),
             ]
+        )
+    if sums[5] != len(everyone):
+        raise NcfError(
+            f"{split}: {len(everyone) - int(sums[5]):,} held-out users have no training rows on any worker;"
+            " a sharded train channel must hold every held-out user's rows (as prepare.py writes it)"
         )
     sampled_count, full_count = max(len(everyone), 1), max(len(full_rows), 1)
     metrics = {
@@ -202,25 +218,27 @@ def _better(config: TrainConfig, score: float, best: float | None) -> bool:
     return score < best if config.selection_metric == "rmse" else score > best
 
 
-def weights_digest(variables: list[tf.Variable]) -> str:
-    """A short hash of the weights: workers that log the same digest hold identical weights."""
-    digest = hashlib.sha256()
-    for variable in variables:
-        digest.update(variable.numpy().tobytes())
-    return digest.hexdigest()[:16]
+def weights_digests(variables: list[tf.Variable], workers: Workers) -> set[str]:
+    """Short hashes of the weights, one per distinct device copy: workers that log the same single
+    digest hold identical weights on every device."""
+    copies = zip(*(workers.local_copies(variable) for variable in variables), strict=True)
+    digests = set()
+    for copy in copies:
+        digest = hashlib.sha256()
+        for variable in copy:
+            digest.update(variable.numpy().tobytes())
+        digests.add(digest.hexdigest()[:16])
+    return digests
 
 
 def _equal_steps(data: TrainingData, config: TrainConfig, workers: Workers) -> int:
     """Steps per epoch that fit every worker's shard: all workers must run the same number."""
     if workers.count == 1:
         return 0
-    users, num_neg = data.train_users, _negatives(config)
-    can_sample = (np.diff(data.seen.offsets)[users] < len(data.items)).astype(np.int64)
-    samples = [
-        len(users[w :: workers.count]) + num_neg * int(can_sample[w :: workers.count].sum())
-        for w in range(workers.count)
-    ]
-    return -(-max(samples) // _worker_batch(config, workers))
+    users = _my_training_rows(data, data.train_users, workers)
+    can_sample = int((np.diff(data.seen.offsets)[users] < len(data.items)).sum())
+    samples = workers.each(len(users) + _negatives(config) * can_sample)
+    return int(-(-samples.max() // _worker_batch(config, workers)))
 
 
 def _stop_and_next_chunk(workers: Workers, stop_requested: StopRequested, proposal: int) -> tuple[bool, int]:
@@ -270,7 +288,10 @@ def epoch_batches(
     recency-weighted, with negatives drawn from the (seed, epoch, worker) random stream."""
     workers = workers or Workers()
     weights = recency_weights(data.train_recency, config.recency_boost, config.recency_half_life)
-    shard = workers.shard
+
+    def shard(values: np.ndarray) -> np.ndarray:
+        return _my_training_rows(data, values, workers)
+
     return build_epoch(
         shard(data.train_users),
         shard(data.train_items),
@@ -309,10 +330,13 @@ def fit(
     """
     workers = workers or Workers()
     stop_requested = stop_requested or (lambda: False)
-    runner = EpochRunner(model, config.learning_rate, config.l2, config.is_implicit, workers)
+    with workers.scope():
+        runner = EpochRunner(model, config.learning_rate, config.l2, config.is_implicit, workers)
     scorer = ModelScorer(model)
     best_weights = [tf.Variable(v, trainable=False) for v in runner.variables_in_order]
-    fingerprint = f"{stage}|{sorted(config.training_identity().items())}|{data.fingerprint}"
+    with workers.failures_reported():
+        data_fingerprint = workers.agreed_digest(data.fingerprint)
+    fingerprint = f"{stage}|{sorted(config.training_identity().items())}|{data_fingerprint}"
     state = LoopState(fingerprint)
     checkpointer = None
     if checkpoint_dir is not None:
@@ -327,8 +351,8 @@ def fit(
         "stale": 0,
     }
 
-    min_steps = _equal_steps(data, config, workers)
     with workers.failures_reported():
+        min_steps = _equal_steps(data, config, workers)
         first_epoch = int(state.epochs_done.numpy())
         if workers.sum([first_epoch])[0] != first_epoch * workers.count:
             raise NcfError(
@@ -378,6 +402,8 @@ def fit(
     for saved, current in zip(best_weights, runner.variables_in_order, strict=True):
         current.assign(saved)
     if workers.distributed:
-        log(f"[{stage}] weights digest {weights_digest(runner.variables_in_order)} on worker {workers.index}")
+        digests = " ".join(sorted(weights_digests(runner.variables_in_order, workers)))
+        copies = f"{workers.local_replicas} device(s)"
+        log(f"[{stage}] weights digest {digests} on worker {workers.index} ({copies})")
     best_record = next((r for r in summary["history"] if r["epoch"] == summary["best_epoch"]), {})
     return FitResult(summary["best_epoch"], best_record, summary["history"])
