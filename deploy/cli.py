@@ -196,6 +196,12 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     _setting(parser, "--dataset", "dataset", "dataset to train on (data/<dataset>/ in S3)")
     _setting(parser, "--instance-type", "train_instance_type", "training instance type")
     _setting(parser, "--instance-count", "train_instance_count", "instances (> 1: multi-worker)", type=int)
+    _switch(
+        parser,
+        "--shard-train",
+        "shard_train",
+        "each instance gets only its own files of the train channel (ShardedByS3Key)",
+    )
     _switch(parser, "--spot", "spot", "managed spot training (resumes from checkpoints)")
     _setting(parser, "--max-run", "max_run_seconds", "maximum training seconds", type=int)
     _setting(parser, "--max-wait", "max_wait_seconds", "maximum seconds incl. waiting for spot", type=int)

@@ -71,6 +71,7 @@ class Settings:
     train_instance_type: str = "ml.m5.xlarge"
     train_instance_count: int = 1
     train_volume_gb: int = 30
+    shard_train: bool = False
     spot: bool = False
     max_run_seconds: int = 3 * 3600
     max_wait_seconds: int = 6 * 3600

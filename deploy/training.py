@@ -74,19 +74,45 @@ def metric_definitions() -> list[dict[str, str]]:
 
 def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
     """The channels a job reads: train/validation/test, refusing to launch anything without them, and
-    the optional `items` channel (item features) when `upload` sent one."""
+    the optional `items` and `vocabulary` channels when `upload` sent them. With `shard_train`, every
+    instance must get train files of its own, and the vocabulary that indexes them alike."""
 
-    def has_data(channel: str) -> bool:
+    def files(channel: str, enough: int = 1) -> int:
         bucket, key = split_s3_uri(settings.data_uri(channel))
-        return bool(s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("KeyCount"))
+        return int(s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=enough).get("KeyCount", 0))
 
     for channel in CHANNELS:
-        if not has_data(channel):
+        if not files(channel):
             raise NcfError(
                 f"no data under {settings.data_uri(channel)}: run `python -m deploy upload --prepared DIR` "
                 f"(dataset {settings.dataset!r}) first"
             )
-    return CHANNELS + tuple(c for c in OPTIONAL_CHANNELS if has_data(c))
+    optional = tuple(c for c in OPTIONAL_CHANNELS if files(c))
+    if settings.shard_train:
+        instances = settings.train_instance_count
+        found = files("train", instances)
+        if found < instances:
+            raise NcfError(
+                f"shard_train: {settings.data_uri('train')} has {found} file(s) for {instances} instances, so"
+                f" an instance would get none: prepare with --shards {instances} or more and upload again"
+            )
+        if "vocabulary" not in optional:
+            raise NcfError(
+                f"shard_train: no vocabulary channel under {settings.data_uri('vocabulary')}; upload a folder"
+                " written by this version of prepare.py (it has vocabulary/)"
+            )
+    return CHANNELS + optional
+
+
+def channel_input(settings: Settings, channel: str) -> Any:
+    """One channel of the job: an S3 prefix, split between the instances for a sharded train channel."""
+    from sagemaker.core.training.configs import InputData, S3DataSource
+
+    distribution = "ShardedByS3Key" if channel == "train" and settings.shard_train else "FullyReplicated"
+    source = S3DataSource(
+        s3_data_type="S3Prefix", s3_uri=settings.data_uri(channel), s3_data_distribution_type=distribution
+    )
+    return InputData(channel_name=channel, data_source=source)
 
 
 def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:
@@ -107,7 +133,6 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
     from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
-        InputData,
         MetricDefinition,
         OutputDataConfig,
         SourceCode,
@@ -134,9 +159,7 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
             max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
         ),
         output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
-        input_data_config=[
-            InputData(channel_name=c, data_source=settings.data_uri(c)) for c in inputs.channels
-        ],
+        input_data_config=[channel_input(settings, c) for c in inputs.channels],
         hyperparameters=dict(settings.hyperparameters),
         tags=sdk_tags(settings),
     ).with_metric_definitions(

@@ -21,8 +21,9 @@ from deploy.config import Settings
 
 LOG = logging.getLogger("deploy")
 CHANNELS = ("train", "validation", "test")
-# Written by prepare.py when the data has item features; jobs get it only when it was uploaded.
-OPTIONAL_CHANNELS = ("items",)
+# Jobs get these only when they were uploaded: item features (prepare.py --item-features), and every id
+# with the items' training counts (prepare.py writes it; a sharded train channel needs it).
+OPTIONAL_CHANNELS = ("items", "vocabulary")
 DIGEST_KEY = "sha256"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from conftest import make_interactions, prepare_channels
 from deploy_helpers import BUCKET, PROJECT, REGION, ROLE_ARN, Recorder, sagemaker_backend, write_model_archive
 
 from deploy import inventory
@@ -261,3 +262,25 @@ def test_no_items_channel_without_item_features(cli, recorder: Recorder, tiny_ch
     assert cli("train", "--no-wait")[0] == 0
     channels = {c["ChannelName"] for c in recorder.only("CreateTrainingJob")["InputDataConfig"]}
     assert "items" not in channels
+
+
+def test_a_sharded_train_channel_gives_every_instance_its_own_files(
+    cli, recorder: Recorder, tmp_path: Path
+) -> None:
+    prepared = prepare_channels(make_interactions(), tmp_path / "prepared", shards=2)
+    assert cli("upload", "--prepared", str(prepared))[0] == 0
+
+    status, _, err = cli("train", "--instance-count", "2", "--shard-train")
+    assert status == 0, err
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]
+        for c in recorder.only("CreateTrainingJob")["InputDataConfig"]
+    }
+    assert channels["train"]["S3DataDistributionType"] == "ShardedByS3Key"
+    for name in ("validation", "test", "vocabulary"):
+        assert channels[name]["S3DataDistributionType"] == "FullyReplicated", name
+    assert channels["vocabulary"]["S3Uri"].endswith("/data/default/vocabulary/")
+
+    status, _, err = cli("train", "--instance-count", "3", "--shard-train")
+    assert status == 2
+    assert "has 2 file(s) for 3 instances" in one_error_line(err) and "--shards 3" in err
