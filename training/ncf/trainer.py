@@ -277,8 +277,10 @@ def _negatives(config: TrainConfig) -> int:
 
 
 def _worker_batch(config: TrainConfig, workers: Workers) -> int:
-    """Each worker's share of the global batch, so `batch_size` means the same on any number of workers."""
-    return max(1, config.batch_size // workers.count)
+    """Each worker's share of the global batch, so `batch_size` means the same on any number of workers;
+    rounded up to a multiple of its devices, which must get equal shares (the gradient exchange needs it)."""
+    replicas = workers.local_replicas
+    return -(-max(1, config.batch_size // workers.count) // replicas) * replicas
 
 
 def epoch_batches(
