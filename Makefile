@@ -32,7 +32,7 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
-        bench-features bench-scale serve-local invoke-local \
+        bench-features bench-scale bench-distributed serve-local invoke-local \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
@@ -83,6 +83,9 @@ bench-features: $(STAMP) ## Item features and cold-start items on MovieLens 100K
 
 bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time and memory -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_scale.py
+
+bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated and sharded) -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_distributed.py
 
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)

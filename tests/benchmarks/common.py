@@ -200,11 +200,13 @@ def run_measured(
     log_path: Path,
     show: Callable[[str], bool] = lambda line: True,
     prefix: str = "",
+    env: dict[str, str] | None = None,
 ) -> MeasuredRun:
     """Run `command`, echo the lines `show` accepts, keep all output in `log_path`, measure peak RSS.
 
     Peak RSS is the child's own `ru_maxrss` from `os.wait4` (its whole life, TensorFlow import
-    included), not a sampled estimate, and not mixed up with other children of this process.
+    included), not a sampled estimate, and not mixed up with other children of this process. `env`
+    adds variables (SM_* included) to the child's environment.
     """
     command = [str(part) for part in command]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,7 @@ def run_measured(
             stderr=subprocess.STDOUT,
             text=True,
             cwd=REPO,
-            env=_child_environment(),
+            env={**_child_environment(), **(env or {})},
         )
         assert process.stdout is not None
         for line in process.stdout:
