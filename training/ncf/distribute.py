@@ -183,21 +183,11 @@ class Workers:
 
         function = self._sum_functions.get(len(array))
         if function is None:
-            replicas = self.local_replicas
-
-            def reduce(value: tf.Tensor) -> tf.Tensor:
-                context = tf.distribute.get_replica_context()
-                # One replica per worker contributes, so a worker's value counts once whatever its
-                # device count; the identity makes the input a value of this replica's device (else:
-                # "destinations can not be empty").
-                first = tf.equal(context.replica_id_in_sync_group % replicas, 0)
-                local = tf.identity(tf.where(first, value, tf.zeros_like(value)))
-                return context.all_reduce(tf.distribute.ReduceOp.SUM, local, options=self.options)
-
-            def reduce_everywhere(value: tf.Tensor) -> tf.Tensor:
-                return self.strategy.experimental_local_results(self.strategy.run(reduce, args=(value,)))[0]
-
-            function = tf.function(reduce_everywhere)
+            function = self._once_per_worker(
+                lambda context, value: context.all_reduce(
+                    tf.distribute.ReduceOp.SUM, value, options=self.options
+                )
+            )
             self._sum_functions[len(array)] = function
         return function(tf.constant(array)).numpy()
 
@@ -222,24 +212,35 @@ class Workers:
         import tensorflow as tf
 
         sizes = self.each(len(rows)).astype(np.int64)
-        padded = np.zeros((int(sizes.max()), rows.shape[1]), np.int64)
+        padded = np.zeros((int(sizes.max()), rows.shape[1]), np.int64)  # every replica sends one shape
         padded[: len(rows)] = rows
+        gather = self._once_per_worker(
+            lambda context, value: context.all_gather(value, axis=0, options=self.options)
+        )
+        stacked = gather(tf.constant(padded)).numpy()
+        per_replica = stacked.reshape(self.count, self.local_replicas, len(padded), rows.shape[1])[:, 0]
+        return np.concatenate([per_replica[w, : sizes[w]] for w in range(self.count)])
+
+    def _once_per_worker(self, collective: Callable[[Any, Any], Any]) -> Any:
+        """A compiled `collective(replica_context, value)` run in every replica, where each worker's
+        first replica holds `value` and its others zeros, so a worker's value counts once whatever its
+        device count; returns the result on this worker's first replica."""
+        import tensorflow as tf
+
         replicas = self.local_replicas
 
-        def gather(value: tf.Tensor) -> tf.Tensor:
+        def in_replica(value: tf.Tensor) -> tf.Tensor:
             context = tf.distribute.get_replica_context()
-            # Every replica must send the same shape; only the first of each worker's sends its rows.
             first = tf.equal(context.replica_id_in_sync_group % replicas, 0)
+            # The identity makes the input a value of this replica's device (else: "destinations can
+            # not be empty").
             local = tf.identity(tf.where(first, value, tf.zeros_like(value)))
-            return context.all_gather(local, axis=0, options=self.options)
+            return collective(context, local)
 
-        @tf.function
-        def gather_everywhere(value: tf.Tensor) -> tf.Tensor:
-            return self.strategy.experimental_local_results(self.strategy.run(gather, args=(value,)))[0]
+        def everywhere(value: tf.Tensor) -> tf.Tensor:
+            return self.strategy.experimental_local_results(self.strategy.run(in_replica, args=(value,)))[0]
 
-        stacked = gather_everywhere(tf.constant(padded)).numpy()
-        per_replica = stacked.reshape(self.count, replicas, len(padded), rows.shape[1])[:, 0]
-        return np.concatenate([per_replica[w, : sizes[w]] for w in range(self.count)])
+        return tf.function(everywhere)
 
     @contextmanager
     def failures_reported(self) -> Iterator[None]:
