@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import DISTRIBUTED_SETTINGS, TRAIN_SCRIPT, make_interactions, prepare_channels
-from ncf.distribute import Cluster, resolve_cluster
+from ncf.distribute import Cluster, local_worker_addresses, resolve_cluster
 from ncf.errors import NcfError
 
 HOSTS = ["algo-1", "algo-2"]
@@ -30,16 +29,6 @@ SETTINGS = DISTRIBUTED_SETTINGS
 # so "equal" means within the seed-to-seed noise. Measured with these settings, single-worker seeds 42-45:
 # test HR@10 1.0 for all, NDCG@10 0.814-0.868, Recall@10 (full) 0.967-1.0; the tolerance is about twice that.
 TOLERANCE = 0.1
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def worker_env(
@@ -66,7 +55,7 @@ def worker_env(
 def start_workers(
     channels: Path, root: Path, settings: dict[str, str], per_host: dict[str, dict[str, str]] | None = None
 ) -> list[subprocess.Popen]:
-    addresses = ",".join(f"127.0.0.1:{port}" for port in free_ports(len(HOSTS)))
+    addresses = local_worker_addresses(len(HOSTS))
     return [
         subprocess.Popen(
             [sys.executable, str(TRAIN_SCRIPT)],

@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,22 +38,13 @@ from typing import Any
 
 import bench_scale
 import common
+from ncf.distribute import local_worker_addresses
 
 FRACTION = 20
 QUICK_FRACTION = 4 * FRACTION
 SHARDS = 4
 NUM_NEG = 4
 HOSTS = ("algo-1", "algo-2")
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def train_flags(batch_size: int) -> list[str]:
@@ -86,7 +76,7 @@ def run_single(prepared: Path, work: Path, cores: str, batch_size: int) -> dict[
 def run_workers(prepared: Path, work: Path, batch_size: int, sharded: bool) -> dict[str, Any]:
     """Two train.py workers on 127.0.0.1, worker i pinned to core i; with `sharded`, each gets half the
     train files and the vocabulary channel, as a ShardedByS3Key job gives them."""
-    addresses = ",".join(f"127.0.0.1:{port}" for port in free_ports(len(HOSTS)))
+    addresses = local_worker_addresses(len(HOSTS))
     parts = sorted((prepared / "train").iterdir())
 
     def start(index: int) -> common.MeasuredRun:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -76,6 +77,18 @@ def resolve_cluster(environ: Mapping[str, str]) -> Cluster | None:
                 f"{ADDRESSES_VARIABLE} lists {len(addresses)} addresses but SM_HOSTS has {len(hosts)} hosts"
             )
     return Cluster(tuple(addresses), hosts.index(current))
+
+
+def local_worker_addresses(count: int) -> str:
+    """`NCF_WORKER_ADDRESSES` for `count` workers on this machine: free ports on 127.0.0.1."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return ",".join(f"127.0.0.1:{s.getsockname()[1]}" for s in sockets)
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def collective_timeout(environ: Mapping[str, str]) -> float:
