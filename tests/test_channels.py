@@ -168,10 +168,10 @@ def test_read_meta_errors(tmp_path: Path) -> None:
 def test_the_vocabulary_lists_every_id_sorted_with_item_training_counts(tmp_path: Path) -> None:
     split = make_split()
     write_prepared(tmp_path / "out", split, {})
-    users, items, counts = channels.read_vocabulary(tmp_path / "out" / "vocabulary")
-    assert users.tolist() == sorted(["007", "7", "a,b", 'say "hi"'])
-    assert items.tolist() == ["NA", "i1", "i2", "i3", "i4", "i5"]  # held-out items are in the catalog too
-    assert counts.tolist() == [4, 4, 4, 0, 0, 0]  # training rows only
+    listed = channels.read_vocabulary(tmp_path / "out" / "vocabulary")
+    assert listed.users.tolist() == sorted(["007", "7", "a,b", 'say "hi"'])
+    assert listed.items.tolist() == ["NA", "i1", "i2", "i3", "i4", "i5"]  # held-out items are in the catalog
+    assert listed.item_counts.tolist() == [4, 4, 4, 0, 0, 0]  # training rows only
 
 
 def test_a_broken_vocabulary_is_named(tmp_path: Path) -> None:

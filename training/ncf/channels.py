@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -301,8 +302,17 @@ def _read_channel_file(path: Path) -> pd.DataFrame:
     return table.to_pandas()
 
 
-def read_vocabulary(directory: str | Path) -> tuple[pd.Series, pd.Series, np.ndarray]:
-    """(user ids, item ids, each item's training interactions) of a vocabulary channel folder."""
+@dataclass(frozen=True)
+class ListedVocabulary:
+    """A vocabulary channel: every user and item id of a dataset, and each item's training rows."""
+
+    users: pd.Series
+    items: pd.Series
+    item_counts: np.ndarray
+
+
+def read_vocabulary(directory: str | Path) -> ListedVocabulary:
+    """The vocabulary channel in `directory` (users.csv and items.csv, as prepare.py writes them)."""
     directory = Path(directory)
     users = _read_channel_file(_vocabulary_file(directory, USERS_FILE))
     items = _read_channel_file(_vocabulary_file(directory, ITEMS_FILE))
@@ -316,7 +326,7 @@ def read_vocabulary(directory: str | Path) -> tuple[pd.Series, pd.Series, np.nda
     counts = items["train_interactions"]
     if counts.isna().any() or (counts < 0).any():
         raise NcfError(f"{directory / ITEMS_FILE}: train_interactions must be counts (whole numbers ≥ 0)")
-    return users["user_id"], items["item_id"], counts.to_numpy(np.int64)
+    return ListedVocabulary(users["user_id"], items["item_id"], counts.to_numpy(np.int64))
 
 
 def _vocabulary_file(directory: Path, name: str) -> Path:

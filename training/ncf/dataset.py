@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ncf.channels import read_channel, read_vocabulary
+from ncf.channels import ListedVocabulary, read_channel, read_vocabulary
 from ncf.errors import NcfError
 from ncf.evaluation import HeldOut, build_heldout
 from ncf.features import FeatureMatrix, ItemFeatures, encode_features
@@ -163,8 +163,8 @@ def load_training_data(
     user_columns = [train["user_id"], validation["user_id"], test["user_id"]]
     channel_items = [train["item_id"], validation["item_id"], test["item_id"]]
     if listed is not None:
-        user_columns.append(listed[0])
-        channel_items.append(listed[1])
+        user_columns.append(listed.users)
+        channel_items.append(listed.items)
     users = Vocabulary.from_values(*user_columns)
     items = Vocabulary.from_values(*channel_items)
     if listed is not None:
@@ -177,7 +177,7 @@ def load_training_data(
         item_counts = np.bincount(train_items, minlength=len(items))
     else:
         item_counts = np.zeros(len(items), np.int64)
-        item_counts[items.lookup(listed[1].to_numpy())] = listed[2]
+        item_counts[items.lookup(listed.items.to_numpy())] = listed.item_counts
     return TrainingData(
         users=users,
         items=items,
@@ -197,12 +197,12 @@ def load_training_data(
 def _check_vocabulary_covers(
     users: Vocabulary,
     items: Vocabulary,
-    listed: tuple[pd.Series, pd.Series, np.ndarray],
+    listed: ListedVocabulary,
     vocabulary_dir: str,
 ) -> None:
     """The vocabulary channel must list every id of the channels: else it belongs to other data."""
-    listed_users, listed_items = listed[0].nunique(), listed[1].nunique()
-    if listed_users != len(listed[0]) or listed_items != len(listed[1]):
+    listed_users, listed_items = listed.users.nunique(), listed.items.nunique()
+    if listed_users != len(listed.users) or listed_items != len(listed.items):
         raise NcfError(f"{vocabulary_dir}: an id is listed twice")
     if len(users) != listed_users or len(items) != listed_items:
         raise NcfError(
