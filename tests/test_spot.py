@@ -111,10 +111,12 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_together(channels: Pat
     from test_multiworker import SETTINGS as WORKER_SETTINGS
     from test_multiworker import start_workers
 
+    # Enough steps that an epoch outlasts a ~2 s chunk, so the signal lands mid-epoch (with a shorter
+    # epoch, epoch 3 can finish inside the chunk that notices the signal).
     settings = {
         **WORKER_SETTINGS,
         "epochs": "4",
-        "batch_size": "64",
+        "batch_size": "24",
         "refit": "false",
         "checkpoint_dir": str(tmp_path / "ckpt"),
     }
