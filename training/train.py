@@ -56,7 +56,8 @@ def run(config: TrainConfig) -> dict:
     started = time.perf_counter()
     # Data problems are reported before TensorFlow is imported: fast, and without its start-up noise.
     features = configured_item_features(config)
-    sharded = bool(config.train_sharded) and resolve_cluster(os.environ) is not None
+    cluster = resolve_cluster(os.environ)
+    sharded = bool(config.train_sharded) and cluster is not None
     data = load_training_data(
         config.train,
         config.validation,
@@ -71,7 +72,7 @@ def run(config: TrainConfig) -> dict:
     from ncf.models import ModelSpec, NcfModel
     from ncf.trainer import FitResult, ModelScorer, evaluate, fit
 
-    workers = connect(os.environ, log)
+    workers = connect(cluster, os.environ, log)
     # After importing TensorFlow and starting the strategy: both install SIGTERM handlers of their own.
     interruption.install()
 

@@ -95,10 +95,11 @@ def run_workers(prepared: Path, work: Path, batch_size: int, sharded: bool) -> d
                 shutil.copy(part, train)
             env["SM_CHANNEL_VOCABULARY"] = str(prepared / "vocabulary")
             env["SM_INPUT_DATA_CONFIG"] = json.dumps({"train": {"S3DistributionType": "ShardedByS3Key"}})
-        command = ["taskset", "-c", str(index), sys.executable, str(common.TRAIN_SCRIPT)]
-        command += ["--train", str(train), "--validation", str(prepared / "validation")]
-        command += ["--test", str(prepared / "test"), "--model-dir", str(work / host / "model")]
-        command += ["--output-data-dir", str(work / host / "output"), *train_flags(batch_size)]
+        host_dir = work / host
+        command = common.train_command(
+            prepared, host_dir / "model", host_dir / "output", *train_flags(batch_size), train=train
+        )
+        command = ["taskset", "-c", str(index), *command]
         show = common.is_progress_line if index == 0 else (lambda line: False)
         return common.run_measured(command, work / f"{host}.log", show=show, prefix="    ", env=env)
 

@@ -256,13 +256,16 @@ def prepare(source: Path, output: Path, logs: Path, *options: str) -> dict[str, 
     return json.loads((output / "meta.json").read_text())
 
 
-def train_command(prepared: Path, model_dir: Path, output_dir: Path, *flags: str) -> list[str]:
-    """The train.py command line on prepared channels; `flags` are the only non-default settings."""
+def train_command(
+    prepared: Path, model_dir: Path, output_dir: Path, *flags: str, train: Path | None = None
+) -> list[str]:
+    """The train.py command line on prepared channels; `flags` are the only non-default settings.
+    `train` replaces the prepared train channel (a worker's own files of a sharded channel)."""
     return [
         sys.executable,
         str(TRAIN_SCRIPT),
         "--train",
-        str(prepared / "train"),
+        str(train or prepared / "train"),
         "--validation",
         str(prepared / "validation"),
         "--test",

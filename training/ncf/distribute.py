@@ -148,7 +148,11 @@ class Workers:
 
     def local_copies(self, variable: Any) -> tuple:
         """Every local device's copy of a variable created in `scope()`."""
-        return tuple(self.strategy.experimental_local_results(variable)) if self.strategy else (variable,)
+        return (
+            (variable,)
+            if self.strategy is None
+            else tuple(self.strategy.experimental_local_results(variable))
+        )
 
     def shard(self, values: np.ndarray) -> np.ndarray:
         """This worker's rows of `values` (every count-th row from its index)."""
@@ -344,9 +348,9 @@ def _device_key(name: str) -> tuple[str, int] | None:
     return (spec.device_type.upper(), spec.device_index) if spec.device_type else None
 
 
-def connect(environ: Mapping[str, str], log: Any) -> Workers:
-    """Join the job's workers (blocks until all have started), or train on this host alone."""
-    cluster = resolve_cluster(environ)
+def connect(cluster: Cluster | None, environ: Mapping[str, str], log: Any) -> Workers:
+    """Join the job's workers (`resolve_cluster`; blocks until all have started), or train on this
+    host alone when `cluster` is None."""
     if cluster is None:
         devices = local_devices(environ)
         if len(devices) < 2:
