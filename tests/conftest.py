@@ -81,33 +81,36 @@ def channel_args(channels: Path) -> list[str]:
     ]
 
 
+# The settings of the session's shared tiny NeuMF (`trained_model`).
+TINY_NEUMF_FLAGS = [
+    "--epochs",
+    "8",
+    "--batch-size",
+    "256",
+    "--factors",
+    "8",
+    "--mlp-layers",
+    "16,8",
+    "--learning-rate",
+    "0.01",
+    "--patience",
+    "0",
+]
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path) -> Path:
-    """A NeuMF trained on the tiny data and exported: MODEL_DIR (1/ and code/), model.tar.gz beside it.
+    """A NeuMF trained on the tiny data with the default final fit and exported: MODEL_DIR (1/ and code/),
+    model.tar.gz and output/ (metrics.json) beside it.
 
     Serving tests share it, so it is trained once per session.
     """
     run_dir = tmp_path_factory.mktemp("trained")
     result = run_train(
-        [
-            *channel_args(tiny_channels),
-            "--model-dir",
-            str(run_dir / "model"),
-            "--epochs",
-            "8",
-            "--batch-size",
-            "256",
-            "--factors",
-            "8",
-            "--mlp-layers",
-            "16,8",
-            "--learning-rate",
-            "0.01",
-            "--patience",
-            "0",
-        ]
+        [*channel_args(tiny_channels), "--model-dir", str(run_dir / "model"), *TINY_NEUMF_FLAGS]
     )
     assert result.returncode == 0, result.stderr + result.stdout
+    (run_dir / "train.log").write_text(result.stdout)
     return run_dir / "model"
 
 

@@ -27,7 +27,7 @@ def test_refit_data_moves_validation_positives_into_training(tiny_channels: Path
     data = load_training_data(
         str(tiny_channels / "train"), str(tiny_channels / "validation"), str(tiny_channels / "test"), True
     )
-    refit = data.with_validation_positives(implicit=True)
+    refit = data.with_heldout_positives("validation", implicit=True)
     added = len(data.validation.users)
     assert len(refit.train_users) == len(data.train_users) + added
     assert refit.train_recency[-added:].tolist() == [0] * added
@@ -83,7 +83,10 @@ def test_a_sharded_worker_refits_on_its_own_users_with_global_popularity(
     assert set(np.unique(share.train_users)) == set(own_users)
     np.testing.assert_array_equal(share.popularity, whole.popularity)
 
-    refit, whole_refit = share.with_validation_positives(True), whole.with_validation_positives(True)
+    refit, whole_refit = (
+        share.with_heldout_positives("validation", True),
+        whole.with_heldout_positives("validation", True),
+    )
     added = refit.train_users[len(share.train_users) :]
     assert sorted(added) == sorted(own_users)  # only this worker's users' validation positives
     np.testing.assert_array_equal(refit.popularity, whole_refit.popularity)

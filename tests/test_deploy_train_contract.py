@@ -90,5 +90,10 @@ def test_training_request_runs_like_the_container(
         matching = [d for d in definitions if re.search(d["Regex"], f"{name}={value};")]
         assert [d["Name"] for d in matching] == [name]
         assert float(re.search(matching[0]["Regex"], f"{name}={value};").group(1)) == float(value)
+    # A tuning job ranks the trial by the objective's last value: every epoch's, then the selected one's.
     objective = next(d for d in definitions if d["Name"] == "validation_ndcg_at_10")
-    assert len(re.findall(objective["Regex"], result.stdout)) == 2, result.stdout  # once per epoch
+    values = [float(v) for v in re.findall(objective["Regex"], result.stdout)]
+    metrics = json.loads((tmp_path / "output/metrics.json").read_text())
+    assert len(values) == metrics["epochs_run"] + 1 == 3, result.stdout
+    assert values[-1] == values[metrics["best_epoch"] - 1]
+    assert values[-1] == pytest.approx(metrics["validation"]["validation_ndcg_at_10"], rel=1e-5)

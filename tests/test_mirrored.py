@@ -65,7 +65,7 @@ def test_two_devices_train_one_model_as_good_as_one_device_and_resume(
     assert "single host, 2 devices" in first.stdout and "MirroredStrategy" in first.stdout
     # One digest per stage: both device copies of every variable are identical.
     one_digest = r"weights digest \w+ on worker 0 \(2 device\(s\)\)"
-    assert len(re.findall(one_digest, first.stdout)) == 2, first.stdout  # selection and refit
+    assert len(re.findall(one_digest, first.stdout)) == 3, first.stdout  # selection, refit, final fit
     assert "weights digest" not in re.sub(one_digest, "", first.stdout)
 
     mirrored = json.loads((tmp_path / "output" / "metrics.json").read_text())

@@ -103,9 +103,9 @@ def test_two_workers_train_one_model_as_good_as_a_single_worker(
 
     chief_out, other_out = outputs[0][0], outputs[1][0]
     assert "worker 0 of 2" in chief_out and "worker 1 of 2" in other_out
-    # Identical weights on both workers after every stage (selection and refit).
+    # Identical weights on both workers after every stage (selection, refit and final fit).
     digests = [re.findall(r"weights digest (\w+) on worker", out) for out in (chief_out, other_out)]
-    assert len(digests[0]) == 2 and digests[0] == digests[1]
+    assert len(digests[0]) == 3 and digests[0] == digests[1]
     # Only the chief exports and writes metrics.
     assert (tmp_path / "algo-1" / "model" / "1" / "saved_model.pb").is_file()
     assert not (tmp_path / "algo-2" / "model").exists()
@@ -113,6 +113,7 @@ def test_two_workers_train_one_model_as_good_as_a_single_worker(
     assert "test_hr_at_10=" in chief_out and "test_hr_at_10=" not in other_out
     assert (checkpoints / "neumf" / "ckpt-14.index").is_file()
     assert list((checkpoints / "neumf-refit").glob("ckpt-*.index"))
+    assert list((checkpoints / "neumf-final").glob("ckpt-*.index"))
 
     distributed = json.loads((tmp_path / "algo-1" / "output" / "metrics.json").read_text())
     alone = single_device_metrics
@@ -148,7 +149,7 @@ def test_workers_that_get_only_their_own_train_files_train_as_well(
     shard_users = [int(re.search(r"this worker's shard: (\d+) users", out).group(1)) for out, _ in outputs]
     assert sum(shard_users) == 60 and min(shard_users) > 0
     digests = [re.findall(r"weights digest (\w+) on worker", out) for out, _ in outputs]
-    assert len(digests[0]) == 2 and digests[0] == digests[1]
+    assert len(digests[0]) == 3 and digests[0] == digests[1]
     distributed = json.loads((tmp_path / "algo-1" / "output" / "metrics.json").read_text())
     assert distributed["data"] == single_device_metrics["data"]
     for name in ("test_hr_at_10", "test_ndcg_at_10", "test_recall_at_10_full"):

@@ -34,6 +34,8 @@ SETTINGS = [
     "0",
     "--refit",
     "false",
+    "--final-fit",
+    "false",
     "--package",
     "false",
 ]
@@ -118,6 +120,7 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_together(channels: Pat
         "epochs": "4",
         "batch_size": "24",
         "refit": "false",
+        "final_fit": "false",
         "checkpoint_dir": str(tmp_path / "ckpt"),
     }
     chief, other = start_workers(channels, tmp_path, settings)

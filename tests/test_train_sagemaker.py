@@ -56,7 +56,9 @@ def test_train_with_only_the_sagemaker_environment(tiny_channels: Path, tmp_path
         values = [float(m) for m in re.findall(definition["Regex"], result.stdout)]
         if values:
             found[definition["Name"]] = values
-    assert len(found["validation_ndcg_at_10"]) == 3
+    # Every epoch's value, then the selected epoch's again, last: the one a tuning job ranks the trial by.
+    assert len(found["validation_ndcg_at_10"]) == 4
+    assert found["validation_ndcg_at_10"][-1] == found["validation_ndcg_at_10"][metrics["best_epoch"] - 1]
     assert found["epoch"] == [1.0, 2.0, 3.0]
     assert found["test_hr_at_10"] == [pytest.approx(metrics["test"]["test_hr_at_10"], abs=1e-5)]
     assert found["best_epoch"] == [metrics["best_epoch"]]

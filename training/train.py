@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -28,6 +29,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from ncf import interruption
 from ncf.config import TrainConfig, load_config
 from ncf.errors import NcfError
+
+if TYPE_CHECKING:  # imported where used: TensorFlow loads only after the data has been checked
+    from ncf.dataset import TrainingData
+    from ncf.distribute import Workers
+    from ncf.models import NcfModel
+    from ncf.trainer import FitResult
 
 
 def log(message: str) -> None:
@@ -46,15 +53,83 @@ def find_inference_code(config: TrainConfig) -> Path | None:
 
 
 def run(config: TrainConfig) -> dict:
-    """The whole job; returns what it wrote to metrics.json."""
-    import numpy as np
+    """The whole job; returns what it wrote to metrics.json.
+
+    Select the epoch count on validation, refit on train + validation and score test once
+    (the reported metrics), then train the exported model on every interaction (`final_fit`).
+    """
     from ncf import reporting
-    from ncf.dataset import TrainingData, load_training_data
-    from ncf.distribute import connect, resolve_cluster
-    from ncf.features import configured_item_features
 
     started = time.perf_counter()
     # Data problems are reported before TensorFlow is imported: fast, and without its start-up noise.
+    data, cluster_workers = _load_data(config)
+
+    from ncf.trainer import ModelScorer, evaluate
+
+    stages = _Stages(config, data, cluster_workers(), _checkpoint_dir(config))
+    workers, implicit = stages.workers, config.is_implicit
+    model, result = stages.train(data, config.epochs, select=True, suffix="")
+    evaluated = data
+    if config.refit:
+        log(f"refit: training on train + validation for the selected {result.best_epoch} epochs")
+        evaluated = data.with_heldout_positives("validation", implicit)
+        model, _ = stages.train(evaluated, result.best_epoch, select=False, suffix="-refit")
+    test_metrics = evaluate(ModelScorer(model), evaluated, "test", config, workers)
+    exported = evaluated
+    if config.final_fit:
+        log(
+            f"final fit: training the exported model on every interaction (train + validation + test) for"
+            f" the selected {result.best_epoch} epochs; the test metrics above come from the model before it"
+        )
+        with_validation = evaluated if config.refit else data.with_heldout_positives("validation", implicit)
+        exported = with_validation.with_heldout_positives("test", implicit)
+        model, _ = stages.train(exported, result.best_epoch, select=False, suffix="-final")
+    if exported.sharded:
+        with workers.failures_reported():
+            exported = exported.with_seen_of_everyone(workers.gather_rows)
+    if not workers.is_chief:
+        log(f"worker {workers.index}: done; the chief (worker 0) exports the model and writes the metrics")
+        return {"best_epoch": result.best_epoch, "test": test_metrics}
+    for name, value in {**test_metrics, "best_epoch": result.best_epoch}.items():
+        log(reporting.metric_line(name, value))
+
+    _export(config, model, exported)
+    summary = {
+        "model_type": config.model_type,
+        "feedback": config.feedback,
+        "hyperparameters": config.hyperparameters(),
+        "best_epoch": result.best_epoch,
+        "validation": result.validation_metrics,
+        "test": test_metrics,
+        "exported_model": _exported_model_summary(config, result.best_epoch),
+        "data": {
+            "users": len(data.users),
+            "items": len(data.items),
+            "train_interactions": int(data.item_counts.sum()),
+            "exported_interactions": int(exported.item_counts.sum()),
+            "validation_users": len(data.validation.users),
+            "test_users": len(data.test.users),
+        },
+        "epochs_run": len(result.history),
+        "refit": config.refit,
+        "seconds": time.perf_counter() - started,
+    }
+    _write_reports(config, summary, result.history)
+    # Last, for SageMaker: a tuning job ranks a trial by the last value of its objective metric,
+    # which must be the selected epoch's, not that of the last epoch early stopping ran.
+    log(f"selected model: epoch {result.best_epoch} of the selection stage, on validation")
+    for name, value in result.validation_metrics.items():
+        log(reporting.metric_line(name, value))
+    return summary
+
+
+def _load_data(config: TrainConfig) -> tuple[TrainingData, Callable[[], Workers]]:
+    """The channels as training data, and how to join the job's workers (which imports TensorFlow)."""
+    import numpy as np
+    from ncf.dataset import load_training_data
+    from ncf.distribute import connect, resolve_cluster
+    from ncf.features import configured_item_features
+
     features = configured_item_features(config)
     cluster = resolve_cluster(os.environ)
     sharded = bool(config.train_sharded) and cluster is not None
@@ -68,90 +143,119 @@ def run(config: TrainConfig) -> dict:
         sharded=sharded,
     )
 
-    from ncf.export import Recommender, copy_inference_code, save_recommender, write_model_archive
-    from ncf.models import ModelSpec, NcfModel
-    from ncf.trainer import FitResult, ModelScorer, evaluate, fit
+    def join_workers() -> Workers:
+        workers = connect(cluster, os.environ, log)
+        # After importing TensorFlow and starting the strategy: both install SIGTERM handlers of their own.
+        interruption.install()
+        shard = f" (this worker's shard: {np.count_nonzero(np.diff(data.seen.offsets)):,} users)"
+        log(
+            f"data: {len(data.users):,} users, {len(data.items):,} items, {len(data.train_users):,} training "
+            f"interactions{shard if sharded else ''}, {len(data.validation.users):,} validation and"
+            f" {len(data.test.users):,} test users"
+        )
+        log(f"hyperparameters: {config.hyperparameters()}")
+        if features is not None and data.item_features is not None:
+            cold = int((data.item_features.has_id == 0).sum())
+            log(f"item features: {features.describe()}; {cold:,} cold-start items (features only)")
+        return workers
 
-    workers = connect(cluster, os.environ, log)
-    # After importing TensorFlow and starting the strategy: both install SIGTERM handlers of their own.
-    interruption.install()
+    return data, join_workers
 
-    here = (
-        f" (this worker's shard: {np.count_nonzero(np.diff(data.seen.offsets)):,} users)" if sharded else ""
-    )
-    log(
-        f"data: {len(data.users):,} users, {len(data.items):,} items, {len(data.train_users):,} training "
-        f"interactions{here}, {len(data.validation.users):,} validation and {len(data.test.users):,} test"
-        " users"
-    )
-    log(f"hyperparameters: {config.hyperparameters()}")
-    if features is not None and data.item_features is not None:
-        cold = int((data.item_features.has_id == 0).sum())
-        log(f"item features: {features.describe()}; {cold:,} cold-start items (features only)")
 
-    def build(model_type: str) -> NcfModel:
+def _checkpoint_dir(config: TrainConfig) -> Path | None:
+    return Path(config.checkpoint_dir) if config.checkpoint_dir else None
+
+
+class _Stages:
+    """Builds and fits the configured model: what the selection, refit and final fit share."""
+
+    def __init__(
+        self, config: TrainConfig, data: TrainingData, workers: Workers, checkpoints: Path | None
+    ) -> None:
+        self.config = config
+        self.data = data
+        self.workers = workers
+        self.checkpoints = checkpoints
+
+    def build(self, model_type: str) -> NcfModel:
+        from ncf.models import ModelSpec, NcfModel
+
+        config, data = self.config, self.data
         spec = ModelSpec(model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
-        with workers.scope():
+        with self.workers.scope():
             return NcfModel(spec, seed=config.seed, item_features=data.item_features)
 
-    checkpoints = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+    def fit(
+        self, model: NcfModel, training: TrainingData, epochs: int, stage: str, select: bool
+    ) -> FitResult:
+        from ncf.trainer import fit
 
-    def train_model(
-        training: TrainingData, epochs: int, select: bool, suffix: str
+        return fit(
+            model,
+            training,
+            self.config,
+            epochs=epochs,
+            checkpoint_dir=self.checkpoints,
+            log=log,
+            stage=stage,
+            select=select,
+            workers=self.workers,
+            stop_requested=interruption.requested,
+        )
+
+    def train(
+        self, training: TrainingData, epochs: int, *, select: bool, suffix: str
     ) -> tuple[NcfModel, FitResult]:
         """Build and fit the configured model, pretraining NeuMF's towers first when asked."""
-
-        def fit_stage(model: NcfModel, epochs: int, stage: str) -> FitResult:
-            return fit(
-                model,
-                training,
-                config,
-                epochs=epochs,
-                checkpoint_dir=checkpoints,
-                log=log,
-                stage=f"{stage}{suffix}",
-                select=select,
-                workers=workers,
-                stop_requested=interruption.requested,
-            )
-
-        model = build(config.model_type)
+        config = self.config
+        model = self.build(config.model_type)
         if config.pretrain:
-            towers = {tower: build(tower) for tower in ("gmf", "mlp")}
+            towers = {tower: self.build(tower) for tower in ("gmf", "mlp")}
             for tower, tower_model in towers.items():
-                fit_stage(tower_model, config.pretrain_epochs, f"pretrain-{tower}")
+                self.fit(tower_model, training, config.pretrain_epochs, f"pretrain-{tower}{suffix}", select)
             model.load_pretrained(towers["gmf"], towers["mlp"])
-        result = fit_stage(model, epochs, config.model_type)
+        result = self.fit(model, training, epochs, f"{config.model_type}{suffix}", select)
         return model, result
 
-    model, result = train_model(data, config.epochs, select=True, suffix="")
-    served_data = data
-    if config.refit:
-        log(f"refit: training on train + validation for the selected {result.best_epoch} epochs")
-        served_data = data.with_validation_positives(config.is_implicit)
-        model, _ = train_model(served_data, result.best_epoch, select=False, suffix="-refit")
 
-    test_metrics = evaluate(ModelScorer(model), served_data, "test", config, workers)
-    if served_data.sharded:
-        with workers.failures_reported():
-            served_data = served_data.with_seen_of_everyone(workers.gather_rows)
-    if not workers.is_chief:
-        log(f"worker {workers.index}: done; the chief (worker 0) exports the model and writes the metrics")
-        return {"best_epoch": result.best_epoch, "test": test_metrics}
-    for name, value in {**test_metrics, "best_epoch": result.best_epoch}.items():
-        log(reporting.metric_line(name, value))
+def _exported_model_summary(config: TrainConfig, epochs: int) -> dict[str, object]:
+    """What metrics.json says of the exported model, and where its reported test metrics come from."""
+    if config.final_fit:
+        trained_on = "train+validation+test"
+    else:
+        trained_on = "train+validation" if config.refit else "train"
+    evaluated_on = "train+validation" if config.refit else "train"
+    return {
+        "final_fit": config.final_fit,
+        "trained_on": trained_on,
+        "epochs": epochs,
+        "test_metrics_from": (
+            f"the evaluation phase: a model trained on {evaluated_on} for the selected epochs, scored once on"
+            " the test split"
+            + (
+                "; the exported model was trained afterwards on every interaction and is not evaluated"
+                if config.final_fit
+                else "; that model is the exported one"
+            )
+        ),
+    }
+
+
+def _export(config: TrainConfig, model: NcfModel, exported: TrainingData) -> None:
+    """The SavedModel of `model` with what `exported` knows (ids, seen items, popularity), plus code/."""
+    from ncf.export import Recommender, copy_inference_code, save_recommender, write_model_archive
 
     model_dir = Path(config.model_dir)
     recommender = Recommender(
         model,
-        served_data.users,
-        served_data.items,
-        served_data.seen,
-        served_data.popularity,
+        exported.users,
+        exported.items,
+        exported.seen,
+        exported.popularity,
         config.is_implicit,
         similarity=config.similarity,
     )
-    saved = save_recommender(recommender, model_dir)
+    log(f"saved model: {save_recommender(recommender, model_dir)}")
     code = find_inference_code(config)
     if code is None:
         log(
@@ -160,37 +264,21 @@ def run(config: TrainConfig) -> dict:
         )
     else:
         copy_inference_code(code, model_dir)
-    archive = write_model_archive(model_dir, model_dir.parent / "model.tar.gz") if config.package else None
+    if config.package:
+        log(f"model archive: {write_model_archive(model_dir, model_dir.parent / 'model.tar.gz')}")
+
+
+def _write_reports(config: TrainConfig, summary: dict, history: list[dict[str, float]]) -> None:
+    """metrics.json, history.json/.csv and the training curve in the output folder."""
+    from ncf import reporting
 
     output_dir = config.resolved_output_dir
-    summary = {
-        "model_type": config.model_type,
-        "feedback": config.feedback,
-        "hyperparameters": config.hyperparameters(),
-        "best_epoch": result.best_epoch,
-        "validation": {k: v for k, v in result.best_metrics.items() if k.startswith("validation_")},
-        "test": test_metrics,
-        "data": {
-            "users": len(data.users),
-            "items": len(data.items),
-            "train_interactions": int(data.item_counts.sum()),
-            "validation_users": len(data.validation.users),
-            "test_users": len(data.test.users),
-        },
-        "epochs_run": len(result.history),
-        "refit": config.refit,
-        "seconds": time.perf_counter() - started,
-    }
     reporting.write_json(output_dir / "metrics.json", summary)
-    reporting.write_json(output_dir / "history.json", {"history": result.history})
-    if result.history:
-        reporting.write_history_csv(output_dir / "history.csv", result.history)
-        reporting.plot_training_curve(output_dir / "training_curve.png", result.history, config.selection_key)
-    log(f"saved model: {saved}")
-    if archive:
-        log(f"model archive: {archive}")
+    reporting.write_json(output_dir / "history.json", {"history": history})
+    if history:
+        reporting.write_history_csv(output_dir / "history.csv", history)
+        reporting.plot_training_curve(output_dir / "training_curve.png", history, config.selection_key)
     log(f"metrics: {output_dir / 'metrics.json'}")
-    return summary
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:

@@ -183,7 +183,7 @@ def refit_and_test(
     fit: Callable[[TrainingData], Scorer], data: TrainingData, k: int = 10
 ) -> tuple[dict[str, float], float]:
     """Test metrics of a model fitted on train + validation (as train.py's refit does), and its fit time."""
-    refit_data = data.with_validation_positives(implicit=True)
+    refit_data = data.with_heldout_positives("validation", implicit=True)
     started = time.perf_counter()
     model = fit(refit_data)
     seconds = time.perf_counter() - started

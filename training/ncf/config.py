@@ -119,6 +119,12 @@ class TrainConfig:
         "after choosing the epoch count on validation, retrain on train + validation for that many"
         " epochs and export that model (the test split is never used for any choice)",
     )
+    final_fit: bool = _setting(
+        True,
+        "after evaluating on test, train the exported model on every interaction (train + validation +"
+        " test) for the selected epoch count, so that it knows and excludes each user's latest items;"
+        " false exports the evaluated model itself (research runs, scoring the export on the test split)",
+    )
     similarity: str = _setting(
         "cosine",
         "measure of the exported similar_items/similar_users signatures: cosine (learned embeddings),"
@@ -156,7 +162,7 @@ class TrainConfig:
 
     def training_identity(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
-        resumable = {"epochs", "pretrain_epochs", "patience", "refit", "similarity"}
+        resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:

@@ -66,20 +66,30 @@ class TrainingData:
         )
         return dataclasses.replace(self, seen=seen)
 
-    def with_validation_positives(self, implicit: bool) -> TrainingData:
-        """The same data with each validation positive moved into training (for the final refit).
+    def with_heldout_positives(self, split: str, implicit: bool) -> TrainingData:
+        """The same data with each positive of a held-out split moved into training.
 
+        The refit trains on train + validation ("validation"); the final fit, whose model is the
+        one exported, on every interaction (then "test" too). Each moved positive becomes its
+        user's most recent training row, so recency weighting sees it as the newest interaction.
         With `sharded`, only this worker's users' positives join its training rows; the item
         counts take every positive, as they are the whole dataset's.
+
+        Args:
+            split: "validation" or "test".
+            implicit: whether targets are 1 (implicit feedback) or the held-out ratings (explicit).
+
+        Raises:
+            NcfError: explicit feedback and a held-out positive without a rating.
         """
-        heldout = self.validation
+        heldout = self.validation if split == "validation" else self.test
         item_counts = self.item_counts + np.bincount(heldout.positives, minlength=len(self.items))
         if self.sharded:
             heldout = heldout.subset(np.flatnonzero(self.has_training_rows(heldout.users)))
         if implicit:
             targets = np.ones(len(heldout.users), np.float32)
         elif heldout.ratings is None or np.isnan(heldout.ratings).any():
-            raise NcfError("refit with explicit feedback needs the rating of every validation positive")
+            raise NcfError(f"training on {split} positives with explicit feedback needs the rating of each")
         else:
             targets = heldout.ratings
         recency = self.train_recency + np.isin(self.train_users, heldout.users)

@@ -211,6 +211,11 @@ class FitResult:
     best_metrics: dict[str, float]
     history: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def validation_metrics(self) -> dict[str, float]:
+        """The best epoch's validation metrics (empty for a stage that does not validate)."""
+        return {k: v for k, v in self.best_metrics.items() if k.startswith("validation_")}
+
 
 def _better(config: TrainConfig, score: float, best: float | None) -> bool:
     if best is None:
