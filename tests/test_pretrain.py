@@ -1,4 +1,5 @@
-"""NeuMF from pretrained GMF and MLP towers, through train.py: every stage runs, is refit and resumes."""
+"""NeuMF from pretrained GMF and MLP towers, through train.py: every stage runs, is refit, final-fit
+and resumes."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ def test_pretraining_runs_both_towers_then_neumf_and_resumes(tiny_channels: Path
         "[pretrain-gmf-refit]",
         "[pretrain-mlp-refit]",
         "[neumf-refit]",
+        "[pretrain-gmf-final]",
+        "[pretrain-mlp-final]",
+        "[neumf-final]",
     ]
     positions = [first.stdout.index(stage) for stage in stages]
     assert positions == sorted(positions)
