@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pytest
 from ncf.errors import NcfError
 from ncf.evaluation import (
+    EvaluationProtocol,
     HeldOut,
     build_heldout,
+    evaluate,
     full_catalog_ranks,
     hit_rate,
     ndcg,
     pessimistic_rank,
-    ranking_metrics,
     sampled_ranks,
 )
 from ncf.vocab import UserItemSets, Vocabulary
@@ -49,23 +52,81 @@ def test_full_catalog_rank_ignores_the_users_training_items() -> None:
     assert ranks.tolist() == [1]  # only item 3 is above the positive
 
 
+class TableScorer:
+    """A model given as a [users, items] score table."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+
+    def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return self.table[users, items]
+
+    def catalog(self, users: np.ndarray) -> np.ndarray:
+        return self.table[users]
+
+    def catalog_chunk_users(self) -> int:
+        return 2
+
+
+PERFECT = TableScorer(np.eye(4)[:2])  # user u likes item u best
+HELDOUT = HeldOut(np.array([0, 1]), np.array([[0, 1, 2], [1, 0, 2]]), np.array([4.0, 2.0], np.float32))
+SEEN = UserItemSets.build(np.array([0, 1]), np.array([3, 3]), num_users=2)
+
+
 def test_metric_names_and_values_for_a_perfect_model() -> None:
-    heldout = HeldOut(np.array([0, 1]), np.array([[0, 1, 2], [1, 0, 2]]), None)
-    seen = UserItemSets.build(np.array([0, 1]), np.array([3, 3]), num_users=2)
-
-    def perfect_pairs(users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return (items == users).astype(float)
-
-    def perfect_catalog(users: np.ndarray) -> np.ndarray:
-        return (np.arange(4)[None, :] == users[:, None]).astype(float)
-
-    metrics = ranking_metrics("validation", heldout, perfect_pairs, perfect_catalog, seen, k=1)
+    metrics = evaluate(PERFECT, HELDOUT, SEEN, EvaluationProtocol(k=1), "validation")
     assert metrics == {
         "validation_hr_at_1": 1.0,
         "validation_ndcg_at_1": 1.0,
         "validation_recall_at_1_full": 1.0,
         "validation_ndcg_at_1_full": 1.0,
     }
+
+
+def test_explicit_feedback_adds_the_rmse_of_the_held_out_ratings() -> None:
+    metrics = evaluate(PERFECT, HELDOUT, SEEN, EvaluationProtocol(k=1, explicit=True), "test")
+    assert metrics["test_rmse"] == pytest.approx(math.sqrt(((1 - 4) ** 2 + (1 - 2) ** 2) / 2))
+
+
+def all_reduce(workers: int) -> list:
+    """`sum_across` functions of `workers` threads that add their vectors up, as an all-reduce does."""
+    barrier = threading.Barrier(workers)
+    slots: list[np.ndarray] = [np.zeros(0)] * workers
+
+    def of(worker: int):
+        def sum_across(values: list[float]) -> np.ndarray:
+            slots[worker] = np.asarray(values, np.float64)
+            barrier.wait()
+            total = np.sum(slots, axis=0)
+            barrier.wait()
+            return total
+
+        return sum_across
+
+    return [of(w) for w in range(workers)]
+
+
+def test_workers_scoring_their_shares_report_the_metrics_of_one_worker() -> None:
+    scorer = TableScorer(np.array([[0.1, 0.9, 0.5, 0.0], [0.3, 0.9, 0.2, 0.1]]))
+    protocol = EvaluationProtocol(k=2)
+    whole = evaluate(scorer, HELDOUT, SEEN, protocol, "test")
+    sums = all_reduce(2)
+    with ThreadPoolExecutor(2) as pool:
+        shares = list(
+            pool.map(
+                lambda w: evaluate(
+                    scorer, HELDOUT, SEEN, protocol, "test", mine=lambda rows: rows[w::2], sum_across=sums[w]
+                ),
+                range(2),
+            )
+        )
+    assert shares[0] == shares[1] == pytest.approx(whole)
+    assert whole["test_hr_at_2"] == 0.5  # one hit, one miss: each share alone would say 0 or 1
+
+
+def test_users_no_worker_scored_are_an_error_not_a_silent_average() -> None:
+    with pytest.raises(NcfError, match="1 held-out users have no training rows on any worker"):
+        evaluate(PERFECT, HELDOUT, SEEN, EvaluationProtocol(k=1), "test", mine=lambda rows: rows[:1])
 
 
 def frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:

@@ -98,7 +98,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from ncf.distribute import Workers
 from ncf.models import ModelSpec, NcfModel
-from ncf.trainer import EpochRunner
+from ncf.epoch_runner import EpochRunner
 
 rng = np.random.default_rng(0)
 users = rng.integers(0, 30, (3, 64)).astype(np.int32)

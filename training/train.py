@@ -62,28 +62,13 @@ def run(config: TrainConfig) -> dict:
 
     started = time.perf_counter()
     # Data problems are reported before TensorFlow is imported: fast, and without its start-up noise.
-    data, cluster_workers = _load_data(config)
-
-    from ncf.trainer import ModelScorer, evaluate
-
-    stages = _Stages(config, data, cluster_workers(), _checkpoint_dir(config))
-    workers, implicit = stages.workers, config.is_implicit
-    model, result = stages.train(data, config.epochs, select=True, suffix="")
-    evaluated = data
-    if config.refit:
-        log(f"refit: training on train + validation for the selected {result.best_epoch} epochs")
-        evaluated = data.with_heldout_positives("validation", implicit)
-        model, _ = stages.train(evaluated, result.best_epoch, select=False, suffix="-refit")
-    test_metrics = evaluate(ModelScorer(model), evaluated, "test", config, workers)
+    data, join_workers = _load_data(config)
+    stages = _Stages(config, data, join_workers(), _checkpoint_dir(config))
+    workers = stages.workers
+    model, result, evaluated, test_metrics = _evaluation_phase(stages)
     exported = evaluated
     if config.final_fit:
-        log(
-            f"final fit: training the exported model on every interaction (train + validation + test) for"
-            f" the selected {result.best_epoch} epochs; the test metrics above come from the model before it"
-        )
-        with_validation = evaluated if config.refit else data.with_heldout_positives("validation", implicit)
-        exported = with_validation.with_heldout_positives("test", implicit)
-        model, _ = stages.train(exported, result.best_epoch, select=False, suffix="-final")
+        model, exported = _final_fit(stages, evaluated, result.best_epoch)
     if exported.sharded:
         with workers.failures_reported():
             exported = exported.with_seen_of_everyone(workers.gather_rows)
@@ -94,13 +79,65 @@ def run(config: TrainConfig) -> dict:
         log(reporting.metric_line(name, value))
 
     _export(config, model, exported)
-    summary = {
+    summary = _summary(config, result, test_metrics, data, exported, time.perf_counter() - started)
+    _write_reports(config, summary, result.history)
+    # Last, for SageMaker: a tuning job ranks a trial by the last value of its objective metric,
+    # which must be the selected epoch's, not that of the last epoch early stopping ran.
+    log(f"selected model: epoch {result.best_epoch} of the selection stage, on validation")
+    for name, value in result.validation_metrics.items():
+        log(reporting.metric_line(name, value))
+    return summary
+
+
+def _evaluation_phase(stages: _Stages) -> tuple[NcfModel, FitResult, TrainingData, dict[str, float]]:
+    """Select the epoch count on validation, refit on train + validation, score test once.
+
+    Returns the evaluated model, the selection stage's result, the data the model was trained on,
+    and the test metrics (the ones reported).
+    """
+    from ncf.scoring import ModelScorer
+    from ncf.trainer import evaluate_split
+
+    config, data = stages.config, stages.data
+    model, result = stages.train(data, config.epochs, select=True, suffix="")
+    evaluated = data
+    if config.refit:
+        log(f"refit: training on train + validation for the selected {result.best_epoch} epochs")
+        evaluated = data.with_heldout_positives("validation", config.is_implicit)
+        model, _ = stages.train(evaluated, result.best_epoch, select=False, suffix="-refit")
+    test_metrics = evaluate_split(ModelScorer(model), evaluated, "test", config, stages.workers)
+    return model, result, evaluated, test_metrics
+
+
+def _final_fit(stages: _Stages, evaluated: TrainingData, epochs: int) -> tuple[NcfModel, TrainingData]:
+    """The production model: trained on every interaction (train + validation + test) for `epochs`."""
+    config, implicit = stages.config, stages.config.is_implicit
+    log(
+        f"final fit: training the exported model on every interaction (train + validation + test) for"
+        f" the selected {epochs} epochs; the test metrics above come from the model before it"
+    )
+    with_validation = evaluated if config.refit else evaluated.with_heldout_positives("validation", implicit)
+    everything = with_validation.with_heldout_positives("test", implicit)
+    model, _ = stages.train(everything, epochs, select=False, suffix="-final")
+    return model, everything
+
+
+def _summary(
+    config: TrainConfig,
+    result: FitResult,
+    test: dict[str, float],
+    data: TrainingData,
+    exported: TrainingData,
+    seconds: float,
+) -> dict:
+    """metrics.json: settings, the selected epoch's validation metrics, test metrics, data counts."""
+    return {
         "model_type": config.model_type,
         "feedback": config.feedback,
         "hyperparameters": config.hyperparameters(),
         "best_epoch": result.best_epoch,
         "validation": result.validation_metrics,
-        "test": test_metrics,
+        "test": test,
         "exported_model": _exported_model_summary(config, result.best_epoch),
         "data": {
             "users": len(data.users),
@@ -112,15 +149,8 @@ def run(config: TrainConfig) -> dict:
         },
         "epochs_run": len(result.history),
         "refit": config.refit,
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
     }
-    _write_reports(config, summary, result.history)
-    # Last, for SageMaker: a tuning job ranks a trial by the last value of its objective metric,
-    # which must be the selected epoch's, not that of the last epoch early stopping ran.
-    log(f"selected model: epoch {result.best_epoch} of the selection stage, on validation")
-    for name, value in result.validation_metrics.items():
-        log(reporting.metric_line(name, value))
-    return summary
 
 
 def _load_data(config: TrainConfig) -> tuple[TrainingData, Callable[[], Workers]]:

@@ -28,12 +28,14 @@ from typing import Any
 
 import numpy as np
 from ncf import evaluation
+from ncf.config import TrainConfig
 from ncf.dataset import TrainingData
 from ncf.vocab import UserItemSets
 
 # Rows solved per batched call. Rows are sorted by degree first, so a chunk pads its rows to nearly
 # the same length; small chunks waste little on padding and keep the gathered block small.
 _ROWS_PER_CHUNK = 32
+CATALOG_CHUNK_USERS = 256  # users per dense [users, items] score block in the full-catalog metrics
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class FactorModel:
     def catalog(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
 
+    def catalog_chunk_users(self) -> int:
+        return CATALOG_CHUNK_USERS
+
 
 @dataclass(frozen=True)
 class PopularityModel:
@@ -92,6 +97,9 @@ class PopularityModel:
 
     def catalog(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.scores, (len(users), len(self.scores)))
+
+    def catalog_chunk_users(self) -> int:
+        return CATALOG_CHUNK_USERS
 
 
 Scorer = FactorModel | PopularityModel
@@ -148,9 +156,10 @@ def fit_ials(seen: UserItemSets, num_items: int, params: IalsParams, seed: int) 
 
 
 def evaluate(scorer: Scorer, data: TrainingData, split: str, k: int = 10) -> dict[str, float]:
-    """The ranking metrics of `ncf.evaluation`, exactly as train.py computes them for its models."""
+    """The metrics of `ncf.evaluation.evaluate`, the evaluator that scores train.py's models."""
     heldout = data.validation if split == "validation" else data.test
-    return evaluation.ranking_metrics(split, heldout, scorer.pairs, scorer.catalog, data.seen, k=k)
+    protocol = evaluation.EvaluationProtocol.of(TrainConfig(top_k=k))
+    return evaluation.evaluate(scorer, heldout, data.seen, protocol, split)
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
             "k": K,
             "selection_metric": selection_key,
             "refit": "every model is refitted on train + validation before its single test evaluation",
-            "metrics": "ncf.evaluation.ranking_metrics (pessimistic ties)",
+            "metrics": "ncf.evaluation.evaluate (pessimistic ties)",
         },
         "models": models,
         "baselines": baselines,

@@ -136,7 +136,7 @@ def keras_worker(prepared: Path, epochs: int) -> int:
     """Train the Keras NeuMF for a warm-up call plus `epochs` timed epochs; print metric lines."""
     import keras
     from ncf.dataset import load_training_data
-    from ncf.trainer import epoch_batches
+    from ncf.epochs import EpochSource
 
     config = TrainConfig(num_neg=NUM_NEG)
     data = load_training_data(
@@ -149,9 +149,11 @@ def keras_worker(prepared: Path, epochs: int) -> int:
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
 
-    # The trainer's own epoch construction (ncf.trainer.fit), so both trainers see identical batches.
+    # The trainer's own epoch source (ncf.epochs), so both trainers see identical batches.
+    source = EpochSource(data, config)
+
     def epoch_arrays(epoch: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
-        batches = epoch_batches(data, config, epoch)
+        batches = source.batches(epoch)
         inputs = [batches.users.reshape(-1), batches.items.reshape(-1)]
         return inputs, batches.targets.reshape(-1, 1), batches.weights.reshape(-1), batches.num_samples
 

@@ -32,6 +32,7 @@ import tensorflow as tf
 from ncf.errors import NcfError
 from ncf.models import NcfModel
 from ncf.similarity import SimilarityIndex, build_indexes
+from ncf.topk import ids_of, top_k_excluding
 from ncf.vocab import UserItemSets, Vocabulary
 
 SAVED_MODEL_VERSION = "1"
@@ -92,25 +93,20 @@ class Recommender(tf.Module):
         known, users = self._lookup_users(user_id)
         scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
         scores = tf.where(known[:, None], scores, self.popularity[None, :])
-        masked = []
+        excluded = []
         if exclude_seen:
             rows = tf.where(known, users, self.num_users)
             seen = tf.RaggedTensor.from_row_splits(self.seen_items, self.seen_offsets, validate=False)
             user_seen = tf.gather(seen, rows)
-            masked.append(tf.stack([user_seen.value_rowids(), user_seen.flat_values], axis=1))
+            excluded.append(tf.stack([user_seen.value_rowids(), user_seen.flat_values], axis=1))
         if exclude is not None:
-            excluded = self.item_index.lookup(exclude)
-            where = tf.where(excluded >= 0)
-            masked.append(tf.stack([where[:, 0], tf.gather_nd(excluded, where)], axis=1))
-        if masked:
-            coordinates = tf.concat(masked, axis=0)
-            fill = tf.fill(tf.shape(coordinates)[:1], tf.constant(-np.inf, tf.float32))
-            scores = tf.tensor_scatter_nd_update(scores, coordinates, fill)
-        top = tf.math.top_k(scores, k=tf.clip_by_value(k, 0, self.num_items))
-        eligible = top.values > -np.inf
+            listed = self.item_index.lookup(exclude)
+            where = tf.where(listed >= 0)
+            excluded.append(tf.stack([where[:, 0], tf.gather_nd(listed, where)], axis=1))
+        indices, top_scores = top_k_excluding(scores, tf.concat(excluded, axis=0) if excluded else None, k)
         return {
-            "item_ids": tf.where(eligible, tf.gather(self.item_ids, top.indices), ""),
-            "scores": tf.where(eligible, top.values, 0.0),
+            "item_ids": ids_of(indices, self.item_ids),
+            "scores": top_scores,
             "fallback": tf.logical_not(known),
         }
 
@@ -170,7 +166,7 @@ def _similar(
     rows, scores = index.top_k(tf.where(known, position, 0), k)
     found = tf.logical_and(known[:, None], rows >= 0)
     return {
-        output: tf.where(found, tf.gather(ids, tf.maximum(rows, 0)), ""),
+        output: ids_of(tf.where(found, rows, -1), ids),
         "scores": tf.where(found, scores, 0.0),
         "known": known,
     }

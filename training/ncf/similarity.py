@@ -34,10 +34,10 @@ import math
 import tensorflow as tf
 
 from ncf.models import NcfModel
+from ncf.topk import UNDEFINED, top_k_excluding
 from ncf.vocab import UserItemSets
 
 MEASURES = ("cosine", "jaccard", "pearson")
-_UNDEFINED = float("-inf")
 
 
 def unit_rows(vectors: tf.Tensor) -> tf.Tensor:
@@ -81,7 +81,7 @@ def co_counts(queries: tf.Tensor, own: tf.RaggedTensor, other: tf.RaggedTensor, 
 def jaccard(counts: tf.Tensor, query_sizes: tf.Tensor, sizes: tf.Tensor) -> tf.Tensor:
     """|A & B| / |A | B| from shared counts [B, N] and set sizes [B], [N]; -inf where both sets are empty."""
     union = query_sizes[:, None] + sizes[None, :] - counts
-    return tf.where(union > 0, counts / tf.maximum(union, 1.0), _UNDEFINED)
+    return tf.where(union > 0, counts / tf.maximum(union, 1.0), UNDEFINED)
 
 
 def pearson(counts: tf.Tensor, query_sizes: tf.Tensor, sizes: tf.Tensor, length: int) -> tf.Tensor:
@@ -95,7 +95,7 @@ def pearson(counts: tf.Tensor, query_sizes: tf.Tensor, sizes: tf.Tensor, length:
     b = tf.cast(sizes, tf.float64)[None, :]
     spread = a * (n - a) * b * (n - b)
     r = (n * c - a * b) / tf.sqrt(tf.maximum(spread, 1.0))
-    return tf.where(spread > 0, tf.cast(r, tf.float32), _UNDEFINED)
+    return tf.where(spread > 0, tf.cast(r, tf.float32), UNDEFINED)
 
 
 def top_k_others(scores: tf.Tensor, queries: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -105,10 +105,7 @@ def top_k_others(scores: tf.Tensor, queries: tf.Tensor, k: tf.Tensor) -> tuple[t
     """
     batch = tf.shape(queries, out_type=tf.int64)[0]
     own = tf.stack([tf.range(batch), tf.cast(queries, tf.int64)], axis=1)
-    scores = tf.tensor_scatter_nd_update(scores, own, tf.fill([batch], tf.constant(_UNDEFINED)))
-    top = tf.math.top_k(scores, k=tf.clip_by_value(k, 0, tf.maximum(tf.shape(scores)[1] - 1, 0)))
-    defined = top.values > _UNDEFINED
-    return tf.where(defined, top.indices, -1), tf.where(defined, top.values, 0.0)
+    return top_k_excluding(scores, own, tf.minimum(k, tf.maximum(tf.shape(scores)[1] - 1, 0)))
 
 
 def transpose(sets: UserItemSets, num_columns: int) -> UserItemSets:
