@@ -314,7 +314,7 @@ def _write_reports(config: TrainConfig, summary: dict, history: list[dict[str, f
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     try:
         config = load_config(
-            sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ
+            sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ, log
         )
         run(config)
     except NcfError as exc:
