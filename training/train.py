@@ -78,8 +78,9 @@ def run(config: TrainConfig) -> dict:
     for name, value in {**test_metrics, "best_epoch": result.best_epoch}.items():
         log(reporting.metric_line(name, value))
 
-    _export(config, model, exported)
+    retrieval = _export(config, model, exported)
     summary = _summary(config, result, test_metrics, data, exported, time.perf_counter() - started)
+    summary["exported_model"]["retrieval"] = retrieval
     _write_reports(config, summary, result.history)
     # Last, for SageMaker: a tuning job ranks a trial by the last value of its objective metric,
     # which must be the selected epoch's, not that of the last epoch early stopping ran.
@@ -271,11 +272,21 @@ def _exported_model_summary(config: TrainConfig, epochs: int) -> dict[str, objec
     }
 
 
-def _export(config: TrainConfig, model: NcfModel, exported: TrainingData) -> None:
-    """The SavedModel of `model` with what `exported` knows (ids, seen items, popularity), plus code/."""
+def _export(config: TrainConfig, model: NcfModel, exported: TrainingData) -> dict[str, object]:
+    """The SavedModel of `model` with what `exported` knows (ids, seen items, popularity), plus code/.
+
+    Returns the top-k strategy the export chose by catalog size (`ncf.retrieval.choose`), for metrics.json.
+    """
+    import dataclasses
+
     from ncf.export import Recommender, copy_inference_code, save_recommender, write_model_archive
+    from ncf.retrieval import choose
 
     model_dir = Path(config.model_dir)
+    retrieval = choose(
+        config.model_type, len(exported.items), config.retrieval_candidates, config.retrieval_min_items
+    )
+    log(f"top-k: {retrieval.mode} ({retrieval.reason})")
     recommender = Recommender(
         model,
         exported.users,
@@ -284,6 +295,7 @@ def _export(config: TrainConfig, model: NcfModel, exported: TrainingData) -> Non
         exported.popularity,
         config.is_implicit,
         similarity=config.similarity,
+        retrieval=retrieval,
     )
     log(f"saved model: {save_recommender(recommender, model_dir)}")
     code = find_inference_code(config)
@@ -296,6 +308,7 @@ def _export(config: TrainConfig, model: NcfModel, exported: TrainingData) -> Non
         copy_inference_code(code, model_dir)
     if config.package:
         log(f"model archive: {write_model_archive(model_dir, model_dir.parent / 'model.tar.gz')}")
+    return dataclasses.asdict(retrieval)
 
 
 def _write_reports(config: TrainConfig, summary: dict, history: list[dict[str, float]]) -> None:

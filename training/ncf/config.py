@@ -131,6 +131,16 @@ class TrainConfig:
         " jaccard or pearson (interaction vectors, computed per query from the sparse interactions)",
         choices=SIMILARITY_MEASURES,
     )
+    retrieval_candidates: int = _setting(
+        500,
+        "candidates of the exported two-stage top-k on large catalogs: a dot product over precomputed"
+        " item vectors retrieves this many, the full model ranks them (NeuMF; MF and GMF are exact dot"
+        " products); 0: score every item with the full model (exhaustive)",
+    )
+    retrieval_min_items: int = _setting(
+        20_000,
+        "catalogs with fewer items keep exhaustive scoring (fast and exact there); 0: always retrieve",
+    )
 
     @property
     def is_implicit(self) -> bool:
@@ -163,6 +173,7 @@ class TrainConfig:
     def training_identity(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
+        resumable |= {"retrieval_candidates", "retrieval_min_items"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -237,6 +248,7 @@ def _validate(config: TrainConfig) -> None:
         if not getattr(config, name) > 0:
             raise NcfError(f"hyperparameter {name}: must be positive, got {getattr(config, name)}")
     non_negative = ("l2", "patience", "num_neg", "recency_boost", "eval_max_users")
+    non_negative += ("retrieval_candidates", "retrieval_min_items")
     if any(getattr(config, n) < 0 for n in non_negative):
         bad = next(n for n in non_negative if getattr(config, n) < 0)
         raise NcfError(f"hyperparameter {bad}: must not be negative, got {getattr(config, bad)}")

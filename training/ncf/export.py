@@ -29,8 +29,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from ncf.config import TrainConfig
 from ncf.errors import NcfError
 from ncf.models import NcfModel
+from ncf.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.similarity import SimilarityIndex, build_indexes
 from ncf.topk import ids_of, top_k_excluding
 from ncf.vocab import UserItemSets, Vocabulary
@@ -59,7 +61,9 @@ class Recommender(tf.Module):
         popularity: np.ndarray,
         implicit: bool,
         similarity: str = "cosine",
+        retrieval: RetrievalChoice | None = None,
     ) -> None:
+        """`retrieval`: the top-k strategy (`ncf.retrieval.choose`); None: chosen with the defaults."""
         super().__init__(name="recommender")
         self.model = model
         self.implicit = implicit
@@ -80,6 +84,13 @@ class Recommender(tf.Module):
         )
         self.user_ids = tf.Variable(users.ids.astype(str), trainable=False, name="user_ids")
         self.similar_item_index, self.similar_user_index = build_indexes(similarity, model, seen, len(items))
+        if retrieval is None:
+            defaults = TrainConfig.retrieval_candidates, TrainConfig.retrieval_min_items
+            retrieval = choose(model.spec.model_type, len(items), *defaults)
+        self.retrieval_choice = retrieval
+        # Readable from the loaded SavedModel: `json.loads(loaded.retrieval_metadata.numpy())`.
+        self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
+        self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
 
     def _lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         index = self.user_index.lookup(user_id)
@@ -91,8 +102,23 @@ class Recommender(tf.Module):
 
     def _top_k(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool) -> dict:
         known, users = self._lookup_users(user_id)
-        scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
-        scores = tf.where(known[:, None], scores, self.popularity[None, :])
+        excluded = self._excluded(known, users, exclude, exclude_seen)
+        if self.retrieval is not None:
+            indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k)
+        else:
+            scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
+            scores = tf.where(known[:, None], scores, self.popularity[None, :])
+            indices, top_scores = top_k_excluding(scores, excluded, k)
+        return {
+            "item_ids": ids_of(indices, self.item_ids),
+            "scores": top_scores,
+            "fallback": tf.logical_not(known),
+        }
+
+    def _excluded(
+        self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool
+    ) -> tf.Tensor | None:
+        """(row, item) coordinates never to recommend: the user's seen items and the caller's list."""
         excluded = []
         if exclude_seen:
             rows = tf.where(known, users, self.num_users)
@@ -103,12 +129,7 @@ class Recommender(tf.Module):
             listed = self.item_index.lookup(exclude)
             where = tf.where(listed >= 0)
             excluded.append(tf.stack([where[:, 0], tf.gather_nd(listed, where)], axis=1))
-        indices, top_scores = top_k_excluding(scores, tf.concat(excluded, axis=0) if excluded else None, k)
-        return {
-            "item_ids": ids_of(indices, self.item_ids),
-            "scores": top_scores,
-            "fallback": tf.logical_not(known),
-        }
+        return tf.concat(excluded, axis=0) if excluded else None
 
     @tf.function(input_signature=[_IDS, _K])
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict:
