@@ -32,7 +32,7 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
-        bench-features bench-scale bench-distributed serve-local invoke-local \
+        bench-features bench-scale bench-distributed tf-serving-venv serve-local invoke-local \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
@@ -72,8 +72,14 @@ bench: $(STAMP) ## Quality (MovieLens 100K) and training-speed benchmarks -> tes
 	$(PY) tests/benchmarks/bench_quality.py $(BENCH_ARGS)
 	$(PY) tests/benchmarks/bench_speed.py
 
-bench-serve: $(STAMP) ## Serving latency/throughput benchmarks -> tests/benchmarks/results/
+bench-serve: $(STAMP) ## Serving latency/throughput and two-stage retrieval (1M items; TF 2.19 check) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_serve.py
+	$(PY) tests/benchmarks/bench_retrieval.py $(BENCH_ARGS)
+
+TF219_VENV ?= .venv-tf219
+tf-serving-venv: ## Create .venv-tf219/ with tensorflow-cpu 2.19 (TF Serving 2.19's TF) for bench-serve's load check
+	$(PYTHON_SYSTEM) -m venv $(TF219_VENV)
+	$(TF219_VENV)/bin/pip install "tensorflow-cpu==2.19.*"
 
 bench-similarity: $(STAMP) ## Similar-items quality on MovieLens 100K (genre overlap) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_similarity.py $(BENCH_ARGS)

@@ -11,7 +11,15 @@ import pytest
 import tensorflow as tf
 from ncf.export import Recommender, save_recommender
 from ncf.models import ModelSpec, NcfModel
-from ncf.retrieval import DOT_PRODUCT, EXHAUSTIVE, TWO_STAGE, choose, dot_product_part
+from ncf.retrieval import (
+    DOT_PRODUCT,
+    EXHAUSTIVE,
+    TWO_STAGE,
+    choose,
+    dot_product_part,
+    gmf_vectors,
+    mlp_item_effect,
+)
 from ncf.vocab import UserItemSets, Vocabulary
 
 NUM_USERS, NUM_ITEMS = 12, 60
@@ -134,3 +142,17 @@ def test_a_small_catalog_export_records_exhaustive_scoring(trained_model: Path) 
     assert metrics["exported_model"]["retrieval"]["mode"] == EXHAUSTIVE
     loaded = tf.saved_model.load(str(trained_model / "1"))
     assert json.loads(loaded.retrieval_metadata.numpy())["mode"] == EXHAUSTIVE
+
+
+def test_neumf_retrieval_column_is_the_mlp_towers_mean_over_users() -> None:
+    """With every user sampled, the extra column is the MLP part of each pair's logit averaged over users."""
+    model = model_of("neumf")
+    effect = mlp_item_effect(model, sample_users=NUM_USERS).numpy()
+    users, items = np.meshgrid(np.arange(NUM_USERS), np.arange(NUM_ITEMS), indexing="ij")
+    pairs = model.logits(tf.constant(users.ravel(), tf.int32), tf.constant(items.ravel(), tf.int32))
+    gmf_users, gmf_items = gmf_vectors(model)
+    gmf = tf.reduce_sum(tf.gather(gmf_users, users.ravel()) * tf.gather(gmf_items, items.ravel()), axis=1)
+    mlp = (pairs - gmf - model.dense["bias"]).numpy().reshape(NUM_USERS, NUM_ITEMS)
+    np.testing.assert_allclose(effect, mlp.mean(axis=0), rtol=1e-4, atol=1e-5)
+    _, vectors = dot_product_part(model)
+    np.testing.assert_allclose(vectors[:, -1], effect, rtol=1e-6)

@@ -5,7 +5,9 @@ Every model type except the MLP tower alone has a dot-product part, `user_vector
 
 - MF: `p_u . q_i + b_u + b_i` is one dot product of augmented vectors `[p_u, 1, b_u] . [q_i, b_i, 1]`;
 - GMF: `h . (p_u * q_i) = (h * p_u) . q_i`, the output layer folded into the user side;
-- NeuMF: its GMF half, `(h_gmf * p_u) . q_i`.
+- NeuMF: its GMF half, `(h_gmf * p_u) . q_i`, plus the MLP tower's item main effect (its mean over
+  a sample of users, `mlp_item_effect`) as one more column: the MLP is not a dot product, but much of
+  it is a property of the item alone, and the GMF half by itself may carry little of the score.
 
 Export stores every item's vector as one matrix (and every user's vector, so a request is a gather).
 Serving multiplies the user's vector with the matrix, masks the seen/excluded items, keeps the top N
@@ -26,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import tensorflow as tf
 
 from ncf.models import NcfModel
@@ -66,19 +69,49 @@ def choose(model_type: str, num_items: int, candidates: int, min_items: int) -> 
 
 
 def dot_product_part(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
-    """(user vectors [users, d], item vectors [items, d]) whose dot product is the model's dot-product
-    part; for MF and GMF, `user . item + bias` equals `model.logits`."""
-    spec, dense = model.spec, model.dense
+    """(user vectors [users, d], item vectors [items, d]) of the model's dot-product part.
+
+    For MF and GMF, `user . item + bias` equals `model.logits`. For NeuMF it is the GMF half plus the MLP
+    tower's item main effect (`mlp_item_effect`) as one more column, against a constant 1 for every user.
+    """
+    spec = model.spec
     if not spec.has_gmf:
         raise ValueError(f"{spec.model_type} has no dot-product part")
+    users, items = gmf_vectors(model)
+    user_ones, item_ones = tf.ones((spec.num_users, 1)), tf.ones((spec.num_items, 1))
+    if spec.model_type == "mf":
+        users = tf.concat([users, user_ones, model.table("user_bias")], axis=1)
+        return users, tf.concat([items, model.table("item_bias"), item_ones], axis=1)
+    if not spec.has_mlp:
+        return users, items
+    return tf.concat([users, user_ones], axis=1), tf.concat([items, mlp_item_effect(model)[:, None]], axis=1)
+
+
+def gmf_vectors(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
+    """(users, items) whose dot product is the GMF part of the logit: `h . (p * q) = (h * p) . q`."""
     users, items = model.table("gmf_user"), model.table("gmf_item")
-    if spec.model_type != "mf":
-        return users * dense["head"][: spec.factors, 0], items
-    user_ones = tf.ones((spec.num_users, 1))
-    item_ones = tf.ones((spec.num_items, 1))
-    users = tf.concat([users, user_ones, model.table("user_bias")], axis=1)
-    items = tf.concat([items, model.table("item_bias"), item_ones], axis=1)
-    return users, items
+    if model.spec.model_type == "mf":  # MF has no output layer: the plain dot product
+        return users, items
+    return users * model.dense["head"][: model.spec.factors, 0], items
+
+
+def mlp_item_effect(model: NcfModel, sample_users: int = 64, chunk: int = 4) -> tf.Tensor:
+    """Each item's MLP-tower part of the logit, averaged over an evenly spaced sample of users: [items].
+
+    NeuMF's MLP tower is not a dot product, but much of what it learns is a property of the item alone
+    (popularity, broad appeal). Its mean over users is the best item-only (additive) approximation of it,
+    so adding it to the GMF dot product makes the retrieval score track the full model; without it, the
+    candidates follow the GMF half only, which may carry little of the score (see README).
+    """
+    users = np.unique(np.linspace(0, model.spec.num_users - 1, sample_users).astype(np.int32))
+    gmf_users, gmf_items = gmf_vectors(model)
+    item_half, total = model.mlp_item_half(), tf.zeros((model.spec.num_items,))
+    for start in range(0, len(users), chunk):
+        batch = tf.constant(users[start : start + chunk])
+        gmf = tf.matmul(tf.gather(gmf_users, batch), gmf_items, transpose_b=True)
+        mlp = model.logits_all_items(batch, item_half) - gmf - model.dense["bias"]
+        total += tf.reduce_sum(mlp, axis=0)
+    return total / len(users)
 
 
 class TwoStageTopK(tf.Module):
