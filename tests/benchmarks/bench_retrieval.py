@@ -256,7 +256,8 @@ def at_catalog_size(base: Served, size: int, args: argparse.Namespace, root: Pat
     curve = overlap_curve(served, sample, CANDIDATE_GRID)
     path, export = export_and_time(served, args.candidates, root / f"export-{size}")
     print(f"  export: {export}", flush=True)
-    recommend = tf.saved_model.load(str(path)).signatures["serving_default"]
+    loaded = tf.saved_model.load(str(path))  # kept: its signatures hold only weak references to it
+    recommend = loaded.signatures["serving_default"]
     k, batches = tf.constant(10), {n: id_batches(sample, n, 64 if n == 1 else 4) for n in (1, 100)}
     one = latency_ms(lambda i: recommend(user_id=batches[1][i % 64], k=k)["item_ids"].numpy(), args.calls)
     batch = latency_ms(

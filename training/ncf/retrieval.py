@@ -156,7 +156,9 @@ class TwoStageTopK(tf.Module):
         if not self.rerank:
             logits = dot + self.model.dense["bias"]
             return top_k_excluding(tf.where(known[:, None], self.scale(logits), popularity), excluded, k)
-        coarse = tf.where(known[:, None], dot, popularity)
+        # Unknown users rank by popularity; skipping that pass over the catalog when all are known
+        # (the usual single-user request) saves one [B, items] copy.
+        coarse = tf.cond(tf.reduce_all(known), lambda: dot, lambda: tf.where(known[:, None], dot, popularity))
         candidates, _ = top_k_excluding(coarse, excluded, tf.maximum(k, self.candidates))
         exact = self.exact_scores(users, known, popularity, candidates)
         position, scores = top_k_excluding(exact, None, k)
