@@ -135,9 +135,8 @@ class TwoStageTopK(tf.Module):
         return tf.sigmoid(logits) if self.implicit else logits
 
     def dot_scores(self, users: tf.Tensor) -> tf.Tensor:
-        """The dot-product part of every item for each user index, float32 [B, items]."""
-        query = tf.gather(self.user_vectors, users)
-        return tf.cast(tf.matmul(query, self.item_vectors, transpose_b=True), tf.float32)
+        """The dot-product part of every item for each user index, [B, items] (bfloat16 for NeuMF)."""
+        return tf.matmul(tf.gather(self.user_vectors, users), self.item_vectors, transpose_b=True)
 
     def top_k(
         self,
@@ -149,30 +148,45 @@ class TwoStageTopK(tf.Module):
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """What `top_k_excluding` answers for the exhaustive scores, through the retrieval stage.
 
-        Rows whose user is unknown (`known` false) rank by `popularity`, as the exhaustive path does;
-        `excluded` are (row, item) coordinates that never come back.
+        Rows whose user is unknown (`known` false) rank by `popularity`, exactly as the exhaustive path
+        does; `excluded` are (row, item) coordinates that never come back.
         """
-        dot = self.dot_scores(users)
         if not self.rerank:
-            logits = dot + self.model.dense["bias"]
+            logits = self.dot_scores(users) + self.model.dense["bias"]
             return top_k_excluding(tf.where(known[:, None], self.scale(logits), popularity), excluded, k)
-        # Unknown users rank by popularity; skipping that pass over the catalog when all are known
-        # (the usual single-user request) saves one [B, items] copy.
-        coarse = tf.cond(tf.reduce_all(known), lambda: dot, lambda: tf.where(known[:, None], dot, popularity))
-        candidates, _ = top_k_excluding(coarse, excluded, tf.maximum(k, self.candidates))
-        exact = self.exact_scores(users, known, popularity, candidates)
+        answer = self.two_stage(users, excluded, k)
+        # The popularity answer costs a pass over the catalog: only when a row needs it.
+        return tf.cond(
+            tf.reduce_all(known),
+            lambda: answer,
+            lambda: _fallback_rows(answer, known, popularity, excluded, k),
+        )
+
+    def two_stage(
+        self, users: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Top-N of the dot product (excluded items masked), then the exact model's top-k of those N."""
+        candidates, _ = top_k_excluding(self.dot_scores(users), excluded, tf.maximum(k, self.candidates))
+        items = tf.maximum(candidates, 0)
+        pair_users = tf.repeat(users, tf.shape(items)[1])
+        logits = tf.reshape(self.model.logits(pair_users, tf.reshape(items, [-1])), tf.shape(items))
+        exact = tf.where(candidates >= 0, self.scale(logits), UNDEFINED)
         position, scores = top_k_excluding(exact, None, k)
         chosen = tf.gather(candidates, tf.maximum(position, 0), batch_dims=1)
         return tf.where(position >= 0, chosen, -1), scores
 
-    def exact_scores(
-        self, users: tf.Tensor, known: tf.Tensor, popularity: tf.Tensor, candidates: tf.Tensor
-    ) -> tf.Tensor:
-        """The served score of each candidate [B, N] (-1: none, scored `UNDEFINED`): the full model for
-        known users, popularity for unknown ones."""
-        items = tf.maximum(candidates, 0)
-        width = tf.shape(items)[1]
-        pair_users = tf.repeat(users, width)
-        logits = tf.reshape(self.model.logits(pair_users, tf.reshape(items, [-1])), tf.shape(items))
-        scores = tf.where(known[:, None], self.scale(logits), tf.gather(popularity, items))
-        return tf.where(candidates >= 0, scores, UNDEFINED)
+
+def _fallback_rows(
+    answer: tuple[tf.Tensor, tf.Tensor],
+    known: tf.Tensor,
+    popularity: tf.Tensor,
+    excluded: tf.Tensor | None,
+    k: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """`answer` with the rows of unknown users replaced by the most popular non-excluded items."""
+    rows = tf.tile(popularity[None, :], [tf.shape(known)[0], 1])
+    popular, popular_scores = top_k_excluding(rows, excluded, k)
+    return (
+        tf.where(known[:, None], answer[0], popular),
+        tf.where(known[:, None], answer[1], popular_scores),
+    )
