@@ -11,7 +11,9 @@ weights: timing does not depend on what was learned), at the project's default s
    1 user (sequential), then throughput with `--clients` concurrent clients over `--requests` requests,
    for both handler transports (in-process and loopback HTTP to the stand-in).
    Bars: p50 < 15 ms, >= 300 requests/s, zero errors. Client and server share the machine's cores.
-3. Top-10 latency for 1 user as the catalog grows (`--catalog-sizes`, 1,000 users).
+3. Top-10 latency for 1 user as the catalog grows (`--catalog-sizes`, 1,000 users), with the export's
+   default top-k strategy: exhaustive below `retrieval_min_items`, two-stage retrieval above (random
+   weights: the overlap of that retrieval is measured on trained models by `bench_retrieval.py`).
 
 Results (with a description of the machine) go to `tests/benchmarks/results/serve.json`.
 Run from the repository root: `.venv/bin/python tests/benchmarks/bench_serve.py [--quick]`.
