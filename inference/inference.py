@@ -20,7 +20,7 @@ Requests (`Content-Type`):
   `"similar_users"`, at the top level (the default of every instance) or per instance.
 - `application/jsonlines` (or `application/x-jsonlines`): one request object per line, as Batch Transform
   sends with `SplitType=Line`. With `BatchStrategy=MultiRecord` a body holds as many lines as fit in
-  `MaxPayloadInMB` (tens of thousands of users in 6 MB), so line-based bodies (JSON Lines and CSV) are
+  `MaxPayloadInMB` (some 200,000 short lines in 6 MB), so line-based bodies (JSON Lines and CSV) are
   bounded by `NCF_MAX_BODY_BYTES` only, never by `NCF_MAX_INSTANCES`; blank lines are skipped.
 - `text/csv`: `id[,k[,signature]]` per line, no header: the id is the signature's (`user_id` for
   `recommend` and `similar_users`, `item_id` for `similar_items`); an empty or missing k is the default k,
