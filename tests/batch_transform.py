@@ -14,8 +14,12 @@ Not a conftest: the tests that need it import it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import requests
 
 MB = 1024 * 1024
+JSONLINES = "application/jsonlines"
 
 
 class RecordTooLarge(ValueError):
@@ -37,6 +41,20 @@ def multi_record_payloads(data: bytes, max_payload_mb: int) -> Iterator[bytes]:
         size += len(record)
     if batch:
         yield b"".join(batch)
+
+
+def post_to_container(
+    session: requests.Session, url: str, cert: Path, body: bytes, timeout: float
+) -> requests.Response:
+    """One Batch Transform request: `body` as JSON Lines to the container's `POST /invocations`, JSON
+    Lines asked back (the job's ContentType and Accept)."""
+    return session.post(
+        f"{url}/invocations",
+        data=body,
+        headers={"Content-Type": JSONLINES, "Accept": JSONLINES},
+        verify=str(cert),
+        timeout=timeout,
+    )
 
 
 def _records(data: bytes) -> Iterable[bytes]:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from batch_transform import MB, RecordTooLarge, multi_record_payloads
+from batch_transform import JSONLINES, MB, RecordTooLarge, multi_record_payloads, post_to_container
+from serving_fixtures import trained_model_endpoint
 
-from deploy.local.process import EndpointProcess, local_endpoint_process
+from deploy.local.process import EndpointProcess
 
-JSONLINES = "application/jsonlines"
 KNOWN_USERS = 60  # users in conftest's make_interactions()
 
 # ------------------------------------------------------------------------------ the packer itself
@@ -69,9 +69,7 @@ def users_file(lines: int) -> tuple[bytes, list[dict]]:
 
 @pytest.fixture(scope="module")
 def endpoint(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EndpointProcess]:
-    with local_endpoint_process(
-        trained_model.parent / "model.tar.gz", tmp_path_factory.mktemp("tls")
-    ) as running:
+    with trained_model_endpoint(trained_model, tmp_path_factory) as running:
         yield running
 
 
@@ -83,13 +81,7 @@ def test_a_100k_line_file_in_6mb_multirecord_bodies_is_answered_line_by_line(end
     answered: list[dict] = []
     with requests.Session() as session:
         for body in payloads:
-            reply = session.post(
-                f"{endpoint.url}/invocations",
-                data=body,
-                headers={"Content-Type": JSONLINES, "Accept": JSONLINES},
-                verify=str(endpoint.cert),
-                timeout=300,
-            )
+            reply = post_to_container(session, endpoint.url, endpoint.cert, body, timeout=300)
             assert reply.status_code == 200, reply.text[:500]
             assert reply.headers["Content-Type"] == JSONLINES
             lines = reply.text.splitlines()

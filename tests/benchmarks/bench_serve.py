@@ -49,7 +49,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 import requests  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from batch_transform import multi_record_payloads  # noqa: E402
+from batch_transform import JSONLINES, multi_record_payloads, post_to_container  # noqa: E402
 from ncf.export import Recommender, copy_inference_code, save_recommender  # noqa: E402
 from ncf.models import ModelSpec, NcfModel  # noqa: E402
 from ncf.vocab import UserItemSets, Vocabulary  # noqa: E402
@@ -64,7 +64,6 @@ from deploy.local.tfserving_standin import SavedModelServable  # noqa: E402
 FACTORS = 32
 MLP_LAYERS = (64, 32, 16, 8)
 PARTS = ("latency", "https", "catalog", "batch")
-JSONLINES = "application/jsonlines"
 BATCH_PAYLOAD_MB = 6
 CHUNK_SLICE_USERS = 20_000
 BARS = {
@@ -298,13 +297,7 @@ def bench_batch(model_dir: Path, num_users: int, chunk_sizes: list[int]) -> dict
         requests.Session() as session,
     ):
         started = time.perf_counter()
-        reply = session.post(
-            f"{endpoint.url}/invocations",
-            data=payload,
-            headers={"Content-Type": JSONLINES, "Accept": JSONLINES},
-            verify=str(endpoint.cert),
-            timeout=3600,
-        )
+        reply = post_to_container(session, endpoint.url, endpoint.cert, payload, timeout=3600)
         elapsed = time.perf_counter() - started
         reply.raise_for_status()
         https = throughput(users, elapsed, reply.content)
