@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     header = common.run_header("distributed", args.quick)
     work = args.work_dir.resolve()
     shutil.rmtree(work, ignore_errors=True)
-    spec = bench_scale.ScaleSpec().scaled_down(QUICK_FRACTION if args.quick else FRACTION)
+    spec = bench_scale.SCALE_SPEC.scaled_down(QUICK_FRACTION if args.quick else FRACTION)
     source = work / "interactions.csv"
     rows = bench_scale.write_interactions(spec, source)
     print(f"{rows:,} synthetic interactions in {source}", flush=True)

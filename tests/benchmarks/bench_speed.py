@@ -1,9 +1,7 @@
 """Training-speed benchmark (`make bench`): the project's trainer against a plain Keras `Model.fit` NeuMF.
 
-Data: a synthetic implicit dataset the size of MovieLens 1M (6,040 users, 3,706 items, 1,000,000
-interactions; Zipf-like item popularity, log-normal user activity of at least 20 items), generated
-deterministically and split by the real `training/prepare.py` (so validation and test are real
-channels and train.py runs unchanged).
+Data: `ncf.synthetic` with the size of MovieLens 1M (6,040 users, 3,706 items, 1,000,000 interactions;
+popularity only), split by the real `training/prepare.py`, so train.py runs unchanged.
 
 1. train.py in a subprocess with the default hyperparameters except --num-neg 4 (and the run-length
    flags --epochs, --patience 0, --refit false, which change how many epochs run, not how fast).
@@ -36,9 +34,9 @@ from typing import Any
 
 import common
 import numpy as np
-import pandas as pd
 from ncf import reporting
 from ncf.config import TrainConfig
+from ncf.synthetic import SyntheticSpec, generate
 
 NUM_NEG = 4
 BAR_SAMPLES_PER_SEC = 400_000
@@ -48,54 +46,8 @@ QUICK_EPOCHS = {"ncf": 2, "keras": 1}
 KERAS_WARMUP_STEPS = 4
 
 
-@dataclasses.dataclass(frozen=True)
-class SyntheticSpec:
-    """The generated dataset; the defaults are the size of MovieLens 1M."""
-
-    users: int = 6_040
-    items: int = 3_706
-    interactions: int = 1_000_000
-    min_per_user: int = 20
-    max_per_user: int = 2_000
-    zipf_exponent: float = 1.0
-    activity_sigma: float = 1.0
-    seed: int = 20170403
-
-
-def synthetic_interactions(spec: SyntheticSpec) -> pd.DataFrame:
-    """Exactly `spec.interactions` distinct (user, item) pairs with timestamps, deterministic in `spec.seed`.
-
-    Item popularity follows 1 / (rank + 10)^s over a random permutation of the items; each user draws
-    their items without replacement in proportion to it (Gumbel top-k), their count log-normal, clipped
-    to [min_per_user, max_per_user]. Timestamps are a random permutation, so the held-out items are
-    random picks of each user's items.
-    """
-    rng = np.random.default_rng(spec.seed)
-    log_weight = -spec.zipf_exponent * np.log(rng.permutation(spec.items) + 10.0)
-    activity = rng.lognormal(0.0, spec.activity_sigma, spec.users)
-    extra = spec.interactions - spec.min_per_user * spec.users
-    counts = spec.min_per_user + np.floor(activity / activity.sum() * extra).astype(np.int64)
-    counts = np.minimum(counts, spec.max_per_user)
-    by_activity = np.argsort(-activity, kind="stable")
-    while (missing := spec.interactions - int(counts.sum())) > 0:
-        open_users = by_activity[counts[by_activity] < spec.max_per_user]
-        counts[open_users[:missing]] += 1
-    users, items = [], []
-    for start in range(0, spec.users, 512):
-        block = np.arange(start, min(start + 512, spec.users))
-        keys = log_weight + rng.gumbel(size=(len(block), spec.items))
-        ranked = np.argsort(-keys, axis=1)
-        chosen = np.arange(spec.items) < counts[block, None]
-        users.append(np.repeat(block, counts[block]))
-        items.append(ranked[chosen])
-    users_all, items_all = np.concatenate(users), np.concatenate(items)
-    return pd.DataFrame(
-        {
-            "user_id": [f"u{u}" for u in users_all],
-            "item_id": [f"i{i}" for i in items_all],
-            "timestamp": 1_000_000_000 + rng.permutation(len(users_all)),
-        }
-    )
+# The size of MovieLens 1M: 6,040 users, 3,706 items, 1,000,000 interactions (popularity only).
+SPEED_SPEC = SyntheticSpec(users=6_040, items=3_706, interactions=1_000_000, min_per_user=20, seed=20170403)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -316,10 +268,10 @@ def markdown(results: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     header = common.run_header("speed", args.quick)
     work = args.work_dir.resolve()
-    spec = SyntheticSpec()
+    spec = SPEED_SPEC
     print(f"generating {spec.interactions:,} synthetic interactions", flush=True)
     started = time.perf_counter()
-    frame = synthetic_interactions(spec)
+    frame = generate(spec).frame()
     source = work / "interactions.csv"
     source.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(source, index=False)
@@ -338,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
             "train_rows": counts["train_rows"],
             "validation_users": counts["validation_users"],
             "samples_per_epoch": counts["train_rows"] * (1 + NUM_NEG),
-            "generator": "tests/benchmarks/bench_speed.py:synthetic_interactions",
+            "generator": "ncf.synthetic.generate",
         },
         "ncf": ncf,
         "keras_fit": keras,
