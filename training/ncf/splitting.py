@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncf.choices import FEEDBACK_MODES
 from ncf.errors import NcfError
 
-FEEDBACK_MODES = ("implicit", "explicit")
 MIN_HELD_OUT_INTERACTIONS = 3
 DROP_REASONS = ("duplicate_user_item", "below_rating_threshold", "min_interactions")
 
