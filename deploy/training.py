@@ -185,13 +185,32 @@ def train(settings: Settings, session: boto3.Session, *, wait: bool, logs: bool)
     inputs = prepare_job(settings, session)
     trainer = build_trainer(settings, session, inputs, checkpoints=settings.checkpoints)
     trainer.train(wait=False, logs=False)
-    job = trainer._latest_training_job  # the SDK's documented way to reach the job it just created
+    job = started_job(trainer, settings.s3_uri("models"), session)
     LOG.info("training job %s started", job.training_job_name)
     if wait:
         wait_for_job(job, "training job", "training_job_status", settings.poll_seconds, logs=logs)
     job.refresh()
     model_data = f"{settings.s3_uri('models')}/{job.training_job_name}/output/model.tar.gz"
     return TrainingResult(job.training_job_name, job.training_job_status, model_data)
+
+
+def started_job(trainer: Any, s3_output_path: str, session: boto3.Session) -> Any:
+    """The `TrainingJob` that `trainer.train()` just created, found through the SDK's public API.
+
+    `ModelTrainer.train` returns nothing; its documented `output_data` property is the URI
+    `{s3_output_path}/{job name}/output/output.tar.gz` of the job it created, and `TrainingJob.get`
+    describes a job by name.
+
+    Raises:
+        NcfError: `output_data` does not have that layout (an SDK that changed it).
+    """
+    from sagemaker.core.resources import TrainingJob
+
+    uri, prefix, suffix = trainer.output_data, f"{s3_output_path.rstrip('/')}/", "/output/output.tar.gz"
+    name = uri.removeprefix(prefix).removesuffix(suffix)
+    if not uri.startswith(prefix) or not uri.endswith(suffix) or not name or "/" in name:
+        raise NcfError(f"cannot read the training job's name from the SDK's output_data {uri!r}")
+    return TrainingJob.get(training_job_name=name, session=session)
 
 
 def completed_model_data(sagemaker_client: Any, job_name: str) -> str:
