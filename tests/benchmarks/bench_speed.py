@@ -29,13 +29,15 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import common
-import numpy as np
 from ncf import reporting
 from ncf.config import TrainConfig
+from ncf.dataset import TrainingData
+from ncf.sampling import EpochBatches
 from ncf.synthetic import SyntheticSpec, generate
 
 NUM_NEG = 4
@@ -44,6 +46,10 @@ BAR_CORES = 2
 EPOCHS = {"ncf": 5, "keras": 3}
 QUICK_EPOCHS = {"ncf": 2, "keras": 1}
 KERAS_WARMUP_STEPS = 4
+# The optimizer comparison: OPTIMIZER_REPEATS timed windows of this many steps of the first epoch.
+OPTIMIZERS = ("lazy", "keras")
+OPTIMIZER_STEPS = {"full": 300, "quick": 40}
+OPTIMIZER_REPEATS = 3
 
 
 # The size of MovieLens 1M: 6,040 users, 3,706 items, 1,000,000 interactions (popularity only).
@@ -72,28 +78,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, default=None, help="results file [default: results/speed.json]"
     )
-    # Internal: the Keras baseline runs in its own process so its peak memory is measured alone.
+    # Internal: the Keras baseline and each optimizer run in their own process (own peak memory).
     parser.add_argument("--keras-worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--keras-epochs", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--optimizer-worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lazy", help=argparse.SUPPRESS)
+    parser.add_argument("--optimizer-steps", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.output = args.output or common.results_path("speed", args.quick)
     args.epochs = QUICK_EPOCHS if args.quick else EPOCHS
     return args
 
 
-# -- the Keras baseline (runs in the worker process) -----------------------------------------------
+# -- the worker processes: the Keras baseline and the optimizer comparison --------------------------
+
+
+def _load(prepared: Path) -> tuple[TrainingData, TrainConfig]:
+    from ncf.dataset import load_training_data
+
+    config = TrainConfig(num_neg=NUM_NEG)
+    channels = (str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"))
+    return load_training_data(*channels, implicit=True), config
+
+
+def _epoch_arrays(data: TrainingData, config: TrainConfig, epoch: int) -> EpochBatches:
+    """One epoch exactly as train.py builds it (ncf.trainer), so every trainer here sees the same batches."""
+    from ncf.trainer import epoch_batches
+
+    return epoch_batches(data, config, epoch)
 
 
 def keras_worker(prepared: Path, epochs: int) -> int:
     """Train the Keras NeuMF for a warm-up call plus `epochs` timed epochs; print metric lines."""
     import keras
-    from ncf.dataset import load_training_data
-    from ncf.trainer import epoch_batches
 
-    config = TrainConfig(num_neg=NUM_NEG)
-    data = load_training_data(
-        str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"), implicit=True
-    )
+    data, config = _load(prepared)
     keras.utils.set_random_seed(config.seed)
     model = keras_neumf(keras, len(data.users), len(data.items), config.factors, config.mlp_layers)
     model.compile(
@@ -101,19 +120,14 @@ def keras_worker(prepared: Path, epochs: int) -> int:
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
 
-    # The trainer's own epoch construction (ncf.trainer.fit), so both trainers see identical batches.
-    def epoch_arrays(epoch: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
-        batches = epoch_batches(data, config, epoch)
-        inputs = [batches.users.reshape(-1), batches.items.reshape(-1)]
-        return inputs, batches.targets.reshape(-1, 1), batches.weights.reshape(-1), batches.num_samples
-
-    def fit(inputs: list[np.ndarray], targets: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-        """(seconds, mean training loss) of one `fit` call over the given samples."""
+    def fit(batches: EpochBatches, samples: int | None = None) -> tuple[float, float]:
+        """(seconds, mean training loss) of one `fit` call over the first `samples` of the epoch."""
+        inputs = [batches.users.reshape(-1)[:samples], batches.items.reshape(-1)[:samples]]
         started = time.perf_counter()
         history = model.fit(
             inputs,
-            targets,
-            sample_weight=weights,
+            batches.targets.reshape(-1, 1)[:samples],
+            sample_weight=batches.weights.reshape(-1)[:samples],
             batch_size=config.batch_size,
             epochs=1,
             shuffle=False,
@@ -121,30 +135,93 @@ def keras_worker(prepared: Path, epochs: int) -> int:
         )
         return time.perf_counter() - started, float(history.history["loss"][-1])
 
-    inputs, targets, weights, _ = epoch_arrays(0)
-    warmup = KERAS_WARMUP_STEPS * config.batch_size
-    compile_seconds, _ = fit([x[:warmup] for x in inputs], targets[:warmup], weights[:warmup])
+    compile_seconds, _ = fit(_epoch_arrays(data, config, 0), KERAS_WARMUP_STEPS * config.batch_size)
     print(reporting.metric_line("compile_seconds", compile_seconds), flush=True)
     for epoch in range(epochs):
         started = time.perf_counter()
-        inputs, targets, weights, samples = epoch_arrays(epoch)
+        batches = _epoch_arrays(data, config, epoch)
         sampling = time.perf_counter() - started
-        seconds, loss = fit(inputs, targets, weights)
-        for name, value in {
-            "epoch": epoch + 1,
-            "train_loss": loss,
-            "samples_per_sec": samples / seconds,
-            "epoch_seconds": seconds,
-            "sampling_seconds": sampling,
-            "samples_per_sec_with_sampling": samples / (seconds + sampling),
-        }.items():
-            print(reporting.metric_line(name, value), flush=True)
-        print(
-            f"[keras fit] epoch {epoch + 1}/{epochs}  loss {loss:.4f}  {samples / seconds:,.0f} samples/s  "
-            f"{seconds:.1f}s",
-            flush=True,
-        )
+        seconds, loss = fit(batches)
+        _print_epoch(epoch, epochs, loss, batches.num_samples, seconds, sampling, "keras fit")
     return 0
+
+
+def _print_epoch(
+    epoch: int, epochs: int, loss: float, samples: int, seconds: float, sampling: float, who: str
+) -> None:
+    for name, value in {
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "samples_per_sec": samples / seconds,
+        "epoch_seconds": seconds,
+        "sampling_seconds": sampling,
+        "samples_per_sec_with_sampling": samples / (seconds + sampling),
+    }.items():
+        print(reporting.metric_line(name, value), flush=True)
+    print(
+        f"[{who}] epoch {epoch + 1}/{epochs}  loss {loss:.4f}  {samples / seconds:,.0f} samples/s  "
+        f"{seconds:.1f}s",
+        flush=True,
+    )
+
+
+def optimizer_worker(prepared: Path, optimizer: str, steps: int) -> int:
+    """The project's NeuMF in one compiled step loop, with lazy Adam or Keras' Adam; print metric lines.
+
+    Only the optimizer differs: same model (ncf.models), same loss, same batches. Keras' Adam gets the
+    gradients dense, as it treats embedding gradients (every row of every table updated every step).
+    """
+    import tensorflow as tf
+    from ncf.models import ModelSpec, NcfModel
+
+    data, config = _load(prepared)
+    batches = _epoch_arrays(data, config, 0)
+    spec = ModelSpec(config.model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
+    model = NcfModel(spec, seed=config.seed)
+    variables = list(model.embeddings.values()) + list(model.dense.values())
+    apply = _optimizer(optimizer, variables, config.learning_rate)
+
+    arrays = (batches.users, batches.items, batches.targets, batches.weights)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.as_dtype(a.dtype)) for a in arrays])
+    def run(users: tf.Tensor, items: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+        total = tf.constant(0.0)
+        for step in tf.range(tf.shape(users)[0]):
+            with tf.GradientTape() as tape:
+                logits = model.logits(users[step], items[step])
+                losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[step], logits=logits)
+                loss = tf.reduce_sum(weights[step] * losses) / tf.maximum(tf.reduce_sum(weights[step]), 1.0)
+            apply(tape.gradient(loss, variables))
+            total += loss
+        return total / tf.cast(tf.shape(users)[0], tf.float32)
+
+    started = time.perf_counter()
+    run(*(a[:KERAS_WARMUP_STEPS] for a in arrays))  # traces the graph
+    print(reporting.metric_line("compile_seconds", time.perf_counter() - started), flush=True)
+    for repeat in range(OPTIMIZER_REPEATS):
+        window = slice(KERAS_WARMUP_STEPS + repeat * steps, KERAS_WARMUP_STEPS + (repeat + 1) * steps)
+        started = time.perf_counter()
+        loss = float(run(*(a[window] for a in arrays)))
+        seconds = time.perf_counter() - started
+        samples = int(batches.weights[window].astype(bool).sum())
+        _print_epoch(repeat, OPTIMIZER_REPEATS, loss, samples, seconds, 0.0, f"{optimizer} adam")
+    return 0
+
+
+def _optimizer(name: str, variables: list, learning_rate: float) -> Callable[[list], None]:
+    """`apply(gradients)` of lazy Adam (ncf.optim) or of Keras' Adam (dense gradients)."""
+    import keras
+    import tensorflow as tf
+    from ncf.optim import LazyAdam
+
+    if name == "lazy":
+        lazy = LazyAdam(variables, learning_rate)
+        return lambda gradients: lazy.apply(gradients, variables)
+    adam = keras.optimizers.Adam(learning_rate, epsilon=1e-7)
+    adam.build(variables)
+    return lambda gradients: adam.apply_gradients(
+        [(tf.convert_to_tensor(g), v) for g, v in zip(gradients, variables, strict=True)]
+    )
 
 
 def keras_neumf(keras: Any, num_users: int, num_items: int, factors: int, layers: tuple[int, ...]) -> Any:
@@ -230,6 +307,27 @@ def measure_keras(prepared: Path, work: Path, epochs: int) -> dict[str, Any]:
     }
 
 
+def measure_optimizers(prepared: Path, work: Path, steps: int) -> dict[str, Any]:
+    """Lazy Adam against Keras' Adam on the same model, loss and batches, each in its own process."""
+    measured = {}
+    for name in OPTIMIZERS:
+        command = [sys.executable, __file__, "--optimizer-worker", str(prepared), "--optimizer", name]
+        command += ["--optimizer-steps", str(steps)]
+        print(f"\n== NeuMF step loop with {name} Adam", flush=True)
+        log_path = work / f"optimizer-{name}.log"
+        run = common.run_measured(command, log_path, show=common.is_progress_line, prefix="  ")
+        common.check_success(run, f"the {name} Adam step loop", log_path)
+        measured[f"{name}_adam"] = epochs_summary(run, first_is_warm_up=False)
+    lazy, keras = (measured[f"{name}_adam"]["median_samples_per_sec"] for name in OPTIMIZERS)
+    return {
+        **measured,
+        "speedup_of_lazy_adam": round(lazy / keras, 2),
+        "setup": f"ncf.models NeuMF (train.py defaults, num_neg {NUM_NEG}) in one tf.function step loop; "
+        f"{OPTIMIZER_REPEATS} timed windows of {steps} steps of the first epoch after a traced warm-up; only "
+        "the optimizer differs (Keras' Adam gets dense gradients, as it updates every embedding row)",
+    }
+
+
 def markdown(results: dict[str, Any]) -> str:
     ncf, keras = results["ncf"], results["keras_fit"]
     rows = [
@@ -247,6 +345,13 @@ def markdown(results: dict[str, Any]) -> str:
             f"{keras['peak_rss_mib']:,}",
         ],
     ]
+    optimizer = results["optimizer"]
+    for name, label in (
+        ("lazy_adam", "same step loop, lazy Adam"),
+        ("keras_adam", "same step loop, Keras' Adam"),
+    ):
+        entry = optimizer[name]
+        rows.append([label, f"{entry['median_samples_per_sec']:,}", "–", f"{entry['peak_rss_mib']:,}"])
     table = common.markdown_table(["Trainer", "samples/s", "s / epoch", "peak RSS MiB"], rows)
     data, bar, hp = results["dataset"], results["bar"], ncf["hyperparameters"]
     verdict = "PASS" if bar["passed"] else "FAIL"
@@ -259,6 +364,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{NUM_NEG}). Medians over train.py's {ncf['median_over']} (epoch 1 traces the graph) and over "
         f"Keras' {keras['median_over']} (after a warm-up call); train.py's figure includes its negative "
         "sampling, Keras' is `fit` alone (the same numpy sampling is shown beside it).",
+        f"Lazy Adam against Keras' Adam: {optimizer['setup']}: lazy Adam is "
+        f"{optimizer['speedup_of_lazy_adam']}x as fast.",
         f"Bar: >= {BAR_SAMPLES_PER_SEC:,} samples/s on {BAR_CORES} cores: {verdict} "
         f"({ncf['median_samples_per_sec']:,} samples/s on {results['machine']['cores_usable']} cores).",
     ]
@@ -281,6 +388,7 @@ def run(args: argparse.Namespace) -> int:
 
     ncf = measure_ncf(prepared, work / "ncf", args.epochs["ncf"])
     keras = measure_keras(prepared, work, args.epochs["keras"])
+    optimizer = measure_optimizers(prepared, work, OPTIMIZER_STEPS["quick" if args.quick else "full"])
     counts = meta["counts"]
     passed = ncf["median_samples_per_sec"] >= BAR_SAMPLES_PER_SEC
     results = {
@@ -294,6 +402,7 @@ def run(args: argparse.Namespace) -> int:
         },
         "ncf": ncf,
         "keras_fit": keras,
+        "optimizer": optimizer,
         "speedup_over_keras_fit": round(ncf["median_samples_per_sec"] / keras["median_samples_per_sec"], 2),
         "peak_memory_mib": {"train.py": ncf["peak_rss_mib"], "keras_fit": keras["peak_rss_mib"]},
         "bar": {
@@ -313,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.keras_worker is not None:
         return keras_worker(args.keras_worker, args.keras_epochs)
+    if args.optimizer_worker is not None:
+        return optimizer_worker(args.optimizer_worker, args.optimizer, args.optimizer_steps)
     return common.run_main(lambda: run(args))
 
 
