@@ -117,21 +117,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_distributed.py", description="Measure training throughput with one and two workers."
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run on 1/4 of the data into distributed-quick.json (never replaces distributed.json)",
-    )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "distributed",
-        help="data, channels, models and logs (replaced on each run) [default: runs/bench/distributed]",
-    )
-    parser.add_argument("--output", type=Path, default=None, help="[default: results/distributed.json]")
-    args = parser.parse_args(argv)
-    args.output = args.output or common.results_path("distributed", args.quick)
-    return args
+    common.add_run_options(parser, "distributed", "1/4 of the data", "data, channels, models and logs")
+    return common.parse_run_args(parser, argv, "distributed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,9 +190,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+main = common.script_main(parse_args, run)
 
 
 if __name__ == "__main__":

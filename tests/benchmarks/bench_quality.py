@@ -91,7 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_quality.py",
         description="Train every NCF model type on MovieLens 100K with default hyperparameters and compare "
-        "them with popularity and tuned iALS on the same split (NCF leave-one-out protocol).",
+        "them with popularity, tuned iALS and tuned EASE on the same split (NCF leave-one-out protocol).",
     )
     parser.add_argument(
         "--data",
@@ -101,13 +101,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(str(p) for p in common.MOVIELENS_100K_PLACES)
         + "]",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"smoke run: only {', '.join(QUICK_MODELS)}, a {QUICK_IALS_GRID.size}-point iALS grid and "
-        "one EASE point (never widened); "
-        "results go to "
-        "quality-quick.json (never replaces quality.json)",
+    common.add_run_options(
+        parser,
+        "quality",
+        f"only {', '.join(QUICK_MODELS)}, a {QUICK_IALS_GRID.size}-point iALS grid and one EASE point",
+        "prepared data, trained models and logs",
     )
     parser.add_argument(
         "--models",
@@ -115,16 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(MODELS)} [default: all; with --quick: "
         f"{','.join(QUICK_MODELS)}]",
     )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "quality",
-        help="prepared data, trained models and logs (replaced on each run) [default: runs/bench/quality]",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="results file [default: results/quality.json]"
-    )
-    args = parser.parse_args(argv)
+    args = common.parse_run_args(parser, argv, "quality")
     if args.models is None:
         args.models = list(QUICK_MODELS if args.quick else MODELS)
     else:
@@ -133,7 +122,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if unknown or not args.models:
             named = ", ".join(unknown) or "(none given)"
             parser.error(f"--models: unknown {named}; choose from {', '.join(MODELS)}")
-    args.output = args.output or common.results_path("quality", args.quick)
     return args
 
 
@@ -371,9 +359,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+main = common.script_main(parse_args, run)
 
 
 if __name__ == "__main__":

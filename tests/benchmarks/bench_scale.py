@@ -76,24 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench_scale.py",
         description="Measure prepare.py and one train.py epoch on ML-20M-sized synthetic data.",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"smoke run at 1/{QUICK_FRACTION} of the size into scale-quick.json (never replaces scale.json)",
+    common.add_run_options(
+        parser,
+        "scale",
+        f"1/{QUICK_FRACTION} of the size",
+        "synthetic data, prepared channels, model and logs",
     )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "scale",
-        help="synthetic data, prepared channels, model and logs (replaced on each run) "
-        "[default: runs/bench/scale]",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="results file [default: results/scale.json]"
-    )
-    args = parser.parse_args(argv)
-    args.output = args.output or common.results_path("scale", args.quick)
-    return args
+    return common.parse_run_args(parser, argv, "scale")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,19 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  wrote {source} in {generated:.1f} s", flush=True)
 
     prepared = work / "prepared"
-    prepare_command = [
-        sys.executable,
-        common.PREPARE_SCRIPT,
-        "--input",
-        source,
-        "--output",
-        prepared,
-        "--overwrite",
-        "--shards",
-        str(SHARDS),
-    ]
-    prepare = common.run_measured(prepare_command, work / "prepare.log", prefix="  ")
-    common.check_success(prepare, "prepare.py", work / "prepare.log")
+    prepare = common.prepare_measured(source, prepared, work, "--shards", str(SHARDS))
 
     flags = ["--epochs", "1", "--patience", "0", "--refit", "false", "--num-neg", str(NUM_NEG)]
     flags += ["--package", "false"]
@@ -169,9 +146,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+main = common.script_main(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -62,21 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Measure training throughput and peak memory of train.py on an ML-1M-sized synthetic "
         "set, next to a plain Keras Model.fit NeuMF.",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"smoke run: {QUICK_EPOCHS['ncf']} train.py epochs and {QUICK_EPOCHS['keras']} Keras epoch; "
-        "results go to speed-quick.json (never replaces speed.json)",
-    )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "speed",
-        help="synthetic data, prepared channels, model and logs (replaced on each run) "
-        "[default: runs/bench/speed]",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="results file [default: results/speed.json]"
+    common.add_run_options(
+        parser,
+        "speed",
+        f"{QUICK_EPOCHS['ncf']} train.py epochs, {QUICK_EPOCHS['keras']} Keras epoch, short optimizer runs",
+        "synthetic data, prepared channels, model and logs",
     )
     # Internal: the Keras baseline and each optimizer run in their own process (own peak memory).
     parser.add_argument("--keras-worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -84,8 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--optimizer-worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="lazy", help=argparse.SUPPRESS)
     parser.add_argument("--optimizer-steps", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    args.output = args.output or common.results_path("speed", args.quick)
+    args = common.parse_run_args(parser, argv, "speed")
     args.epochs = QUICK_EPOCHS if args.quick else EPOCHS
     return args
 
