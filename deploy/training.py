@@ -73,9 +73,12 @@ def metric_definitions() -> list[dict[str, str]]:
 
 
 def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
-    """The channels a job reads: train/validation/test, refusing to launch anything without them, and
-    the optional `items` and `vocabulary` channels when `upload` sent them. With `shard_train`, every
-    instance must get train files of its own, and the vocabulary that indexes them alike."""
+    """The channels a job reads: train/validation/test, and `items` / `vocabulary` when `upload` sent them.
+
+    Raises:
+        NcfError: a required channel has no files in S3; with `shard_train`, fewer train files than
+            instances (an instance would get none) or no vocabulary channel to index them alike.
+    """
 
     def files(channel: str, enough: int = 1) -> int:
         bucket, key = split_s3_uri(settings.data_uri(channel))
@@ -181,7 +184,20 @@ def prepare_job(settings: Settings, session: boto3.Session) -> JobInputs:
 
 
 def train(settings: Settings, session: boto3.Session, *, wait: bool, logs: bool) -> TrainingResult:
-    """Launch the training job; with `wait`, follow it to the end (RemoteFailure when it fails)."""
+    """Launch the training job; with `wait`, follow it to the end.
+
+    Args:
+        settings: the resolved deploy settings (channels, instances, spot, hyperparameters).
+        session: the boto3 session the SDK and S3 calls use.
+        wait: poll the job until it finishes; `logs` also streams its CloudWatch log.
+
+    Returns:
+        The job's name, its status when this returns, and where its model.tar.gz goes.
+
+    Raises:
+        NcfError: missing channels or bucket (see `data_channels`).
+        RemoteFailure: with `wait`, the job failed or stopped (its FailureReason included).
+    """
     inputs = prepare_job(settings, session)
     trainer = build_trainer(settings, session, inputs, checkpoints=settings.checkpoints)
     trainer.train(wait=False, logs=False)
@@ -214,7 +230,11 @@ def started_job(trainer: Any, s3_output_path: str, session: boto3.Session) -> An
 
 
 def completed_model_data(sagemaker_client: Any, job_name: str) -> str:
-    """The model.tar.gz of a Completed training job, or a clear error."""
+    """The model.tar.gz of a Completed training job.
+
+    Raises:
+        NcfError: the job does not exist, or has not Completed.
+    """
     try:
         job = sagemaker_client.describe_training_job(TrainingJobName=job_name)
     except ClientError as exc:
@@ -229,7 +249,11 @@ def completed_model_data(sagemaker_client: Any, job_name: str) -> str:
 
 
 def latest_training_job(settings: Settings, sagemaker_client: Any) -> str:
-    """The newest Completed job that `train` started for this project (by name prefix and tag)."""
+    """The newest Completed job that `train` started for this project (by name prefix and tag).
+
+    Raises:
+        NcfError: there is none.
+    """
     pages = sagemaker_client.get_paginator("list_training_jobs").paginate(
         NameContains=f"{settings.project}-train-", StatusEquals="Completed"
     )

@@ -2,15 +2,10 @@
 
     python training/prepare.py --input data/default --output runs/local/prepared
 
---input is a MovieLens folder or ratings file (ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-latest[-small];
-detected automatically), a folder holding interactions.csv/.tsv/.parquet, or a CSV/TSV (optionally .gz) or
-Parquet file with the columns user_id, item_id[, rating][, timestamp]. The output folder gets train/,
-validation/, test/ and meta.json (see ncf.channels), written all at once, plus items/ (item features for
-hybrid NCF, see ncf.features) from --item-features or, without it, from the item file next to the
-interactions (MovieLens u.item / movies.dat / movies.csv, or items.csv / items.parquet).
-
-Needs only the standard library, numpy, pandas and pyarrow, so it also runs in the SageMaker TensorFlow
-training container. Problems with the input print one line `error: ...` and exit with status 2.
+The inputs it reads, the options (`ncf.prepare_settings`, or `--help`), the split and what it writes
+are described in the README's *Data* section. Needs only the standard library, numpy, pandas and
+pyarrow, so it also runs in the SageMaker TensorFlow training container. Bad input prints one line
+`error: ...` and exits with status 2.
 """
 
 from __future__ import annotations
@@ -116,6 +111,7 @@ def summary(meta: dict, output: Path, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run prepare.py on `argv`: 0 on success, 2 for bad input (one `error:` line), 130 on Ctrl-C."""
     try:
         prepare(parse_args(argv))
     except NcfError as error:

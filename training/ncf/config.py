@@ -1,10 +1,9 @@
-"""Every setting of a training run, in one dataclass, with its sources in one place.
+"""Every setting of a training run, in one dataclass (`TrainConfig`), and how it is resolved.
 
-Precedence, lowest first: the defaults below, the SageMaker environment (`SM_*` paths and
-`SM_HPS` hyperparameters), then command-line flags. SageMaker passes hyperparameters as
-`--name value` with snake_case names; people type `--kebab-case`: both spellings work.
-Unknown flags are errors (a typo must not silently train the wrong model), except the
-`sagemaker_*` and `_tuning_*` bookkeeping that SageMaker itself adds.
+`load_config` layers the defaults, the SageMaker environment (`SM_*` paths, `SM_HPS`) and the command
+line, in that order; the parser is generated from the fields by `ncf.settings`. Unknown flags are
+errors, except SageMaker's own `sagemaker_*` / `_tuning_*` bookkeeping. The settings and their
+precedence are documented in the README's *Settings* table.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ Steps, in this order, each counted in `Split.counts` (nothing is dropped silentl
    validation and test. The catalog is every item left after step 3.
 
 Everything is vectorised numpy over integer codes (ids are factorised once, in order of first appearance),
-so 20M interactions split in well under a minute. Deterministic for a given seed.
+so 20M interactions split in well under a minute. Deterministic for a given seed. What users see of it:
+the README's *Split (the NCF protocol)*.
 """
 
 from __future__ import annotations
