@@ -173,6 +173,8 @@ def run_header(benchmark: str, quick: bool, argv: Sequence[str] | None = None) -
         "command": shell_command([sys.executable, *(sys.argv if argv is None else argv)]),
         "quick": quick,
         "machine": machine(),
+        # Other processes' load at the start (1, 5, 15 min): on a shared machine it explains timing noise.
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
