@@ -2,8 +2,8 @@
 
 Keras' Adam updates every row of every embedding table at every step, which costs more than the forward
 and backward passes of a small NCF model; here embedding tables get Adam's moments and updates only for
-the rows in the batch, and the small dense weights get ordinary Adam. The speed-up is measured by
-`make bench` (tests/benchmarks/results/speed.json, `optimizer`); see the README's *Results*.
+the rows in the batch, and the small dense weights get ordinary Adam. The speed-up grows with the
+tables: `make bench` measures it (tests/benchmarks/results/optimizer.json, the README's *Results*).
 
 Under a distribution strategy the variables are mirrored, one copy per local device: `apply` is called
 in every replica with the same all-reduced gradients, steps once (a `merge_call`) and updates each copy
