@@ -1,8 +1,9 @@
 """Two-stage retrieval benchmark (in `make bench-serve`): latency, overlap and quality of the exported top-k.
 
 1. A NeuMF (default settings) trained for one epoch (`--epochs 1`: the bars are about latency and
-   overlap, not accuracy) on synthetic ML-20M-sized data (`bench_scale.py`'s generator: 138,493 users,
-   26,744 items; `--interactions` scales the interaction count), exported by train.py. Its catalog is
+   overlap, not accuracy) on synthetic ML-20M-sized data (`bench_scale.SCALE_SPEC`, popularity-only
+   `ncf.synthetic` data: 138,493 users, 26,744 items; `--interactions` and `--synthetic-users` scale it
+   down), exported by train.py. Its catalog is
    then padded to 100,000 and 1,000,000 items: each padded item copies the trained vectors of a random
    trained item plus Gaussian noise (0.25 of each table's standard deviation), so the padded items are
    realistic competitors (untrained near-zero rows would never reach a top-10 and make the overlap
@@ -227,7 +228,7 @@ def trained_on_synthetic(work: Path, interactions: int, users: int) -> Served:
     """A NeuMF trained one epoch on ML-20M-sized synthetic data (reused from `work` when already there)."""
     saved = work / "synthetic" / "model" / "1"
     if not saved.is_dir():
-        spec = dataclasses.replace(bench_scale.ScaleSpec(), interactions=interactions, users=users)
+        spec = dataclasses.replace(bench_scale.SCALE_SPEC, interactions=interactions, users=users)
         print(
             f"generating {spec.interactions:,} interactions, {spec.users:,} users, {spec.items:,} items",
             flush=True,
@@ -329,10 +330,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--catalog-sizes", default="100000,1000000", help="comma-separated padded item counts"
     )
     parser.add_argument(
-        "--interactions", type=int, default=bench_scale.ScaleSpec.interactions, help="synthetic interactions"
+        "--interactions", type=int, default=bench_scale.SCALE_SPEC.interactions, help="synthetic interactions"
     )
     parser.add_argument(
-        "--synthetic-users", type=int, default=bench_scale.ScaleSpec.users, help="synthetic users"
+        "--synthetic-users", type=int, default=bench_scale.SCALE_SPEC.users, help="synthetic users"
     )
     parser.add_argument("--users", type=int, default=1000, help="users of the overlap measurement")
     parser.add_argument("--calls", type=int, default=200, help="timed 1-user calls")
