@@ -15,6 +15,8 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
   items by the measure chosen at export (see `ncf.similarity`); unknown ids give `known` false and an
   empty row (no fallback: serving refuses them)
 - `similar_users(user_id[B], k)` -> `user_ids[B,k]`, `scores[B,k]`, `known[B]`: the same for users
+- `recommend_from_history(user_id[B], history[B,N], k)`: the sequence model only, recommendations
+  from the stored history plus the request's recent events (see `ncf.history_serving`)
 
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
@@ -30,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from ncf.errors import NcfError
+from ncf.history_serving import history_signatures
 from ncf.models import NcfModel
 from ncf.similarity import SimilarityIndex, build_indexes
 from ncf.topk import ids_of, top_k_excluding
@@ -93,6 +96,12 @@ class Recommender(tf.Module):
         known, users = self._lookup_users(user_id)
         scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
         scores = tf.where(known[:, None], scores, self.popularity[None, :])
+        return self.top_k_answer(scores, self.exclusions(known, users, exclude, exclude_seen), k, known)
+
+    def exclusions(
+        self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool
+    ) -> tf.Tensor | None:
+        """(row, item) coordinates to leave out: the known users' seen items, the listed raw ids."""
         excluded = []
         if exclude_seen:
             rows = tf.where(known, users, self.num_users)
@@ -103,7 +112,13 @@ class Recommender(tf.Module):
             listed = self.item_index.lookup(exclude)
             where = tf.where(listed >= 0)
             excluded.append(tf.stack([where[:, 0], tf.gather_nd(listed, where)], axis=1))
-        indices, top_scores = top_k_excluding(scores, tf.concat(excluded, axis=0) if excluded else None, k)
+        return tf.concat(excluded, axis=0) if excluded else None
+
+    def top_k_answer(
+        self, scores: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor, known: tf.Tensor
+    ) -> dict:
+        """The recommendation outputs: top-k raw ids and scores; `fallback` where `known` is false."""
+        indices, top_scores = top_k_excluding(scores, excluded, k)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
@@ -149,6 +164,7 @@ class Recommender(tf.Module):
             "score": self.score,
             "similar_items": self.similar_items,
             "similar_users": self.similar_users,
+            **history_signatures(self),
         }
 
 
