@@ -1,8 +1,8 @@
 """The sequence model (model_type sasrec): its windows and stored histories, training through train.py with
 the shared contract, resuming, its refusals, and the exported signatures including `recommend_from_history`.
 
-The data has strong order and no taste groups: every user walks the catalog item by item (i, i+1, ...)
-from a random start, so only a model that reads the order of a user's items predicts the next one.
+The data (conftest's `walk_channels`) has strong order and no taste groups: every user walks the catalog
+item by item (i, i+1, ...) from a random start, so only a model that reads the order predicts the next item.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import channel_args, prepare_channels, run_train
+from conftest import SASREC_TEST_FLAGS, channel_args
 from ncf.config import load_config
 from ncf.dataset import load_training_data
 from ncf.errors import NcfError
@@ -26,52 +26,7 @@ from ncf.sequence_training import SequenceSource, training_windows
 from ncf.trainer import fit
 from ncf.vocab import Vocabulary
 
-NUM_ITEMS = 24
-SASREC_FLAGS = [
-    "--model-type",
-    "sasrec",
-    "--epochs",
-    "25",
-    "--factors",
-    "16",
-    "--max-len",
-    "6",
-    "--batch-size",
-    "120",
-    "--learning-rate",
-    "0.01",
-    "--dropout",
-    "0.1",
-    "--patience",
-    "0",
-]
-
-
-def walk_interactions(num_users: int = 80, seed: int = 3) -> pd.DataFrame:
-    """Each user interacts with consecutive items (mod NUM_ITEMS) from a random start, in time order."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(num_users):
-        start, length = int(rng.integers(NUM_ITEMS)), int(rng.integers(7, 11))
-        for step in range(length):
-            rows.append((f"u{user}", f"item-{(start + step) % NUM_ITEMS}", 1.0, 1_000 + 10 * step))
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-
-
-@pytest.fixture(scope="module")
-def walk_channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return prepare_channels(walk_interactions(), tmp_path_factory.mktemp("walk") / "prepared")
-
-
-@pytest.fixture(scope="module")
-def sasrec_run(tmp_path_factory: pytest.TempPathFactory, walk_channels: Path) -> Path:
-    """A sasrec trained and exported by train.py without the final fit: the export is the evaluated model."""
-    run_dir = tmp_path_factory.mktemp("sasrec")
-    args = [*channel_args(walk_channels), "--model-dir", str(run_dir / "model"), "--package", "false"]
-    result = run_train([*args, *SASREC_FLAGS, "--final-fit", "false"])
-    assert result.returncode == 0, result.stderr + result.stdout
-    (run_dir / "train.log").write_text(result.stdout)
-    return run_dir
+SASREC_FLAGS = SASREC_TEST_FLAGS
 
 
 def fake_data(users: list[int], items: list[int], recency: list[int], num_users: int, num_items: int):
