@@ -12,6 +12,10 @@ weights: timing does not depend on what was learned), at the project's default s
    for both handler transports (in-process and loopback HTTP to the stand-in).
    Bars: p50 < 15 ms, >= 300 requests/s, zero errors. Client and server share the machine's cores.
 3. Top-10 latency for 1 user as the catalog grows (`--catalog-sizes`, 1,000 users).
+4. The sequence model (`model_type` sasrec, default settings, random weights, ML-1M-sized with 50 stored
+   items per user): `serving_default` for 1 user in-process, and a `history` request (an unknown user with
+   5 events) through the local HTTPS endpoint, sequential. Bars (issue 11): p50 <= 3 ms and <= 10 ms.
+   `--only-sasrec` runs this part alone (results/serve-sasrec.json).
 
 Results (with a description of the machine) go to `tests/benchmarks/results/serve.json`.
 Run from the repository root: `.venv/bin/python tests/benchmarks/bench_serve.py [--quick]`.
@@ -58,6 +62,7 @@ BARS = {
     "https_p50_ms": 15.0,
     "https_requests_per_s": 300.0,
 }
+SASREC_BARS = {"in_process_p50_ms": 3.0, "https_history_p50_ms": 10.0}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -75,6 +80,36 @@ def export_synthetic_model(out: Path, num_users: int, num_items: int, mean_seen:
     popularity = rng.dirichlet(np.ones(num_items)).astype(np.float32)
     model = NcfModel(ModelSpec("neumf", num_users, num_items, FACTORS, MLP_LAYERS), seed=seed)
     save_recommender(Recommender(model, users, items, seen, popularity, implicit=True), out)
+    copy_inference_code(REPO / "inference", out)
+    return out
+
+
+def export_synthetic_sasrec(out: Path, num_users: int, num_items: int, seed: int = 0) -> Path:
+    """A random-weight sasrec (default settings) exported like training does; every user has max_len items."""
+    from ncf.config import TrainConfig
+    from ncf.dataset import TrainingData
+    from ncf.evaluation import HeldOut
+    from ncf.sasrec import build_sasrec
+
+    config = TrainConfig(model_type="sasrec")
+    rng = np.random.default_rng(seed)
+    user_index = np.repeat(np.arange(num_users, dtype=np.int32), config.max_len)
+    item_index = rng.integers(0, num_items, len(user_index)).astype(np.int32)
+    empty = HeldOut(np.zeros(0, np.int32), np.zeros((0, 2), np.int32), None)
+    data = TrainingData(
+        users=Vocabulary(np.sort(np.array([f"u{i}" for i in range(num_users)], dtype=object))),
+        items=Vocabulary(np.sort(np.array([f"i{j}" for j in range(num_items)], dtype=object))),
+        train_users=user_index,
+        train_items=item_index,
+        train_targets=np.ones(len(user_index), np.float32),
+        train_recency=np.tile(np.arange(config.max_len, dtype=np.int32)[::-1], num_users),
+        seen=UserItemSets.build(user_index, item_index, num_users),
+        item_counts=np.bincount(item_index, minlength=num_items),
+        validation=empty,
+        test=empty,
+    )
+    model = build_sasrec(config, data)
+    save_recommender(Recommender(model, data.users, data.items, data.seen, data.popularity, True), out)
     copy_inference_code(REPO / "inference", out)
     return out
 
@@ -218,6 +253,40 @@ def bench_catalog(root: Path, sizes: list[int], calls: int) -> list[dict[str, An
     return curve
 
 
+def bench_sasrec(root: Path, num_users: int, num_items: int, calls: int) -> dict[str, Any]:
+    """serving_default in-process (1 user) and a 5-event history request through the HTTPS endpoint."""
+    model_dir = export_synthetic_sasrec(root / "sasrec", num_users, num_items)
+    signature = SavedModelServable(open_model(model_dir)).signatures["serving_default"]
+    in_process = latency_ms(top10(signature, user_batches(num_users, 1, 64)), calls)
+    with (
+        tempfile.TemporaryDirectory() as tls,
+        local_endpoint_process(model_dir, Path(tls), "--transport", "inprocess") as ep,
+    ):
+        client = runtime_client(ep.url, ep.cert)
+
+        def invoke(i: int) -> None:
+            history = [f"i{(i * 31 + j) % num_items}" for j in range(5)]
+            body = json.dumps({"user_id": f"new-{i}", "history": history, "k": 10})
+            answer = client.invoke_endpoint(EndpointName="bench", Body=body, ContentType="application/json")
+            if json.loads(answer["Body"].read())["predictions"][0]["fallback"]:
+                raise RuntimeError("a history request fell back to popularity")
+
+        https = latency_ms(invoke, calls, warmup=50)
+        assert ep.stop() == 0, ep.text()
+    passed = {
+        "in_process_1_user_p50_at_most_3ms": in_process["p50_ms"] <= SASREC_BARS["in_process_p50_ms"],
+        "https_history_p50_at_most_10ms": https["p50_ms"] <= SASREC_BARS["https_history_p50_ms"],
+    }
+    return {
+        "users": num_users,
+        "items": num_items,
+        "signature_1_user": in_process,
+        "https_history": https,
+        "bars": SASREC_BARS,
+        "passed": passed,
+    }
+
+
 def check_bars(in_process: dict, https: list[dict]) -> dict[str, bool]:
     default = https[0]
     return {
@@ -244,6 +313,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, help="results file (default: results/serve.json, -quick for --quick)"
     )
+    parser.add_argument("--only-sasrec", action="store_true", help="only the sequence model's part (4.)")
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.requests, args.catalog_sizes = 50, 200, "10000"
@@ -253,6 +323,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     users, items = 6040, 3706
+    if args.only_sasrec:
+        with tempfile.TemporaryDirectory(prefix="ncf-bench-") as scratch:
+            sasrec = bench_sasrec(Path(scratch), users, items, args.calls)
+        results = {**common.run_header("serve-sasrec", args.quick), "sasrec": sasrec}
+        output = common.write_results(common.results_path("serve-sasrec", args.quick), results)
+        print(f"results: {output}\n{json.dumps(sasrec, indent=2)}")
+        return 0
     with tempfile.TemporaryDirectory(prefix="ncf-bench-") as scratch:
         root = Path(scratch)
         print(f"exporting an ML-1M-sized model ({users:,} users, {items:,} items)", flush=True)
@@ -267,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(https[-1]), flush=True)
         print("catalog growth", flush=True)
         catalog = bench_catalog(root, [int(s) for s in args.catalog_sizes.split(",")], args.calls)
+        print("sequence model (sasrec)", flush=True)
+        sasrec = bench_sasrec(root, users, items, args.calls)
     results = {
         **common.run_header("serve", args.quick),
         "model": {"type": "neumf", "factors": FACTORS, "mlp_layers": list(MLP_LAYERS), "k": 10},
@@ -274,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         "in_process": in_process,
         "https": https,
         "catalog_growth": catalog,
+        "sasrec": sasrec,
         "bars": BARS,
         "passed": check_bars(in_process, https),
     }
