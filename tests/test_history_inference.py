@@ -86,3 +86,18 @@ def test_ncf_models_refuse_history_clearly(ncf_served: Any) -> None:
         }
         and "model_type sasrec" in error["error"]
     )
+
+
+@pytest.mark.slow
+def test_history_request_through_the_local_https_endpoint(sasrec_run: Path, tmp_path: Path) -> None:
+    from serving_fixtures import runtime_client
+
+    from deploy.local.process import local_endpoint_process
+
+    with local_endpoint_process(sasrec_run / "model", tmp_path / "tls") as endpoint:
+        client = runtime_client(endpoint.url, endpoint.cert)
+        body = json.dumps({"user_id": "someone-new", "history": ["item-12", "item-13"], "k": 2})
+        answer = client.invoke_endpoint(EndpointName="local", Body=body, ContentType="application/json")
+        prediction = json.loads(answer["Body"].read())["predictions"][0]
+        assert endpoint.stop() == 0, endpoint.text()
+    assert prediction["items"][0]["item_id"] == "item-14" and prediction["fallback"] is False
