@@ -151,3 +151,14 @@ def test_sampled_objectives_train(walk_channels: Path, loss: str) -> None:
 def test_refuses_what_it_does_not_support(flags: list[str], message: str, walk_channels: Path) -> None:
     with pytest.raises(NcfError, match=message):
         load_config([*channel_args(walk_channels), "--model-dir", "m", *SASREC_FLAGS, *flags], {})
+
+
+def test_catalog_scores_equal_pairwise_scores(walk_channels: Path) -> None:
+    config = load_config([*channel_args(walk_channels), "--model-dir", "unused", *SASREC_FLAGS], {})
+    data = load_training_data(config.train, config.validation, config.test, implicit=True)
+    model = build_sasrec(config, data)
+    users = np.array([0, 4, 6, 4], dtype=np.int32)
+    catalog = model.logits_all_items(tf.constant(users)).numpy()
+    items = len(data.items)
+    pairs = model.logits(tf.constant(np.repeat(users, items)), tf.constant(np.tile(np.arange(items), 4)))
+    np.testing.assert_allclose(catalog, pairs.numpy().reshape(4, items), rtol=1e-5, atol=1e-5)

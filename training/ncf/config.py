@@ -19,7 +19,8 @@ from typing import Any
 from ncf import sagemaker_env
 from ncf.errors import NcfError
 
-MODEL_TYPES = ("neumf", "gmf", "mlp", "mf", "sasrec")
+NCF_MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")  # the ncf.models.NcfModel types
+MODEL_TYPES = (*NCF_MODEL_TYPES, "sasrec")  # and the sequence model, ncf.sasrec
 SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")  # ncf.sequence_training (kept TF-free here)
 FEEDBACK_MODES = ("implicit", "explicit")
 SELECTION_METRICS = ("ndcg", "hr", "ndcg_full", "recall_full", "rmse")
