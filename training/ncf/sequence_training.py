@@ -9,7 +9,9 @@ position predicts the next item, with one of three objectives (`sequence_loss`):
   stronger than BCE); one [positions, items] product per step, cheap up to tens of thousands of items.
 - `sampled_softmax`: cross-entropy over the positive and `num_neg` uniformly drawn items shared by
   the step (for large catalogs); a negative equal to the positive is masked out.
-- `bce`: the original SASRec loss, the positive against the same sampled negatives, each a binary label.
+- `bce`: the original SASRec loss, the positive against the same sampled negatives, each a binary label;
+  the negatives' losses are averaged, so positive and negatives weigh the same (as with SASRec's one
+  negative per positive; summed over 256 negatives, validation NDCG@10 on MovieLens 100K was 0.24).
 
 The step loop, lazy Adam, checkpoints and SIGTERM handling are `ncf.epoch_runner`'s: only the
 per-step inputs and the objective differ. Each epoch's windows, negatives and dropout seeds come
@@ -149,5 +151,8 @@ class SequenceRunner(EpochRunner):
             return tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=tf.zeros_like(positives), logits=logits
             )
-        negative_losses = tf.nn.softplus(sampled) * tf.cast(sampled > -1e8, tf.float32)
-        return tf.nn.softplus(-positive) + tf.reduce_sum(negative_losses, axis=1)
+        valid = tf.cast(sampled > -1e8, tf.float32)
+        negative = tf.reduce_sum(tf.nn.softplus(sampled) * valid, axis=1) / tf.maximum(
+            tf.reduce_sum(valid, 1), 1.0
+        )
+        return tf.nn.softplus(-positive) + negative  # the positive and its negatives weigh the same
