@@ -162,3 +162,25 @@ def test_catalog_scores_equal_pairwise_scores(walk_channels: Path) -> None:
     items = len(data.items)
     pairs = model.logits(tf.constant(np.repeat(users, items)), tf.constant(np.tile(np.arange(items), 4)))
     np.testing.assert_allclose(catalog, pairs.numpy().reshape(4, items), rtol=1e-5, atol=1e-5)
+
+
+def test_a_stop_request_interrupts_with_the_last_epoch_checkpointed(
+    walk_channels: Path, tmp_path: Path
+) -> None:
+    from ncf.interruption import TrainingInterrupted
+
+    config = load_config([*channel_args(walk_channels), "--model-dir", "unused", *SASREC_FLAGS], {})
+    data = load_training_data(config.train, config.validation, config.test, implicit=True)
+    calls = iter(range(1000))
+    with pytest.raises(TrainingInterrupted) as stopped:  # asked to stop once the first epoch is done
+        fit(
+            build_sasrec(config, data),
+            data,
+            config,
+            epochs=3,
+            checkpoint_dir=tmp_path,
+            log=lambda _: None,
+            stage="s",
+            stop_requested=lambda: next(calls) >= 2,
+        )
+    assert stopped.value.epochs_done >= 1 and (tmp_path / "s" / "checkpoint").is_file()
