@@ -186,25 +186,14 @@ def new_user_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 # -- training speed --------------------------------------------------------------------------------
 
 
-def sequential_data(users: int, items: int, interactions: int, seed: int = 7) -> Any:
-    """TrainingData of `users` walks over a fixed item graph (4 successors per item): ML-1M-sized."""
+def training_data(
+    train_users: np.ndarray, train_items: np.ndarray, recency: np.ndarray, users: int, items: int
+) -> Any:
+    """Implicit TrainingData over ids u00000.. / i00000.. with no held-out splits (timing, not evaluation)."""
     from ncf.dataset import TrainingData
     from ncf.evaluation import HeldOut
     from ncf.vocab import UserItemSets, Vocabulary
 
-    rng = np.random.default_rng(seed)
-    successors = rng.integers(0, items, (items, 4))
-    lengths = np.maximum(20, rng.lognormal(0.0, 1.0, users) / 1.6487 * interactions / users).astype(np.int64)
-    lengths = np.minimum(lengths, 2000)
-    item_rows = [rng.integers(0, items, users)]
-    for _ in range(int(lengths.max()) - 1):
-        item_rows.append(successors[item_rows[-1], rng.integers(0, 4, users)])
-    walks = np.stack(item_rows, axis=1)
-    keep = np.arange(walks.shape[1])[None, :] < lengths[:, None]
-    train_users = np.repeat(np.arange(users, dtype=np.int32), lengths)
-    train_items = walks[keep].astype(np.int32)
-    within = np.arange(len(train_users)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    recency = (np.repeat(lengths, lengths) - 1 - within).astype(np.int32)
     empty = HeldOut(np.zeros(0, np.int32), np.zeros((0, 2), np.int32), None)
     return TrainingData(
         users=Vocabulary(np.array([f"u{u:05d}" for u in range(users)], dtype=object)),
@@ -218,6 +207,24 @@ def sequential_data(users: int, items: int, interactions: int, seed: int = 7) ->
         validation=empty,
         test=empty,
     )
+
+
+def sequential_data(users: int, items: int, interactions: int, seed: int = 7) -> Any:
+    """TrainingData of `users` walks over a fixed item graph (4 successors per item): ML-1M-sized."""
+    rng = np.random.default_rng(seed)
+    successors = rng.integers(0, items, (items, 4))
+    lengths = np.maximum(20, rng.lognormal(0.0, 1.0, users) / 1.6487 * interactions / users).astype(np.int64)
+    lengths = np.minimum(lengths, 2000)
+    item_rows = [rng.integers(0, items, users)]
+    for _ in range(int(lengths.max()) - 1):
+        item_rows.append(successors[item_rows[-1], rng.integers(0, 4, users)])
+    walks = np.stack(item_rows, axis=1)
+    keep = np.arange(walks.shape[1])[None, :] < lengths[:, None]
+    train_users = np.repeat(np.arange(users, dtype=np.int32), lengths)
+    train_items = walks[keep].astype(np.int32)
+    within = np.arange(len(train_users)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    recency = (np.repeat(lengths, lengths) - 1 - within).astype(np.int32)
+    return training_data(train_users, train_items, recency, users, items)
 
 
 def speed_benchmark(quick: bool) -> dict[str, Any]:

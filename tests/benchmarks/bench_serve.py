@@ -86,28 +86,16 @@ def export_synthetic_model(out: Path, num_users: int, num_items: int, mean_seen:
 
 def export_synthetic_sasrec(out: Path, num_users: int, num_items: int, seed: int = 0) -> Path:
     """A random-weight sasrec (default settings) exported like training does; every user has max_len items."""
+    from bench_sasrec import training_data
     from ncf.config import TrainConfig
-    from ncf.dataset import TrainingData
-    from ncf.evaluation import HeldOut
     from ncf.sasrec import build_sasrec
 
     config = TrainConfig(model_type="sasrec")
     rng = np.random.default_rng(seed)
     user_index = np.repeat(np.arange(num_users, dtype=np.int32), config.max_len)
     item_index = rng.integers(0, num_items, len(user_index)).astype(np.int32)
-    empty = HeldOut(np.zeros(0, np.int32), np.zeros((0, 2), np.int32), None)
-    data = TrainingData(
-        users=Vocabulary(np.sort(np.array([f"u{i}" for i in range(num_users)], dtype=object))),
-        items=Vocabulary(np.sort(np.array([f"i{j}" for j in range(num_items)], dtype=object))),
-        train_users=user_index,
-        train_items=item_index,
-        train_targets=np.ones(len(user_index), np.float32),
-        train_recency=np.tile(np.arange(config.max_len, dtype=np.int32)[::-1], num_users),
-        seen=UserItemSets.build(user_index, item_index, num_users),
-        item_counts=np.bincount(item_index, minlength=num_items),
-        validation=empty,
-        test=empty,
-    )
+    recency = np.tile(np.arange(config.max_len, dtype=np.int32)[::-1], num_users)
+    data = training_data(user_index, item_index, recency, num_users, num_items)
     model = build_sasrec(config, data)
     save_recommender(Recommender(model, data.users, data.items, data.seen, data.popularity, True), out)
     copy_inference_code(REPO / "inference", out)
@@ -257,7 +245,8 @@ def bench_sasrec(root: Path, num_users: int, num_items: int, calls: int) -> dict
     """serving_default in-process (1 user) and a 5-event history request through the HTTPS endpoint."""
     model_dir = export_synthetic_sasrec(root / "sasrec", num_users, num_items)
     signature = SavedModelServable(open_model(model_dir)).signatures["serving_default"]
-    in_process = latency_ms(top10(signature, user_batches(num_users, 1, 64)), calls)
+    users = [tf.constant([f"u{(i * 7) % num_users:05d}"]) for i in range(64)]  # bench_sasrec's id format
+    in_process = latency_ms(top10(signature, users), calls)
     with (
         tempfile.TemporaryDirectory() as tls,
         local_endpoint_process(model_dir, Path(tls), "--transport", "inprocess") as ep,
@@ -265,7 +254,7 @@ def bench_sasrec(root: Path, num_users: int, num_items: int, calls: int) -> dict
         client = runtime_client(ep.url, ep.cert)
 
         def invoke(i: int) -> None:
-            history = [f"i{(i * 31 + j) % num_items}" for j in range(5)]
+            history = [f"i{(i * 31 + j) % num_items:05d}" for j in range(5)]
             body = json.dumps({"user_id": f"new-{i}", "history": history, "k": 10})
             answer = client.invoke_endpoint(EndpointName="bench", Body=body, ContentType="application/json")
             if json.loads(answer["Body"].read())["predictions"][0]["fallback"]:
