@@ -32,7 +32,6 @@ import numpy as np
 import tensorflow as tf
 
 from ncf.errors import NcfError
-from ncf.history_serving import history_signatures
 from ncf.models import NcfModel
 from ncf.similarity import SimilarityIndex, build_indexes
 from ncf.topk import ids_of, top_k_excluding
@@ -96,12 +95,6 @@ class Recommender(tf.Module):
         known, users = self._lookup_users(user_id)
         scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
         scores = tf.where(known[:, None], scores, self.popularity[None, :])
-        return self.top_k_answer(scores, self.exclusions(known, users, exclude, exclude_seen), k, known)
-
-    def exclusions(
-        self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool
-    ) -> tf.Tensor | None:
-        """(row, item) coordinates to leave out: the known users' seen items, the listed raw ids."""
         excluded = []
         if exclude_seen:
             rows = tf.where(known, users, self.num_users)
@@ -112,13 +105,7 @@ class Recommender(tf.Module):
             listed = self.item_index.lookup(exclude)
             where = tf.where(listed >= 0)
             excluded.append(tf.stack([where[:, 0], tf.gather_nd(listed, where)], axis=1))
-        return tf.concat(excluded, axis=0) if excluded else None
-
-    def top_k_answer(
-        self, scores: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor, known: tf.Tensor
-    ) -> dict:
-        """The recommendation outputs: top-k raw ids and scores; `fallback` where `known` is false."""
-        indices, top_scores = top_k_excluding(scores, excluded, k)
+        indices, top_scores = top_k_excluding(scores, tf.concat(excluded, axis=0) if excluded else None, k)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
@@ -157,6 +144,8 @@ class Recommender(tf.Module):
         return _similar(self.user_index, self.similar_user_index, self.user_ids, user_id, k, "user_ids")
 
     def signatures(self) -> dict:
+        from ncf.history_serving import history_signatures  # the sequence model's real-time events
+
         return {
             "serving_default": self.recommend,
             "recommend_excluding": self.recommend_excluding,

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+from ncf.topk import ids_of, top_k_excluding
+
 if TYPE_CHECKING:
     from ncf.export import Recommender
 
@@ -35,6 +37,19 @@ def latest_items(sequences: tf.Tensor, padding: int, max_len: int) -> tf.Tensor:
     width = tf.shape(compacted)[1]
     filler = tf.fill([tf.shape(compacted)[0], tf.maximum(max_len - width, 0)], padding)
     return tf.concat([filler, compacted], axis=1)[:, -max_len:]
+
+
+def _seen_and_listed(
+    recommender: Recommender, known: tf.Tensor, users: tf.Tensor, listed: tf.Tensor
+) -> tf.Tensor:
+    """(row, item) coordinates to exclude: each known user's seen items and the row's known history items."""
+    seen = tf.RaggedTensor.from_row_splits(recommender.seen_items, recommender.seen_offsets, validate=False)
+    user_seen = tf.gather(seen, tf.where(known, users, recommender.num_users))  # unknown: the empty last row
+    where = tf.where(listed >= 0)
+    rows = tf.concat([user_seen.value_rowids(), where[:, 0]], axis=0)
+    return tf.stack(
+        [rows, tf.concat([user_seen.flat_values, tf.cast(tf.gather_nd(listed, where), tf.int64)], 0)], 1
+    )
 
 
 def history_signatures(recommender: Recommender) -> dict:
@@ -55,9 +70,12 @@ def history_signatures(recommender: Recommender) -> dict:
         reps = model.represent(sequences, users, known)
         scores = recommender._scale(tf.matmul(reps, model.item_table(), transpose_b=True))
         scores = tf.where(has_items[:, None], scores, recommender.popularity[None, :])
-        excluded = recommender.exclusions(known, users, history, exclude_seen=True)
-        answer = recommender.top_k_answer(scores, excluded, k, has_items)
-        answer["unknown_history"] = tf.logical_and(listed < 0, history != "")
-        return answer
+        indices, top_scores = top_k_excluding(scores, _seen_and_listed(recommender, known, users, listed), k)
+        return {
+            "item_ids": ids_of(indices, recommender.item_ids),
+            "scores": top_scores,
+            "fallback": tf.logical_not(has_items),
+            "unknown_history": tf.logical_and(listed < 0, history != ""),
+        }
 
     return {"recommend_from_history": recommend_from_history}
