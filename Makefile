@@ -64,9 +64,10 @@ train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evalua
 test: $(STAMP) ## Run the whole test suite (offline)
 	$(PY) -m pytest
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) tests/tools/function_length.py --max-lines 60 training
 
 bench: $(STAMP) ## Quality (MovieLens 100K) and training-speed benchmarks -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_quality.py $(BENCH_ARGS)

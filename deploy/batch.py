@@ -5,6 +5,15 @@ Input: one JSON object per line, as inference.py reads them (`{"user_id": "42", 
 The job splits the file by line, sends several lines per request (`MultiRecord`, at most
 `batch_max_payload_mb`), and writes `<input name>.out` with one prediction per line, in input
 order, under s3://<bucket>/<prefix>/batch/output/<job>/.
+
+A MultiRecord request holds as many whole lines as fit in `MaxPayloadInMB`: about 200,000 users in
+6 MB of short lines, which takes the handler tens of seconds or more (it scores each user against the
+whole catalog). So the job also sets, for its container:
+- `NCF_MAX_BODY_BYTES` = `batch_max_payload_mb` MiB, so inference.py accepts every request the job
+  makes (its default is 6 MiB, the real-time limit);
+- `SAGEMAKER_NGINX_PROXY_READ_TIMEOUT_SECONDS` = `batch_invocation_timeout_seconds`: the TF Serving
+  container's nginx otherwise gives up on a request after 60 s (its default) and answers 504;
+- `ModelClientConfig.InvocationsTimeoutInSeconds` = the same (SageMaker's default is 600 s).
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from deploy.config import Settings
 
 LOG = logging.getLogger("deploy")
 JSONLINES = "application/jsonlines"
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,12 +68,21 @@ def check_users_file(path: Path) -> int:
     return count
 
 
+def container_environment(settings: Settings) -> dict[str, str]:
+    """What the serving container needs to answer this job's requests (see the module docstring)."""
+    return {
+        "NCF_MAX_BODY_BYTES": str(settings.batch_max_payload_mb * MIB),
+        "SAGEMAKER_NGINX_PROXY_READ_TIMEOUT_SECONDS": str(settings.batch_invocation_timeout_seconds),
+    }
+
+
 def run_batch(
     settings: Settings, session: boto3.Session, *, source: str, model_data: str, wait: bool
 ) -> BatchReport:
     """Create a model from `model_data` and a transform job over `source` (S3 URI or local file)."""
     from sagemaker.core.resources import TransformJob
     from sagemaker.core.shapes import (
+        ModelClientConfig,
         TransformDataSource,
         TransformInput,
         TransformOutput,
@@ -82,6 +101,10 @@ def run_batch(
         model_name=model,
         batch_strategy="MultiRecord",
         max_payload_in_mb=settings.batch_max_payload_mb,
+        model_client_config=ModelClientConfig(
+            invocations_timeout_in_seconds=settings.batch_invocation_timeout_seconds
+        ),
+        environment=container_environment(settings),
         transform_input=TransformInput(
             data_source=TransformDataSource(
                 s3_data_source=TransformS3DataSource(s3_data_type="S3Prefix", s3_uri=input_uri)

@@ -100,6 +100,7 @@ class Settings:
     batch_instance_type: str = "ml.m5.large"
     batch_instance_count: int = 1
     batch_max_payload_mb: int = 6
+    batch_invocation_timeout_seconds: int = 3600
     # Hyperparameter tuning.
     tune_strategy: str = "Bayesian"
     tune_max_jobs: int = 12
@@ -288,6 +289,7 @@ _AT_LEAST_ONE = (
     "deploy_timeout_seconds",
     "batch_instance_count",
     "batch_max_payload_mb",
+    "batch_invocation_timeout_seconds",
     "tune_max_jobs",
     "tune_max_parallel_jobs",
     "poll_seconds",
@@ -339,6 +341,14 @@ def _check_combinations(s: Settings) -> None:
         (
             s.tune_strategy == "Grid" and any(r["type"] != "categorical" for r in s.tune_ranges.values()),
             "tune_strategy Grid needs categorical tune_ranges only",
+        ),
+        (
+            s.batch_max_payload_mb > 100,
+            "batch_max_payload_mb must be at most 100 (SageMaker's MaxPayloadInMB)",
+        ),
+        (
+            s.batch_invocation_timeout_seconds > 3600,
+            "batch_invocation_timeout_seconds must be at most 3600 (SageMaker's InvocationsTimeoutInSeconds)",
         ),
     ]
     for failed, message in problems:

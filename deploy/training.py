@@ -73,9 +73,12 @@ def metric_definitions() -> list[dict[str, str]]:
 
 
 def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
-    """The channels a job reads: train/validation/test, refusing to launch anything without them, and
-    the optional `items` and `vocabulary` channels when `upload` sent them. With `shard_train`, every
-    instance must get train files of its own, and the vocabulary that indexes them alike."""
+    """The channels a job reads: train/validation/test, and `items` / `vocabulary` when `upload` sent them.
+
+    Raises:
+        NcfError: a required channel has no files in S3; with `shard_train`, fewer train files than
+            instances (an instance would get none) or no vocabulary channel to index them alike.
+    """
 
     def files(channel: str, enough: int = 1) -> int:
         bucket, key = split_s3_uri(settings.data_uri(channel))
@@ -187,11 +190,24 @@ def prepare_job(settings: Settings, session: boto3.Session) -> JobInputs:
 
 
 def train(settings: Settings, session: boto3.Session, *, wait: bool, logs: bool) -> TrainingResult:
-    """Launch the training job; with `wait`, follow it to the end (RemoteFailure when it fails)."""
+    """Launch the training job; with `wait`, follow it to the end.
+
+    Args:
+        settings: the resolved deploy settings (channels, instances, spot, hyperparameters).
+        session: the boto3 session the SDK and S3 calls use.
+        wait: poll the job until it finishes; `logs` also streams its CloudWatch log.
+
+    Returns:
+        The job's name, its status when this returns, and where its model.tar.gz goes.
+
+    Raises:
+        NcfError: missing channels or bucket (see `data_channels`).
+        RemoteFailure: with `wait`, the job failed or stopped (its FailureReason included).
+    """
     inputs = prepare_job(settings, session)
     trainer = build_trainer(settings, session, inputs, checkpoints=settings.checkpoints)
     trainer.train(wait=False, logs=False)
-    job = trainer._latest_training_job  # the SDK's documented way to reach the job it just created
+    job = started_job(trainer, settings.s3_uri("models"), session)
     LOG.info("training job %s started", job.training_job_name)
     if wait:
         wait_for_job(job, "training job", "training_job_status", settings.poll_seconds, logs=logs)
@@ -200,8 +216,31 @@ def train(settings: Settings, session: boto3.Session, *, wait: bool, logs: bool)
     return TrainingResult(job.training_job_name, job.training_job_status, model_data)
 
 
+def started_job(trainer: Any, s3_output_path: str, session: boto3.Session) -> Any:
+    """The `TrainingJob` that `trainer.train()` just created, found through the SDK's public API.
+
+    `ModelTrainer.train` returns nothing; its documented `output_data` property is the URI
+    `{s3_output_path}/{job name}/output/output.tar.gz` of the job it created, and `TrainingJob.get`
+    describes a job by name.
+
+    Raises:
+        NcfError: `output_data` does not have that layout (an SDK that changed it).
+    """
+    from sagemaker.core.resources import TrainingJob
+
+    uri, prefix, suffix = trainer.output_data, f"{s3_output_path.rstrip('/')}/", "/output/output.tar.gz"
+    name = uri.removeprefix(prefix).removesuffix(suffix)
+    if not uri.startswith(prefix) or not uri.endswith(suffix) or not name or "/" in name:
+        raise NcfError(f"cannot read the training job's name from the SDK's output_data {uri!r}")
+    return TrainingJob.get(training_job_name=name, session=session)
+
+
 def completed_model_data(sagemaker_client: Any, job_name: str) -> str:
-    """The model.tar.gz of a Completed training job, or a clear error."""
+    """The model.tar.gz of a Completed training job.
+
+    Raises:
+        NcfError: the job does not exist, or has not Completed.
+    """
     try:
         job = sagemaker_client.describe_training_job(TrainingJobName=job_name)
     except ClientError as exc:
@@ -216,7 +255,11 @@ def completed_model_data(sagemaker_client: Any, job_name: str) -> str:
 
 
 def latest_training_job(settings: Settings, sagemaker_client: Any) -> str:
-    """The newest Completed job that `train` started for this project (by name prefix and tag)."""
+    """The newest Completed job that `train` started for this project (by name prefix and tag).
+
+    Raises:
+        NcfError: there is none.
+    """
     pages = sagemaker_client.get_paginator("list_training_jobs").paginate(
         NameContains=f"{settings.project}-train-", StatusEquals="Completed"
     )

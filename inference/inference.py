@@ -21,7 +21,9 @@ Requests (`Content-Type`):
   "user_id": "42", "k": 10}`. `"signature"` is `"recommend"` (default), `"score"`, `"similar_items"` or
   `"similar_users"`, at the top level (the default of every instance) or per instance.
 - `application/jsonlines` (or `application/x-jsonlines`): one request object per line, as Batch Transform
-  sends with `SplitType=Line`.
+  sends with `SplitType=Line`. With `BatchStrategy=MultiRecord` a body holds as many lines as fit in
+  `MaxPayloadInMB` (some 200,000 short lines in 6 MB), so line-based bodies (JSON Lines and CSV) are
+  bounded by `NCF_MAX_BODY_BYTES` only, never by `NCF_MAX_INSTANCES`; blank lines are skipped.
 - `text/csv`: `id[,k[,signature]]` per line, no header: the id is the signature's (`user_id` for
   `recommend` and `similar_users`, `item_id` for `similar_items`); an empty or missing k is the default k,
   a missing signature `recommend` (e.g. `42`, `42,5`, `50,10,similar_items`, `50,,similar_items`).
@@ -48,9 +50,12 @@ or `exclude_seen`.
 
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
-`exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. One TF Serving
-call per signature a request needs, with the largest `k` of that group; each instance's list is then
-cut to its own `k`.
+`exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. The instances of a
+request are grouped by the signature they need and each group is sent in chunks of at most
+`NCF_TFS_CHUNK_SIZE` instances, one TF Serving call per chunk with the largest `k` of that chunk; each
+instance's list is then cut to its own `k`. Chunks keep every call (and the model server's memory for its
+[chunk, catalog] scores) small whatever the body holds; answers are serialised chunk by chunk and returned
+in request order.
 
 Errors. The container answers 200 with whatever `handler` returns, and 500 `{"error": str(exception)}`
 when it raises; it cannot send a 4xx. The SageMaker runtime then gives the client a `ModelError` (HTTP 424,
@@ -60,20 +65,27 @@ whose `str()` is itself JSON: `{"error": "<what was wrong>", "field": "<name or 
 similarity request: there is no sensible fallback for "similar to X", and one unknown id refuses the whole
 request, naming it; 406 Accept, 413 too large, 415 Content-Type; 502/503/504 TF Serving failures, 500 a
 bug here), so clients and logs can tell a client error from a server error even though the transport
-cannot. Client errors are logged at WARNING as
-`{"event": "client_error", ...}`, server errors at ERROR as `{"event": "server_error", ...}` (CloudWatch
-metric filters can count `{ $.event = "client_error" }` and `{ $.event = "server_error" }`). TF Serving's own
-error text (often a stack dump) is logged, never returned. `ncf-sagemaker`'s `invoke` command unwraps
+cannot. Every refusal is logged as one line of bare JSON on stderr, `{"event": "client_error", ...}`
+(logger `ncf.inference.events`, level WARNING) or `{"event": "server_error", ...}` (ERROR), written
+without the container's `<pid> <time> <LEVEL>` prefix: each is a whole CloudWatch log event that is a
+JSON object, so the metric filters `{ $.event = "server_error" }` and `{ $.event = "client_error" }`
+count them (JSON filter patterns match only log events that are JSON). The container's Python service
+also logs every exception a handler raises, client errors included, with `log.exception` (ERROR and a
+traceback): alarm on the `server_error` filter, not on "ERROR" or "Traceback". TF Serving's own error
+text (often a stack dump) is logged, never returned. `ncf-sagemaker`'s `invoke` command unwraps
 the nested JSON and prints the message.
 
 Configuration (environment variables of the SageMaker model, read once at import):
 - `NCF_MAX_K` (default 100): largest `k` accepted. The catalog size also caps `k`: asking for more
   items than the model has is refused with the catalog size in the message.
 - `NCF_DEFAULT_K` (default 10): `k` when a request gives none.
-- `NCF_MAX_INSTANCES` (default 1000): most users (or pairs) in one request.
+- `NCF_MAX_INSTANCES` (default 1000): most users (or pairs) in a JSON `instances` list. JSON Lines and
+  CSV bodies (Batch Transform's) are bounded by the body size only.
+- `NCF_MAX_BODY_BYTES` (default 6291456, the 6 MB payload limit of real-time endpoints and of
+  `MaxPayloadInMB=6`).
+- `NCF_TFS_CHUNK_SIZE` (default 1000): most instances in one TF Serving call.
+- `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for one TF Serving call.
 - `NCF_MAX_HISTORY` (default 1000): most entries in one request's `history`.
-- `NCF_MAX_BODY_BYTES` (default 6291456, the real-time endpoint's 6 MB payload limit).
-- `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for TF Serving.
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
@@ -84,6 +96,7 @@ import csv
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +104,8 @@ from typing import Any
 import requests
 
 LOG = logging.getLogger("ncf.inference")
+# Refusals, one bare JSON object per line (see the module docstring and `_log_refusal`).
+EVENTS = logging.getLogger("ncf.inference.events")
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -128,6 +143,7 @@ class Settings:
     max_instances: int = 1000
     max_history: int = 1000
     max_body_bytes: int = 6 * 1024 * 1024
+    tfs_chunk_size: int = 1000
     tfs_timeout_s: float = 30.0
 
     @classmethod
@@ -139,6 +155,7 @@ class Settings:
             "max_instances": "NCF_MAX_INSTANCES",
             "max_history": "NCF_MAX_HISTORY",
             "max_body_bytes": "NCF_MAX_BODY_BYTES",
+            "tfs_chunk_size": "NCF_TFS_CHUNK_SIZE",
             "tfs_timeout_s": "NCF_TFS_TIMEOUT_S",
         }
         values: dict[str, Any] = {}
@@ -314,8 +331,8 @@ def _parse_json(text: str, settings: Settings) -> list[Instance]:
 
 
 def _parse_json_lines(text: str, settings: Settings) -> list[Instance]:
-    lines = [(number, line) for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    _check_count(len(lines), settings)
+    # Split at "\n" only, as Batch Transform does (str.splitlines also splits at U+2028 and others).
+    lines = [(number, line) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     return [
         _parse_instance(_load_json(line, f"line {number}: "), f"line {number}: ", None, settings)
         for number, line in lines
@@ -324,7 +341,6 @@ def _parse_json_lines(text: str, settings: Settings) -> list[Instance]:
 
 def _parse_csv(text: str, settings: Settings) -> list[Instance]:
     rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines()), start=1) if row]
-    _check_count(len(rows), settings)
     instances: list[Instance] = []
     for number, row in rows:
         where = f"line {number}: "
@@ -438,47 +454,51 @@ def _k(k: int, where: str, settings: Settings) -> int:
 # ------------------------------------------------------------------------------------ TF Serving calls
 
 
-def plan_calls(instances: list[Instance]) -> list[Call]:
-    """Group instances by the signature they need and build one columnar predict body per group."""
+def plan_calls(instances: list[Instance], chunk_size: int) -> list[Call]:
+    """Group instances by the signature they need; one columnar predict body per chunk of a group."""
     groups: dict[str, list[int]] = {}
     for index, instance in enumerate(instances):
-        if isinstance(instance, Score):
-            key = "score"
-        elif isinstance(instance, Similar):
-            key = instance.signature
-        elif instance.history is not None:
-            key = FROM_HISTORY
-        elif not instance.exclude_seen:
-            key = "recommend_with_seen"
-        else:
-            key = "seen"
-        groups.setdefault(key, []).append(index)
-    calls = []
-    for key, indices in groups.items():
-        members = [instances[i] for i in indices]
-        if key == "score":
-            inputs: dict[str, Any] = {
-                "user_id": [m.user_id for m in members],
-                "item_id": [m.item_id for m in members],
-            }
-            calls.append(Call("score", tuple(indices), {"signature_name": "score", "inputs": inputs}))
-            continue
-        if key in _SIMILAR_QUERY:
-            inputs = {_SIMILAR_QUERY[key]: [m.query_id for m in members], "k": max(m.k for m in members)}
-            calls.append(Call(key, tuple(indices), {"signature_name": key, "inputs": inputs}))
-            continue
-        inputs = {"user_id": [m.user_id for m in members], "k": max(m.k for m in members)}
-        if key == FROM_HISTORY:
-            inputs["history"] = _padded([m.history for m in members])
-            calls.append(Call(key, tuple(indices), {"signature_name": key, "inputs": inputs}))
-            continue
-        signature = key
-        if key == "seen":
-            signature = "recommend_excluding" if any(m.exclude for m in members) else "serving_default"
-        if signature != "serving_default":
-            inputs["exclude"] = _padded([m.exclude for m in members])
-        calls.append(Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs}))
-    return calls
+        groups.setdefault(_call_key(instance), []).append(index)
+    return [
+        _call(key, indices[start : start + chunk_size], instances)
+        for key, indices in groups.items()
+        for start in range(0, len(indices), chunk_size)
+    ]
+
+
+def _call_key(instance: Instance) -> str:
+    """Which TF Serving call answers an instance (`seen` becomes a signature per chunk, in `_call`)."""
+    if isinstance(instance, Score):
+        return "score"
+    if isinstance(instance, Similar):
+        return instance.signature
+    if instance.history is not None:
+        return FROM_HISTORY
+    return "seen" if instance.exclude_seen else "recommend_with_seen"
+
+
+def _call(key: str, indices: list[int], instances: list[Instance]) -> Call:
+    """The predict body for the instances at `indices`, all of call key `key`."""
+    members = [instances[i] for i in indices]
+    if key == "score":
+        inputs: dict[str, Any] = {
+            "user_id": [m.user_id for m in members],
+            "item_id": [m.item_id for m in members],
+        }
+        return Call("score", tuple(indices), {"signature_name": "score", "inputs": inputs})
+    if key in _SIMILAR_QUERY:
+        inputs = {_SIMILAR_QUERY[key]: [m.query_id for m in members], "k": max(m.k for m in members)}
+        return Call(key, tuple(indices), {"signature_name": key, "inputs": inputs})
+    inputs = {"user_id": [m.user_id for m in members], "k": max(m.k for m in members)}
+    if key == FROM_HISTORY:
+        inputs["history"] = _padded([m.history for m in members])
+        return Call(key, tuple(indices), {"signature_name": key, "inputs": inputs})
+    signature = key
+    if key == "seen":
+        signature = "recommend_excluding" if any(m.exclude for m in members) else "serving_default"
+    if signature != "serving_default":
+        inputs["exclude"] = _padded([m.exclude for m in members])
+    return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
 
 
 def _padded(rows: list[tuple[str, ...]]) -> list[list[str]]:
@@ -634,11 +654,16 @@ def _ranked_lists(
     ]
 
 
-def format_response(predictions: list[dict[str, Any]], accept: str) -> str:
-    """Serialise predictions as JSON (`{"predictions": [...]}`) or JSON Lines (one per line)."""
+def serialise(prediction: dict[str, Any]) -> str:
+    """One prediction as compact JSON (a JSON Lines line, or an element of `"predictions"`)."""
+    return json.dumps(prediction, separators=(",", ":"))
+
+
+def format_response(predictions: list[str], accept: str) -> str:
+    """Serialised predictions as JSON (`{"predictions": [...]}`) or JSON Lines (one per line)."""
     if accept == JSONLINES:
-        return "".join(json.dumps(p, separators=(",", ":")) + "\n" for p in predictions)
-    return json.dumps({"predictions": predictions}, separators=(",", ":"))
+        return "".join(p + "\n" for p in predictions)
+    return '{"predictions":[' + ",".join(predictions) + "]}"
 
 
 # ------------------------------------------------------------------------------------------- handler
@@ -647,15 +672,18 @@ SETTINGS = Settings.from_env(os.environ)
 
 
 def predict(data: Any, context: Any, settings: Settings) -> tuple[str, str]:
-    """Validate, call TF Serving once per signature needed, and format the response."""
+    """Validate, call TF Serving once per chunk of each signature needed, and format the response.
+
+    Each chunk's predictions are serialised as soon as they arrive, so a large batch holds one string per
+    instance rather than nested dicts."""
     accept = response_type(context.accept_header)
     body = read_body(data, context.content_length, settings)
     instances = parse_request(body, context.request_content_type, settings)
-    predictions: list[dict[str, Any] | None] = [None] * len(instances)
-    for call in plan_calls(instances):
+    predictions: list[str] = [""] * len(instances)
+    for call in plan_calls(instances, settings.tfs_chunk_size):
         outputs = call_tfs(context.rest_uri, call.body, settings)
         for index, prediction in zip(call.indices, read_outputs(call, outputs, instances), strict=True):
-            predictions[index] = prediction
+            predictions[index] = serialise(prediction)
     return format_response(predictions, accept), accept
 
 
@@ -676,4 +704,30 @@ def handler(data: Any, context: Any) -> tuple[str, str]:
 def _log_refusal(err: InferenceError) -> None:
     event = "client_error" if err.status < 500 else "server_error"
     line = json.dumps({"event": event, **err.as_dict()})
-    LOG.log(logging.WARNING if event == "client_error" else logging.ERROR, line)
+    EVENTS.log(logging.WARNING if event == "client_error" else logging.ERROR, line)
+
+
+class _BareStderrLines(logging.StreamHandler):
+    """Writes each record's message alone on a line to the current `sys.stderr` (looked up at each write,
+    like `logging.lastResort`), with no prefix: the line is exactly the JSON the handler logged."""
+
+    is_ncf_events = True
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+
+def _install_event_lines() -> None:
+    """Give `EVENTS` its own bare-line handler, once per process (the module may be imported again), and
+    keep its records away from the container's prefixing root handler."""
+    if not any(getattr(handler, "is_ncf_events", False) for handler in EVENTS.handlers):
+        EVENTS.addHandler(_BareStderrLines())
+    EVENTS.setLevel(logging.WARNING)
+    EVENTS.propagate = False
+
+
+_install_event_lines()

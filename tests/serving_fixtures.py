@@ -10,10 +10,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from deploy.invoke import make_client
 from deploy.local.httpserver import App, Server, serve_in_thread
+from deploy.local.process import EndpointProcess, local_endpoint_process
 from deploy.local.runtime_api import RuntimeApi
 from deploy.local.tls import ensure_certificate, server_context
+
+
+@contextmanager
+def trained_model_endpoint(
+    trained_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[EndpointProcess]:
+    """The session's trained `model.tar.gz` (conftest's `trained_model`) served by `python -m deploy.local`
+    in a child process, as SageMaker would serve it."""
+    with local_endpoint_process(
+        trained_model.parent / "model.tar.gz", tmp_path_factory.mktemp("tls")
+    ) as running:
+        yield running
 
 
 def runtime_client(url: str, cert: Path) -> Any:

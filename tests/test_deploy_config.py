@@ -75,6 +75,8 @@ def test_tune_ranges_can_be_replaced_or_removed(tmp_path: Path) -> None:
         ("", {}, {"autoscaling_min_instances": "5"}, "autoscaling_min_instances > autoscaling_max_instances"),
         ("", {}, {"project": "Has_Capitals"}, "setting project: expected 1-12 lowercase"),
         ("", {}, {"tune_strategy": "Grid"}, "tune_strategy Grid needs categorical tune_ranges only"),
+        ("", {}, {"batch_max_payload_mb": "101"}, "batch_max_payload_mb must be at most 100"),
+        ("", {}, {"batch_invocation_timeout_seconds": "3601"}, "batch_invocation_timeout_seconds must be at"),
         ("[hyperparameters]\nlearning-rate = 0.1\n", {}, {}, "'learning-rate' is not a snake_case"),
         ("[tags]\n'aws:team' = 'x'\n", {}, {}, "reserved by AWS"),
         (

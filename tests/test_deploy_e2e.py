@@ -230,6 +230,12 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         "AssembleWith": "Line",
     }
     assert transform["BatchStrategy"] == "MultiRecord" and transform["MaxPayloadInMB"] == 6
+    # A 6 MB request holds ~200k short lines: the container must accept it and have time to answer it.
+    assert transform["Environment"] == {
+        "NCF_MAX_BODY_BYTES": str(6 * 1024 * 1024),
+        "SAGEMAKER_NGINX_PROXY_READ_TIMEOUT_SECONDS": "3600",
+    }
+    assert transform["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600}
     assert transform["ModelName"] == recorder.requests("CreateModel")[-1]["ModelName"]
     assert transform["Tags"] == TAGS
     assert s3_read(f"s3://{BUCKET}/ncf/batch/input/{name}/users.jsonl") == users.read_bytes()

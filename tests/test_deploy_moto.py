@@ -10,11 +10,12 @@ import boto3
 import pytest
 from conftest import make_interactions, prepare_channels
 from deploy_helpers import BUCKET, PROJECT, REGION, ROLE_ARN, Recorder, sagemaker_backend, write_model_archive
+from ncf.errors import NcfError
 
 from deploy import inventory
 from deploy.cli import main
 from deploy.config import load_settings
-from deploy.training import latest_training_job
+from deploy.training import latest_training_job, started_job
 
 pytest_plugins = ["deploy_fixtures"]
 
@@ -241,6 +242,29 @@ def test_latest_training_job_is_the_newest_tagged_train_job(moto_aws: None) -> N
     jobs[f"{PROJECT}-train-old"].creation_time = now - timedelta(hours=2)
     jobs[f"{PROJECT}-train-new"].creation_time = now - timedelta(minutes=1)
     assert latest_training_job(load_settings(), sagemaker) == f"{PROJECT}-train-new"
+
+
+def test_the_started_job_is_found_through_the_sdks_public_output_data(moto_aws: None) -> None:
+    """ModelTrainer.train returns nothing: the job's name comes from its documented `output_data` URI."""
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    sagemaker.create_training_job(
+        TrainingJobName=f"{PROJECT}-train-2026",
+        AlgorithmSpecification={"TrainingImage": "image", "TrainingInputMode": "File"},
+        RoleArn=ROLE_ARN,
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/ncf/models"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+
+    class Trainer:  # only the public property started_job may use
+        output_data = f"s3://{BUCKET}/ncf/models/{PROJECT}-train-2026/output/output.tar.gz"
+
+    session = boto3.Session(region_name=REGION)
+    job = started_job(Trainer(), f"s3://{BUCKET}/ncf/models/", session)
+    assert job.training_job_name == f"{PROJECT}-train-2026"
+    Trainer.output_data = f"s3://{BUCKET}/elsewhere/{PROJECT}-train-2026/output/output.tar.gz"
+    with pytest.raises(NcfError, match="cannot read the training job's name"):
+        started_job(Trainer(), f"s3://{BUCKET}/ncf/models", session)
 
 
 def test_uploaded_item_features_become_the_items_channel(

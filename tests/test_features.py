@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.config import NCF_MODEL_TYPES, load_config
+from ncf.choices import NCF_MODEL_TYPES
+from ncf.config import load_config
 from ncf.errors import NcfError
 from ncf.features import (
     FeatureColumn,

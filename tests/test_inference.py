@@ -316,6 +316,69 @@ def test_too_many_instances_and_too_large_bodies(inference, tfs):
     assert tfs.calls == []
 
 
+def echo_users(body: dict[str, Any]) -> Response:
+    """A 3-item catalog whose answer names the user: item `<user>/<rank>`."""
+    users, k = body["inputs"]["user_id"], min(body["inputs"]["k"], 3)
+    outputs = {
+        "item_ids": [[f"{user}/{rank}" for rank in range(k)] for user in users],
+        "scores": [[1.0 - rank / 10 for rank in range(k)] for _ in users],
+        "fallback": [user.startswith("new") for user in users],
+    }
+    return Response(200, json.dumps({"outputs": outputs}).encode())
+
+
+def test_line_bodies_ignore_max_instances_and_reach_tf_serving_in_chunks(inference, tfs):
+    """Batch Transform's MultiRecord bodies: any number of lines, one answer line per line, in order."""
+    tfs.reply = echo_users
+    settings = inference.Settings(max_instances=2, tfs_chunk_size=3)
+    users = [f"u{i}" if i % 4 else f"new{i}" for i in range(11)]
+    lines = [
+        json.dumps({"user_id": u, "k": 1 + i % 3, **({"exclude": ["x"]} if i % 5 == 1 else {})})
+        for i, u in enumerate(users)
+    ]
+    body = ("\n".join(lines) + "\n\n").encode()
+    text, media = inference.predict(
+        io.BytesIO(body), context("application/jsonlines", "application/jsonlines"), settings
+    )
+    answers = [json.loads(line) for line in text.splitlines()]
+    assert media == "application/jsonlines" and [a["user_id"] for a in answers] == users
+    for i, answer in enumerate(answers):
+        assert [item["item_id"] for item in answer["items"]] == [f"{users[i]}/{r}" for r in range(1 + i % 3)]
+        assert answer["fallback"] is users[i].startswith("new")
+    sizes = [(call["signature_name"], len(call["inputs"]["user_id"])) for call in tfs.calls]
+    # All 11 exclude seen items: chunks of 3; a chunk with an exclusion list (users 1, 6) needs the other
+    # signature.
+    assert sizes == [
+        ("recommend_excluding", 3),
+        ("serving_default", 3),
+        ("recommend_excluding", 3),
+        ("serving_default", 2),
+    ]
+    tfs.calls.clear()
+    rows, _ = inference.predict(io.BytesIO(b"a,2\nb,3\nc,1\n"), context("text/csv"), settings)
+    assert [p["user_id"] for p in json.loads(rows)["predictions"]] == ["a", "b", "c"]
+    assert [len(call["inputs"]["user_id"]) for call in tfs.calls] == [3]
+
+
+def test_a_refusal_in_a_later_chunk_names_the_instance_in_the_whole_body(inference, tfs):
+    tfs.reply = echo_users
+    lines = "".join(json.dumps({"user_id": f"u{i}", "k": 5 if i == 7 else 2}) + "\n" for i in range(9))
+    with pytest.raises(inference.InferenceError) as caught:
+        inference.predict(
+            io.BytesIO(lines.encode()),
+            context("application/jsonlines"),
+            inference.Settings(tfs_chunk_size=4),
+        )
+    assert str(caught.value) == json.dumps(
+        {"error": "instances[7]: k=5 is larger than the catalog (3 items)", "field": "k", "status": 400}
+    )
+    bad_line = lines.replace('{"user_id": "u8", "k": 2}', '{"user_id": 8}')
+    with pytest.raises(inference.InferenceError, match="line 9: user_id must be a string"):
+        inference.predict(
+            io.BytesIO(bad_line.encode()), context("application/jsonlines"), inference.Settings()
+        )
+
+
 def test_k_larger_than_the_catalog_names_k_and_the_catalog_size(inference, tfs):
     error = refusal(inference, {"user_id": "42", "k": 5})  # the recorded model has 3 items
     assert error == {"error": "k=5 is larger than the catalog (3 items)", "field": "k", "status": 400}
@@ -324,15 +387,18 @@ def test_k_larger_than_the_catalog_names_k_and_the_catalog_size(inference, tfs):
 # ------------------------------------------------------------------------------ TF Serving failures
 
 
-def test_tf_serving_error_is_logged_but_not_returned(inference, tfs, caplog):
+def event_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    """The refusal events written to stderr so far: each line must be a whole JSON object."""
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+
+def test_tf_serving_error_is_logged_but_not_returned(inference, tfs, caplog, capsys):
     tfs.reply = lambda body: Response(400, json.dumps(TFS_STACK_DUMP).encode())
     with caplog.at_level(logging.WARNING, logger="ncf.inference"):
         error = refusal(inference, {"user_id": "42", "k": 3})
     assert error == {"error": "the model server failed (HTTP 400)", "field": None, "status": 502}
     assert "GatherV2" in caplog.text
-    assert any(
-        r.levelno == logging.ERROR and '"event": "server_error"' in r.getMessage() for r in caplog.records
-    )
+    assert event_lines(capsys) == [{"event": "server_error", **error}]
 
 
 @pytest.mark.parametrize(
@@ -366,19 +432,16 @@ def test_unreachable_and_slow_tf_serving(inference, tfs):
 
 
 def test_a_bug_becomes_an_internal_error_without_details(inference, tfs, monkeypatch, caplog):
-    monkeypatch.setattr(inference, "plan_calls", lambda instances: 1 / 0)
+    monkeypatch.setattr(inference, "plan_calls", lambda *args: 1 / 0)
     with caplog.at_level(logging.ERROR, logger="ncf.inference"):
         error = refusal(inference, {"user_id": "42"})
     assert error == {"error": "internal error in the inference handler", "field": None, "status": 500}
     assert "ZeroDivisionError" in caplog.text
 
 
-def test_client_errors_are_logged_as_warnings(inference, tfs, caplog):
-    with caplog.at_level(logging.WARNING, logger="ncf.inference"):
-        refusal(inference, {"user_id": 1})
-    (record,) = [r for r in caplog.records if r.name == "ncf.inference"]
-    assert record.levelno == logging.WARNING
-    assert json.loads(record.getMessage())["event"] == "client_error"
+def test_client_errors_are_logged_as_warnings(inference, tfs, capsys):
+    error = refusal(inference, {"user_id": 1})
+    assert event_lines(capsys) == [{"event": "client_error", **error}]
 
 
 # ------------------------------------------------------------------------------------------- settings
@@ -387,9 +450,9 @@ def test_client_errors_are_logged_as_warnings(inference, tfs, caplog):
 def test_settings_from_environment(inference):
     assert inference.Settings.from_env({}) == inference.Settings()
     custom = inference.Settings.from_env(
-        {"NCF_MAX_K": "20", "NCF_DEFAULT_K": "5", "NCF_TFS_TIMEOUT_S": "2.5"}
+        {"NCF_MAX_K": "20", "NCF_DEFAULT_K": "5", "NCF_TFS_TIMEOUT_S": "2.5", "NCF_TFS_CHUNK_SIZE": "250"}
     )
-    assert (custom.max_k, custom.default_k, custom.tfs_timeout_s) == (20, 5, 2.5)
+    assert (custom.max_k, custom.default_k, custom.tfs_timeout_s, custom.tfs_chunk_size) == (20, 5, 2.5, 250)
 
 
 @pytest.mark.parametrize(
@@ -397,6 +460,7 @@ def test_settings_from_environment(inference):
     [
         ({"NCF_MAX_K": "many"}, "NCF_MAX_K"),
         ({"NCF_MAX_INSTANCES": "0"}, "NCF_MAX_INSTANCES"),
+        ({"NCF_TFS_CHUNK_SIZE": "-5"}, "NCF_TFS_CHUNK_SIZE"),
         ({"NCF_MAX_K": "5"}, "NCF_DEFAULT_K"),
     ],
 )

@@ -50,10 +50,14 @@ class FakeTFServing:
 
 
 @pytest.fixture
-def endpoint(tmp_path: Path) -> Iterator[tuple[str, Path, FakeTFServing]]:
+def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, Path, FakeTFServing]]:
     code = tmp_path / "code"
     shutil.copytree(ROOT / "inference", code)
     front = ContainerFront(code, 8501)
+    # The endpoint runs in this process: its refusal lines (stderr, CloudWatch in production) go to the
+    # log capture instead, so stderr is what the CLI prints.
+    monkeypatch.setattr(front.module.EVENTS, "handlers", [])
+    monkeypatch.setattr(front.module.EVENTS, "propagate", True)
     tfs = FakeTFServing()
     front.module.SESSION.mount("http://localhost:8501/", InProcessAdapter(tfs))
     with https_server(front, tmp_path / "tls") as (_, url, cert):

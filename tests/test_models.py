@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from ncf.config import NCF_MODEL_TYPES
+from ncf.choices import NCF_MODEL_TYPES
 from ncf.models import ModelSpec, NcfModel
 
 

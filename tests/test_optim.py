@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 from ncf.optim import LazyAdam
@@ -45,3 +47,39 @@ def test_dense_variables_get_plain_adam() -> None:
     optimizer.apply(tape.gradient(loss, [weight]), [weight])
     # The first Adam step moves every coordinate by the learning rate, against the gradient's sign.
     np.testing.assert_allclose(weight.numpy(), [0.9, -0.9], rtol=1e-5)
+
+
+def test_rows_left_out_of_a_batch_stay_exactly_put_where_keras_adam_moves_them() -> None:
+    """Row 0 is in the first batch only. Keras' Adam keeps moving it by its first moment; lazy Adam,
+    which updates moments and weights of the batch's rows only, leaves it bit-identical."""
+    start = np.arange(8, dtype=np.float32).reshape(4, 2)
+    batches = [[0, 2], [2], [2, 3]]
+
+    def train(step: Callable[[object, tf.Variable], None], table: tf.Variable) -> list[np.ndarray]:
+        after = []
+        for rows in batches:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.gather(table, rows)))
+            step(tape.gradient(loss, table), table)
+            after.append(table.numpy().copy())
+        return after
+
+    lazy_table = tf.Variable(start)
+    lazy = LazyAdam([lazy_table], learning_rate=0.01)
+    lazy_steps = train(lambda grad, table: lazy.apply([grad], [table]), lazy_table)
+    keras_table = tf.Variable(start)
+    keras_adam = tf.keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-7)
+    keras_steps = train(
+        lambda grad, table: keras_adam.apply_gradients([(tf.convert_to_tensor(grad), table)]), keras_table
+    )
+
+    # Row 0 after its only step: the same update in both.
+    np.testing.assert_allclose(lazy_steps[0][0], keras_steps[0][0], rtol=1e-6)
+    # Steps 2 and 3 do not touch row 0: lazy Adam leaves it exactly as it was, Keras' Adam moves it.
+    assert np.array_equal(lazy_steps[2][0], lazy_steps[0][0])
+    assert not np.allclose(keras_steps[2][0], keras_steps[0][0], rtol=0, atol=1e-4)
+    # Row 3 joins at step 3 with zero moments in both: the same first-step update.
+    np.testing.assert_allclose(lazy_steps[2][3], keras_steps[2][3], rtol=1e-5)
+    # Row 2, in every batch, follows Adam exactly; row 1, never in a batch, never moves.
+    np.testing.assert_allclose(lazy_steps[2][2], keras_steps[2][2], rtol=1e-5)
+    assert np.array_equal(lazy_steps[2][1], start[1]) and np.array_equal(keras_steps[2][1], start[1])

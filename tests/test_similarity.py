@@ -177,7 +177,7 @@ def test_exported_pearson_users_match_numpy(exported) -> None:
 
 def test_similarity_setting_is_validated() -> None:
     paths = ["--train", "t", "--validation", "v", "--test", "s", "--model-dir", "m"]
-    assert SIMILARITY_MEASURES == MEASURES  # config.py keeps its own copy so it need not import TF
+    assert SIMILARITY_MEASURES == MEASURES  # one definition: ncf.choices (TF-free, so config.py can use it)
     assert load_config(paths, {}).similarity == "cosine"
     assert load_config([*paths, "--similarity", "jaccard"], {}).similarity == "jaccard"
     with pytest.raises(NcfError, match="hyperparameter similarity: expected one of cosine, jaccard, pearson"):

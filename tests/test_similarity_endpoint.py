@@ -13,19 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from serving_fixtures import runtime_client
+from serving_fixtures import runtime_client, trained_model_endpoint
 
 from deploy import invoke
-from deploy.local.process import EndpointProcess, local_endpoint_process
+from deploy.local.process import EndpointProcess
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def endpoint(trained_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EndpointProcess]:
-    with local_endpoint_process(
-        trained_model.parent / "model.tar.gz", tmp_path_factory.mktemp("tls")
-    ) as running:
+    with trained_model_endpoint(trained_model, tmp_path_factory) as running:
         yield running
 
 

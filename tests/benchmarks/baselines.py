@@ -1,85 +1,54 @@
-"""Non-neural baselines for the quality benchmark: item popularity and iALS, scored like the NCF models.
+"""Non-neural baselines of the quality benchmark, scored exactly like the NCF models.
 
 - Popularity: every user gets the items ranked by their number of training interactions.
-- iALS (Hu, Koren & Volinsky, "Collaborative Filtering for Implicit Feedback Datasets", ICDM 2008):
-  preference p_ui = 1 for observed pairs and 0 otherwise, confidence c_ui = 1 + alpha for observed
-  pairs and 1 otherwise, and L2 regularisation lambda. Each half-step solves every user's (then every
-  item's) ridge regression exactly:
+- iALS (Hu, Koren & Volinsky 2008) from the `implicit` library (`implicit.cpu.als`), optionally with
+  the recency weighting NeuMF trains with as the confidence of each interaction.
+- EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019): a closed-form
+  item-item model.
 
-      x_u = (Y^T Y + alpha * Y_u^T Y_u + lambda I)^-1 (1 + alpha) Y_u^T 1
-
-  where Y_u holds the factors of the user's items. Y^T Y is shared; the per-user Gram matrices are
-  batched: rows are sorted by degree and padded per chunk, so one `np.matmul` and one batched
-  `np.linalg.solve` handle a whole chunk (seconds per fit on MovieLens 100K, numpy only).
-
-Both expose the `PairScorer`/`CatalogScorer` callables of `ncf.evaluation`, so their metrics are
-computed by the very functions that evaluate the trained models. Tuning (`tune_ials`) sees the
-training interactions and the validation split only; `refit_and_test` then fits once more on
-train + validation, as train.py's default `--refit` does, and evaluates that model on test.
+Every model has `pairs(users, items)` and `catalog(users)` over index arrays (the scorers of
+`ncf.evaluation`), so one evaluator scores every row of the table. Hyperparameters are chosen on the
+validation split only by `tune`, which widens the grid until the best point is inside it; `refit_and_test`
+then fits on train + validation, as train.py's refit does, and evaluates test once. The numbers are in
+the README's *Results*.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 from ncf import evaluation
 from ncf.config import TrainConfig
 from ncf.dataset import TrainingData
-from ncf.vocab import UserItemSets
+from ncf.evaluation import CatalogScorer, EvaluationProtocol, Scorer
+from ncf.sampling import recency_weights
 
-# Rows solved per batched call. Rows are sorted by degree first, so a chunk pads its rows to nearly
-# the same length; small chunks waste little on padding and keep the gathered block small.
-_ROWS_PER_CHUNK = 32
+Params = Mapping[str, Any]
 CATALOG_CHUNK_USERS = 256  # users per dense [users, items] score block in the full-catalog metrics
 
 
-@dataclass(frozen=True)
-class IalsParams:
-    """The hyperparameters of one iALS fit."""
+def pairs_from_catalog(
+    catalog: CatalogScorer, users: np.ndarray, items: np.ndarray, chunk_users: int = 1024
+) -> np.ndarray:
+    """Scores of (user, item) pairs read off each distinct user's catalog scores, a chunk of users at a time.
 
-    factors: int
-    regularization: float
-    alpha: float
-    iterations: int
-
-
-@dataclass(frozen=True)
-class IalsGrid:
-    """Every combination of these values is tried; `iterations` are checkpoints of one fit each."""
-
-    factors: Sequence[int]
-    regularization: Sequence[float]
-    alpha: Sequence[float]
-    iterations: Sequence[int]
-
-    def fits(self) -> Iterable[tuple[int, float, float]]:
-        return itertools.product(self.factors, self.regularization, self.alpha)
-
-    @property
-    def size(self) -> int:
-        return len(self.factors) * len(self.regularization) * len(self.alpha) * len(self.iterations)
-
-
-@dataclass(frozen=True)
-class FactorModel:
-    """Scores as dot products of user and item factors."""
-
-    user_factors: np.ndarray
-    item_factors: np.ndarray
-
-    def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
-
-    def catalog(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors[users] @ self.item_factors.T
-
-    def catalog_chunk_users(self) -> int:
-        return CATALOG_CHUNK_USERS
+    For models whose natural output is a user's whole catalog (EASE): the evaluator's candidate lists
+    repeat each user ~100 times, so one catalog row per user is cheaper than one dot product per pair.
+    """
+    distinct, inverse = np.unique(users, return_inverse=True)
+    scores = np.empty(len(users), np.float32)
+    for start in range(0, len(distinct), chunk_users):
+        block = np.asarray(catalog(distinct[start : start + chunk_users]))
+        inside = (inverse >= start) & (inverse < start + chunk_users)
+        scores[inside] = block[inverse[inside] - start, items[inside]]
+    return scores
 
 
 @dataclass(frozen=True)
@@ -102,90 +71,218 @@ class PopularityModel:
         return CATALOG_CHUNK_USERS
 
 
-Scorer = FactorModel | PopularityModel
+@dataclass(frozen=True)
+class FactorModel:
+    """Scores as dot products of user and item factors (what iALS learns)."""
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+
+    def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return np.einsum("ij,ij->i", self.user_factors[users], self.item_factors[items])
+
+    def catalog(self, users: np.ndarray) -> np.ndarray:
+        return self.user_factors[users] @ self.item_factors.T
+
+    def catalog_chunk_users(self) -> int:
+        return CATALOG_CHUNK_USERS
 
 
-def ials_half_step(fixed: np.ndarray, rows: UserItemSets, alpha: float, regularization: float) -> np.ndarray:
-    """Exact least-squares factors of every row (user or item) given the other side's `fixed` factors.
+@dataclass(frozen=True)
+class EaseModel:
+    """EASE: a user's scores are their interaction row times the item-item weights (zero diagonal)."""
 
-    `rows` lists, per row to solve, the indices into `fixed` it interacted with.
+    interactions: sp.csr_matrix
+    weights: np.ndarray
+
+    def pairs(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        return pairs_from_catalog(self.catalog, users, items)
+
+    def catalog(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray(self.interactions[users] @ self.weights)
+
+    def catalog_chunk_users(self) -> int:
+        return CATALOG_CHUNK_USERS
+
+
+def interaction_matrix(data: TrainingData, values: np.ndarray | None = None) -> sp.csr_matrix:
+    """The users × items matrix of the training interactions: `values` per row (default 1).
+
+    Raises:
+        ValueError: if `values` does not have one entry per training row.
     """
-    num_rows, factors = rows.num_users, fixed.shape[1]
-    shared = fixed.T @ fixed + regularization * np.eye(factors)
-    # An extra zero row that padding indices point at: padded entries add nothing to the sums.
-    # The Gram matrices are accumulated in float32 (twice as fast); the solve runs in float64.
-    padded_fixed = np.vstack([fixed, np.zeros((1, factors))]).astype(np.float32)
-    degrees = np.diff(rows.offsets)
-    order = np.argsort(degrees, kind="stable")
-    solved = np.zeros((num_rows, factors))
-    for start in range(0, num_rows, _ROWS_PER_CHUNK):
-        chunk = order[start : start + _ROWS_PER_CHUNK]
-        counts = degrees[chunk]
-        index = np.full((len(chunk), int(counts.max())), len(fixed))
-        positions, members = rows.entries_of(chunk)
-        within = np.arange(len(positions)) - np.repeat(np.cumsum(counts) - counts, counts)
-        index[positions, within] = members
-        gathered = padded_fixed[index]
-        lhs = shared + alpha * np.matmul(gathered.transpose(0, 2, 1), gathered)
-        rhs = (1.0 + alpha) * gathered.sum(axis=1, dtype=np.float64)
-        solved[chunk] = np.linalg.solve(lhs, rhs[..., None])[..., 0]
-    return solved
+    if values is None:
+        values = np.ones(len(data.train_users), np.float32)
+    if len(values) != len(data.train_users):
+        raise ValueError(f"{len(values)} values for {len(data.train_users)} training rows")
+    shape = (len(data.users), len(data.items))
+    return sp.csr_matrix((values, (data.train_users, data.train_items)), shape=shape, dtype=np.float32)
 
 
-def ials_iterations(
-    seen: UserItemSets, num_items: int, params: IalsParams, seed: int
-) -> Iterator[FactorModel]:
-    """The model after each of `params.iterations` rounds of exact user then item solves.
+def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
+    """Steck's closed form: B = I - P·diag(1/diag(P)) with P = (XᵀX + λI)⁻¹, so diag(B) = 0.
 
-    Item factors start small and random, user factors are solved first. Yielding every round lets
-    one fit be evaluated at several iteration counts.
+    Args:
+        gram: XᵀX, items × items.
+        regularization: λ, the L2 penalty on B.
+
+    Returns:
+        B (float32), the minimiser of ||X - XB||² + λ||B||² subject to diag(B) = 0.
     """
-    rng = np.random.default_rng(seed)
-    by_item = UserItemSets.build(seen.items, seen.row_ids(), num_items)
-    items = rng.normal(0.0, 0.1 / np.sqrt(params.factors), size=(num_items, params.factors))
-    for _ in range(params.iterations):
-        users = ials_half_step(items, seen, params.alpha, params.regularization)
-        items = ials_half_step(users, by_item, params.alpha, params.regularization)
-        yield FactorModel(users, items)
+    precision = np.linalg.inv(gram + regularization * np.eye(len(gram)))
+    weights = -precision / np.diag(precision)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
 
 
-def fit_ials(seen: UserItemSets, num_items: int, params: IalsParams, seed: int) -> FactorModel:
-    """iALS factors of the interactions in `seen` (users are its rows) over `num_items` items."""
-    *_, model = ials_iterations(seen, num_items, params, seed)
-    return model
+# -- hyperparameter grids ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One hyperparameter of a grid: the values tried, and how to go past an edge.
+
+    `step` > 1 makes the axis numeric: `widened` adds value / step below the lowest or value * step
+    above the highest (rounded for `integer` axes, never below `minimum`). Without `step` the values
+    are options (e.g. with or without recency weighting): no edges, never widened.
+    """
+
+    name: str
+    values: tuple[Any, ...]
+    step: float | None = None
+    integer: bool = False
+    minimum: float = 0.0
+
+    def on_edge(self, value: Any) -> bool:
+        """Whether `value` is the lowest or the highest value of a numeric axis."""
+        return self.step is not None and value in (self.values[0], self.values[-1])
+
+    def widened(self, value: Any) -> Axis | None:
+        """The axis with one more value beyond `value`'s edge; None when there is none to add."""
+        if not self.on_edge(value):
+            return None
+        assert self.step is not None
+        beyond = value * self.step if value == self.values[-1] else value / self.step
+        beyond = round(beyond) if self.integer else float(beyond)
+        if beyond < self.minimum or beyond in self.values:
+            return None
+        return replace(self, values=tuple(sorted((*self.values, beyond))))
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Every combination of the axes' values."""
+
+    axes: tuple[Axis, ...]
+
+    def points(self) -> Iterator[dict[str, Any]]:
+        names = [axis.name for axis in self.axes]
+        for values in itertools.product(*(axis.values for axis in self.axes)):
+            yield dict(zip(names, values, strict=True))
+
+    @property
+    def size(self) -> int:
+        return int(np.prod([len(axis.values) for axis in self.axes]))
+
+    def describe(self) -> dict[str, list[Any]]:
+        return {axis.name: list(axis.values) for axis in self.axes}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One grid point and its validation metrics; `seconds` is the fit (and evaluation) time it took."""
+
+    params: dict[str, Any]
+    validation: dict[str, float]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {**self.params, **self.validation, "seconds": round(self.seconds, 3)}
 
 
 def evaluate(scorer: Scorer, data: TrainingData, split: str, k: int = 10) -> dict[str, float]:
     """The metrics of `ncf.evaluation.evaluate`, the evaluator that scores train.py's models."""
     heldout = data.validation if split == "validation" else data.test
-    protocol = evaluation.EvaluationProtocol.of(TrainConfig(top_k=k))
-    return evaluation.evaluate(scorer, heldout, data.seen, protocol, split)
+    return evaluation.evaluate(scorer, heldout, data.seen, EvaluationProtocol.of(TrainConfig(top_k=k)), split)
+
+
+class Family(Protocol):
+    """A tunable model: fits one point, and scores a batch of points on validation."""
+
+    name: str
+
+    def fit(self, data: TrainingData, params: Params) -> Scorer: ...
+
+    def trials(self, data: TrainingData, points: Sequence[Params], k: int) -> list[Trial]: ...
+
+
+def fit_each(family: Family, data: TrainingData, points: Sequence[Params], k: int) -> list[Trial]:
+    """Trials of `points`, one fit and one validation evaluation each."""
+    trials = []
+    for params in points:
+        started = time.perf_counter()
+        metrics = evaluate(family.fit(data, params), data, "validation", k)
+        trials.append(Trial(dict(params), metrics, time.perf_counter() - started))
+    return trials
 
 
 @dataclass(frozen=True)
-class Trial:
-    """One point of the grid and its validation metrics."""
+class Tuning:
+    """The outcome of `tune`: every trial (best first) and the grids it went through."""
 
-    params: IalsParams
-    validation: dict[str, float]
-    seconds: float
+    trials: list[Trial]
+    grids: list[Grid]
+    edges: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Trial:
+        return self.trials[0]
+
+    @property
+    def interior(self) -> bool:
+        """True when no numeric hyperparameter of the best point is at the edge of the final grid."""
+        return not self.edges
+
+    def best_where(self, name: str, value: Any) -> Trial:
+        """The best trial with hyperparameter `name` set to `value` (e.g. the best without recency)."""
+        return next(t for t in self.trials if t.params[name] == value)
 
 
-def tune_ials(data: TrainingData, grid: IalsGrid, selection_key: str, seed: int, k: int = 10) -> list[Trial]:
-    """Fit every grid point on the training interactions and score it on validation (never on test).
+def tune(
+    family: Family,
+    data: TrainingData,
+    grid: Grid,
+    selection_key: str,
+    k: int = 10,
+    max_widenings: int = 6,
+) -> Tuning:
+    """Choose hyperparameters on the validation split only (test is never read).
 
-    Returns the trials best first (by `selection_key`, higher is better; ties keep grid order).
+    Scores every point of `grid`; while the best point lies on the edge of a numeric axis, widens that
+    axis one step past it and scores the new points, at most `max_widenings` times.
+
+    Returns:
+        The trials best first (by `selection_key`, higher is better; ties keep the order they were
+        scored in), every grid used, and the axes whose edge the best point is still on (empty when
+        it is interior).
     """
-    trials: list[Trial] = []
-    for factors, regularization, alpha in grid.fits():
-        started = time.perf_counter()
-        longest = IalsParams(factors, regularization, alpha, max(grid.iterations))
-        for iteration, model in enumerate(ials_iterations(data.seen, len(data.items), longest, seed), 1):
-            if iteration in grid.iterations:
-                params = IalsParams(factors, regularization, alpha, iteration)
-                metrics = evaluate(model, data, "validation", k)
-                trials.append(Trial(params, metrics, time.perf_counter() - started))
-    return sorted(trials, key=lambda t: -t.validation[selection_key])
+    grids, scored = [grid], {}
+    while True:
+        todo = [p for p in grid.points() if _key(p) not in scored]
+        for trial in family.trials(data, todo, k):
+            scored[_key(trial.params)] = trial
+        trials = sorted(scored.values(), key=lambda t: -t.validation[selection_key])
+        best = trials[0].params
+        edges = [axis.name for axis in grid.axes if axis.on_edge(best[axis.name])]
+        widened = tuple(axis.widened(best[axis.name]) or axis for axis in grid.axes)
+        if not edges or widened == grid.axes or len(grids) > max_widenings:
+            return Tuning(trials, grids, edges)
+        grid = Grid(widened)
+        grids.append(grid)
+
+
+def _key(params: Params) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
 
 
 def refit_and_test(
@@ -199,5 +296,83 @@ def refit_and_test(
     return evaluate(model, refit_data, "test", k), seconds
 
 
-def trial_summary(trial: Trial) -> dict[str, Any]:
-    return {**asdict(trial.params), **trial.validation, "seconds": round(trial.seconds, 3)}
+# -- the tuned families --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ease:
+    """EASE over the binary interaction matrix; one hyperparameter, `regularization` (λ)."""
+
+    name: str = "ease"
+
+    def fit(self, data: TrainingData, params: Params) -> EaseModel:
+        interactions = interaction_matrix(data)
+        gram = (interactions.T @ interactions).toarray().astype(np.float64)
+        return EaseModel(interactions, ease_weights(gram, float(params["regularization"])))
+
+    def trials(self, data: TrainingData, points: Sequence[Params], k: int) -> list[Trial]:
+        return fit_each(self, data, points, k)
+
+
+@dataclass(frozen=True)
+class Ials:
+    """iALS from `implicit`; hyperparameters factors, regularization, alpha, iterations, recency_boost.
+
+    `implicit` takes the confidence of an observed pair as alpha × the matrix value (unobserved pairs
+    have confidence 1). The value is 1, or with `recency_boost` > 0 the weight NeuMF gives the
+    interaction (`ncf.sampling.recency_weights`, half-life `recency_half_life`).
+    """
+
+    seed: int = 42
+    recency_half_life: float = TrainConfig().recency_half_life
+    name: str = "ials"
+
+    def confidences(self, data: TrainingData, recency_boost: float) -> sp.csr_matrix:
+        weights = recency_weights(data.train_recency, recency_boost, self.recency_half_life)
+        return interaction_matrix(data, weights)
+
+    def fit(self, data: TrainingData, params: Params) -> FactorModel:
+        """iALS factors of `data`'s training interactions after `params['iterations']` rounds."""
+        *_, (_, model) = self._rounds(data, params, [params["iterations"]])
+        return model
+
+    def trials(self, data: TrainingData, points: Sequence[Params], k: int) -> list[Trial]:
+        """One fit per point without `iterations`, evaluated after each iteration count asked for."""
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for params in points:
+            groups[_key({n: v for n, v in params.items() if n != "iterations"})].append(params["iterations"])
+        trials = []
+        for fixed, counts in groups.items():
+            started = time.perf_counter()
+            for iterations, model in self._rounds(data, dict(fixed), counts):
+                metrics = evaluate(model, data, "validation", k)
+                params = {**dict(fixed), "iterations": iterations}
+                trials.append(Trial(params, metrics, time.perf_counter() - started))
+        return trials
+
+    def _rounds(
+        self, data: TrainingData, params: Params, counts: Iterable[int]
+    ) -> list[tuple[int, FactorModel]]:
+        """Fit for max(`counts`) iterations; the model after each of `counts` iterations."""
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        wanted = set(counts)
+        snapshots: list[tuple[int, FactorModel]] = []
+
+        def snapshot(iteration: int, _seconds: float, _loss: float | None) -> None:
+            if iteration + 1 in wanted:
+                factors = FactorModel(model.user_factors.copy(), model.item_factors.copy())
+                snapshots.append((iteration + 1, factors))
+
+        # implicit parallelises over users itself; a multi-threaded BLAS underneath only competes.
+        with threadpool_limits(1, "blas"):
+            model = AlternatingLeastSquares(
+                factors=int(params["factors"]),
+                regularization=float(params["regularization"]),
+                alpha=float(params["alpha"]),
+                iterations=max(wanted),
+                random_state=self.seed,
+            )
+            model.fit(self.confidences(data, float(params["recency_boost"])), False, snapshot)
+        return snapshots

@@ -117,36 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_distributed.py", description="Measure training throughput with one and two workers."
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run on 1/4 of the data into distributed-quick.json (never replaces distributed.json)",
-    )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "distributed",
-        help="data, channels, models and logs (replaced on each run) [default: runs/bench/distributed]",
-    )
-    parser.add_argument("--output", type=Path, default=None, help="[default: results/distributed.json]")
-    args = parser.parse_args(argv)
-    args.output = args.output or common.results_path("distributed", args.quick)
-    return args
+    common.add_run_options(parser, "distributed", "1/4 of the data", "data, channels, models and logs")
+    return common.parse_run_args(parser, argv, "distributed")
 
 
-def run(args: argparse.Namespace) -> int:
-    if len(os.sched_getaffinity(0)) < 2 or shutil.which("taskset") is None:
-        raise common.BenchError("needs at least 2 usable cores and taskset (util-linux)")
-    header = common.run_header("distributed", args.quick)
-    work = args.work_dir.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    spec = bench_scale.ScaleSpec().scaled_down(QUICK_FRACTION if args.quick else FRACTION)
-    source = work / "interactions.csv"
-    rows = bench_scale.write_interactions(spec, source)
-    print(f"{rows:,} synthetic interactions in {source}", flush=True)
-    prepared = work / "prepared"
-    common.prepare(source, prepared, work, "--shards", str(SHARDS))
-
+def measure_plan(prepared: Path, work: Path) -> dict[str, dict[str, Any]]:
+    """Every run of the plan, by name ("<workers and cores>, batch <size>")."""
     runs: dict[str, dict[str, Any]] = {}
     plan = [
         ("1 worker, 1 core", 2048, lambda w, b: run_single(prepared, w, "0", b)),
@@ -166,17 +142,39 @@ def run(args: argparse.Namespace) -> int:
             "batch_size": batch_size,
             **measure(work / f"run-{number}", batch_size),
         }
+    return runs
+
+
+def speedups_of(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Throughput of each multi-worker or multi-core run relative to one worker on one core."""
 
     def speedup(workers: str, batch_size: int) -> float:
         base = runs[f"1 worker, 1 core, batch {batch_size}"]["samples_per_sec"]
         return round(runs[f"{workers}, batch {batch_size}"]["samples_per_sec"] / base, 2)
 
-    speedups = {
+    return {
         "2 workers / 1 worker, batch 2048": speedup("2 workers, 1 core each", 2048),
         "2 workers sharded / 1 worker, batch 2048": speedup("2 workers, 1 core each, sharded train", 2048),
         "1 worker on 2 cores / 1 core, batch 2048": speedup("1 worker, 2 cores", 2048),
         "2 workers / 1 worker, batch 8192": speedup("2 workers, 1 core each", 8192),
     }
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(os.sched_getaffinity(0)) < 2 or shutil.which("taskset") is None:
+        raise common.BenchError("needs at least 2 usable cores and taskset (util-linux)")
+    header = common.run_header("distributed", args.quick)
+    work = args.work_dir.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    spec = bench_scale.SCALE_SPEC.scaled_down(QUICK_FRACTION if args.quick else FRACTION)
+    source = work / "interactions.csv"
+    rows = bench_scale.write_interactions(spec, source)
+    print(f"{rows:,} synthetic interactions in {source}", flush=True)
+    prepared = work / "prepared"
+    common.prepare(source, prepared, work, "--shards", str(SHARDS))
+
+    runs = measure_plan(prepared, work)
+    speedups = speedups_of(runs)
     results = {
         **header,
         "dataset": {"users": spec.users, "items": spec.items, "rows": rows, "train_shards": SHARDS},
@@ -203,9 +201,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+main = common.script_main(parse_args, run)
 
 
 if __name__ == "__main__":

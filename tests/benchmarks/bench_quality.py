@@ -1,20 +1,11 @@
-"""Quality benchmark (`make bench`): every model type on MovieLens 100K, next to popularity and tuned iALS.
+"""Quality benchmark (`make bench`): every NCF model type on MovieLens 100K, next to tuned baselines.
 
-One run, one split. MovieLens 100K is prepared by the real `training/prepare.py` (its defaults, seed 42:
-leave-one-out, 99 sampled negatives per held-out user). Then:
-
-1. Each model type is trained by the real `training/train.py`, in a subprocess, with DEFAULT
-   hyperparameters: only --model-type (and --pretrain for the pretrained NeuMF) is passed, so the
-   figures follow ncf/config.py. train.py selects the epoch count on validation, refits on
-   train + validation and evaluates test once; its metrics.json is read back.
-2. Popularity and iALS (tests/benchmarks/baselines.py) on the same prepared channels: iALS
-   hyperparameters are chosen by a grid on the validation split only (train.py's selection metric),
-   then the chosen setting is refitted on train + validation and evaluated once on test, as train.py does.
-   All metrics, models and baselines alike, come from ncf.evaluation.
-
-Results go to tests/benchmarks/results/quality.json (quality-quick.json with --quick) and a Markdown
-table for the README is printed. The bar for the default model (NeuMF): test HR@10 >= 0.66 and
-NDCG@10 >= 0.38; pass or fail is reported as measured.
+One split: MovieLens 100K prepared by the real `training/prepare.py` (seed 42, leave-one-out, 99 sampled
+negatives). Each NCF model is trained by the real `training/train.py` in a subprocess with default
+hyperparameters (plus two ablations of the default NeuMF: without recency weighting, without refit);
+popularity, iALS (`implicit`) and EASE come from `baselines.py`, tuned on validation only and refitted
+on train + validation. Every row is scored by `ncf.evaluation`. Results: results/quality.json
+(quality-quick.json with --quick) and a Markdown table; what they mean: the README's *Results*.
 
 Run from the repository root: `.venv/bin/python tests/benchmarks/bench_quality.py [--quick]`.
 """
@@ -26,33 +17,36 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import common
 from baselines import (
-    FactorModel,
-    IalsGrid,
+    Axis,
+    Ease,
+    Family,
+    Grid,
+    Ials,
     PopularityModel,
-    Trial,
+    Tuning,
     evaluate,
-    fit_ials,
     refit_and_test,
-    trial_summary,
-    tune_ials,
+    tune,
 )
 from ncf.config import TrainConfig
 from ncf.dataset import TrainingData, load_training_data
 from ncf.errors import NcfError
 
-# Model name -> the only train.py flags that differ from the defaults.
+# Model name -> the only train.py flags that differ from the defaults. The last two are ablations of the
+# default NeuMF: what recency weighting and the refit on train + validation bring.
 MODELS: dict[str, tuple[str, ...]] = {
     "neumf": (),
     "gmf": ("--model-type", "gmf"),
     "mlp": ("--model-type", "mlp"),
     "mf": ("--model-type", "mf"),
     "neumf-pretrain": ("--pretrain", "true"),
+    "neumf-no-recency": ("--recency-boost", "0"),
+    "neumf-no-refit": ("--refit", "false"),
     "sasrec": ("--model-type", "sasrec"),
 }
 DEFAULT_MODEL = "neumf"
@@ -63,14 +57,34 @@ LABELS = {
     "mlp": "MLP",
     "mf": "MF (dot product + biases)",
     "neumf-pretrain": "NeuMF, pretrained GMF + MLP",
+    "neumf-no-recency": "NeuMF, --recency-boost 0",
+    "neumf-no-refit": "NeuMF, --refit false",
     "sasrec": "SASRec (sequence model)",
 }
 PREPARE_SEED = 42
-IALS_SEED = 42
-IALS_GRID = IalsGrid(
-    factors=(16, 32, 64), regularization=(1.0, 10.0, 50.0), alpha=(1.0, 3.0, 10.0), iterations=(5, 10, 15)
+BASELINE_SEED = 42
+RECENCY_BOOST = TrainConfig().recency_boost
+# Starting grids; `baselines.tune` widens a numeric axis (by its step) while the best point is on its edge.
+IALS_GRID = Grid(
+    (
+        Axis("factors", (32, 64, 128), step=2, integer=True, minimum=1),
+        Axis("regularization", (5.0, 10.0, 20.0), step=2),
+        Axis("alpha", (0.5, 1.0, 2.0), step=2),
+        Axis("iterations", (5, 10, 20), step=2, integer=True, minimum=1),
+        Axis("recency_boost", (0.0, RECENCY_BOOST)),
+    )
 )
-QUICK_IALS_GRID = IalsGrid(factors=(32,), regularization=(10.0,), alpha=(1.0, 3.0), iterations=(5, 10))
+EASE_GRID = Grid((Axis("regularization", (100.0, 200.0, 400.0), step=2),))
+QUICK_IALS_GRID = Grid(
+    (
+        Axis("factors", (32,)),
+        Axis("regularization", (10.0,)),
+        Axis("alpha", (1.0,)),
+        Axis("iterations", (5, 10)),
+        Axis("recency_boost", (0.0, RECENCY_BOOST)),
+    )
+)
+QUICK_EASE_GRID = Grid((Axis("regularization", (200.0,)),))
 K = TrainConfig().top_k
 BAR = {f"test_hr_at_{K}": 0.66, f"test_ndcg_at_{K}": 0.38}
 SASREC_BAR = {f"test_hr_at_{K}": 0.75, f"test_ndcg_at_{K}": 0.47}  # issue 11, the sequence model
@@ -80,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bench_quality.py",
         description="Train every NCF model type on MovieLens 100K with default hyperparameters and compare "
-        "them with popularity and tuned iALS on the same split (NCF leave-one-out protocol).",
+        "them with popularity, tuned iALS and tuned EASE on the same split (NCF leave-one-out protocol).",
     )
     parser.add_argument(
         "--data",
@@ -90,12 +104,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         + ", ".join(str(p) for p in common.MOVIELENS_100K_PLACES)
         + "]",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"smoke run: only {', '.join(QUICK_MODELS)} and a {QUICK_IALS_GRID.size}-point iALS grid; "
-        "results go to "
-        "quality-quick.json (never replaces quality.json)",
+    common.add_run_options(
+        parser,
+        "quality",
+        f"only {', '.join(QUICK_MODELS)}, a {QUICK_IALS_GRID.size}-point iALS grid and one EASE point",
+        "prepared data, trained models and logs",
     )
     parser.add_argument(
         "--models",
@@ -103,16 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(MODELS)} [default: all; with --quick: "
         f"{','.join(QUICK_MODELS)}]",
     )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "quality",
-        help="prepared data, trained models and logs (replaced on each run) [default: runs/bench/quality]",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="results file [default: results/quality.json]"
-    )
-    args = parser.parse_args(argv)
+    args = common.parse_run_args(parser, argv, "quality")
     if args.models is None:
         args.models = list(QUICK_MODELS if args.quick else MODELS)
     else:
@@ -121,7 +125,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if unknown or not args.models:
             named = ", ".join(unknown) or "(none given)"
             parser.error(f"--models: unknown {named}; choose from {', '.join(MODELS)}")
-    args.output = args.output or common.results_path("quality", args.quick)
     return args
 
 
@@ -164,32 +167,50 @@ def popularity_baseline(data: TrainingData) -> dict[str, Any]:
     return {"validation": validation, "test": test, "refit_seconds": round(seconds, 3)}
 
 
-def ials_baseline(data: TrainingData, grid: IalsGrid, selection_key: str) -> dict[str, Any]:
-    print(f"iALS: {grid.size} grid points, selected on {selection_key}", flush=True)
+def tuned_baseline(family: Family, data: TrainingData, grid: Grid, selection_key: str) -> dict[str, Any]:
+    """Tune `family` on validation (widening `grid` until its best point is interior), refit, test once."""
+    print(f"{family.name}: tuning on {grid.size} grid points, selected on {selection_key}", flush=True)
     started = time.perf_counter()
-    trials = tune_ials(data, grid, selection_key, IALS_SEED, K)
+    tuning = tune(family, data, grid, selection_key, K)
     tuning_seconds = time.perf_counter() - started
-    best: Trial = trials[0]
-
-    def fit(training: TrainingData) -> FactorModel:
-        return fit_ials(training.seen, len(training.items), best.params, IALS_SEED)
-
-    test, seconds = refit_and_test(fit, data, K)
+    best = tuning.best
+    test, seconds = refit_and_test(lambda training: family.fit(training, best.params), data, K)
     print(
-        f"iALS: chose {asdict(best.params)} after {tuning_seconds:.1f} s of tuning; test HR@{K} "
+        f"{family.name}: chose {best.params} ({'interior' if tuning.interior else 'on the edge'} of "
+        f"{len(tuning.trials)} points) after {tuning_seconds:.1f} s; test HR@{K} "
         f"{test[f'test_hr_at_{K}']:.3f}, NDCG@{K} {test[f'test_ndcg_at_{K}']:.3f}",
         flush=True,
     )
     return {
-        "hyperparameters": asdict(best.params),
+        "hyperparameters": best.params,
         "validation": best.validation,
         "test": test,
         "refit_seconds": round(seconds, 2),
         "tuning_seconds": round(tuning_seconds, 1),
-        "grid": asdict(grid),
+        "grid": tuning.grids[0].describe(),
+        "final_grid": tuning.grids[-1].describe(),
+        "widenings": len(tuning.grids) - 1,
+        "interior": tuning.interior,
+        "still_on_edge": tuning.edges,
         "selection_metric": selection_key,
-        "seed": IALS_SEED,
-        "trials": [trial_summary(t) for t in trials],
+        "seed": BASELINE_SEED,
+        **_recency_comparison(tuning, selection_key),
+        "trials": [t.summary() for t in tuning.trials],
+    }
+
+
+def _recency_comparison(tuning: Tuning, selection_key: str) -> dict[str, Any]:
+    """For a grid with a recency_boost option: the best validation score with and without it."""
+    if "recency_boost" not in tuning.best.params:
+        return {}
+    options = sorted({t.params["recency_boost"] for t in tuning.trials})
+    best = {str(b): tuning.best_where("recency_boost", b) for b in options}
+    return {
+        "recency_boost_options": {
+            boost: {"hyperparameters": t.params, selection_key: t.validation[selection_key]}
+            for boost, t in best.items()
+        },
+        "recency_boost_chosen": tuning.best.params["recency_boost"],
     }
 
 
@@ -220,6 +241,27 @@ def _cells(entry: dict[str, Any]) -> list[str]:
     ]
 
 
+def baseline_label(name: str, p: dict[str, Any]) -> str:
+    """The table label of a tuned baseline, with its chosen hyperparameters."""
+    if name == "ease":
+        return f"EASE (λ={p['regularization']:g})"
+    recency = f", recency boost {p['recency_boost']:g}" if p["recency_boost"] else ""
+    settings = f"f={p['factors']}, λ={p['regularization']:g}, α={p['alpha']:g}, {p['iterations']} it."
+    return f"iALS ({settings}{recency})"
+
+
+def _tuning_note(baselines: dict[str, Any]) -> str:
+    notes = []
+    for name, label in (("ials", "iALS"), ("ease", "EASE")):
+        entry = baselines[name]
+        where = "interior" if entry["interior"] else f"on the edge of {', '.join(entry['still_on_edge'])}"
+        notes.append(
+            f"{label}: {len(entry['trials'])} points after {entry['widenings']} widenings, best {where}, "
+            f"{entry['tuning_seconds']:.0f} s"
+        )
+    return "; ".join(notes)
+
+
 def markdown(results: dict[str, Any]) -> str:
     headers = [
         "Model",
@@ -236,17 +278,18 @@ def markdown(results: dict[str, Any]) -> str:
         [LABELS[name], *_cells(entry), entry["best_epoch"], f"{entry['training_seconds']:.0f}"]
         for name, entry in results["models"].items()
     ]
-    ials = results["baselines"]["ials"]
-    p = ials["hyperparameters"]
-    rows.append(
-        [
-            f"iALS (f={p['factors']}, λ={p['regularization']:g}, α={p['alpha']:g}, {p['iterations']} it.)",
-            *_cells(ials),
-            "–",
-            f"{ials['refit_seconds']:.1f}",
-        ]
-    )
-    popularity = results["baselines"]["popularity"]
+    baselines = results["baselines"]
+    for name in ("ials", "ease"):
+        entry = baselines[name]
+        rows.append(
+            [
+                baseline_label(name, entry["hyperparameters"]),
+                *_cells(entry),
+                "–",
+                f"{entry['refit_seconds']:.1f}",
+            ]
+        )
+    popularity = baselines["popularity"]
     rows.append(["Popularity", *_cells(popularity), "–", f"{popularity['refit_seconds']:.1f}"])
     bar = results["bar"]
     if bar["passed"] is None:
@@ -263,10 +306,9 @@ def markdown(results: dict[str, Any]) -> str:
         "interaction per user is test, the one before validation), each held-out item ranked among 99 "
         "sampled unseen items (HR/NDCG) and among all items the user has not interacted with (full).",
         "Test columns are the test split, evaluated once after refitting on train + validation; val columns "
-        "are the model selected on validation. Default hyperparameters for every NCF model; iALS tuned on "
-        f"validation ({len(ials['trials'])} grid points, {ials['tuning_seconds']:.0f} s). fit s: the whole "
-        "train.py run (training with validation, refit, test, export) for NCF models; the final refit for "
-        "baselines.",
+        "are the model selected on validation. Default hyperparameters for every NCF model; iALS and EASE "
+        f"tuned on validation ({_tuning_note(baselines)}). fit s: the whole train.py run (training with "
+        "validation, refit, test, export) for NCF models; the final refit for baselines.",
         f"Bar for the default model: HR@{K} >= {BAR[f'test_hr_at_{K}']} and NDCG@{K} >= "
         f"{BAR[f'test_ndcg_at_{K}']}: {verdict}.",
     ]
@@ -290,7 +332,10 @@ def run(args: argparse.Namespace) -> int:
         raise common.BenchError(f"reading the prepared channels: {error}") from None
     baselines = {
         "popularity": popularity_baseline(data),
-        "ials": ials_baseline(data, QUICK_IALS_GRID if args.quick else IALS_GRID, selection_key),
+        "ials": tuned_baseline(
+            Ials(BASELINE_SEED), data, QUICK_IALS_GRID if args.quick else IALS_GRID, selection_key
+        ),
+        "ease": tuned_baseline(Ease(), data, QUICK_EASE_GRID if args.quick else EASE_GRID, selection_key),
     }
     models = {name: train_model(name, prepared, work) for name in args.models}
 
@@ -321,9 +366,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+main = common.script_main(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """Scale benchmark (`make bench-scale`): prepare.py and one train.py epoch on ML-20M-sized data.
 
-Data: synthetic implicit interactions the size of MovieLens 20M (138,493 users, 26,744 items,
-20,000,263 distinct user-item pairs), Zipf-like item popularity (1 / (rank + 10)), log-normal user
-activity of at least 20 items, random timestamps. Generated in vectorised numpy (no Python object
-per row) and written with pyarrow's CSV writer.
+Data: `ncf.synthetic` with the size of MovieLens 20M (138,493 users, 26,744 items, 20,000,263 distinct
+user-item pairs), popularity only (Zipf-like items, log-normal users of at least 20 items, random
+timestamps), written with pyarrow's CSV writer.
 
 1. `training/prepare.py --shards 8` (train channel in 8 part files, ShardedByS3Key-friendly):
    wall time and peak RSS (the child's own `ru_maxrss`).
@@ -29,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import common
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
+from ncf.synthetic import SyntheticSpec, generate
 
 MEMORY_BAR_GIB = 24
 NUM_NEG = 4
@@ -39,74 +38,17 @@ SHARDS = 8
 QUICK_FRACTION = 20
 
 
-@dataclasses.dataclass(frozen=True)
-class ScaleSpec:
-    """The generated dataset; the defaults are the size of MovieLens 20M."""
-
-    users: int = 138_493
-    items: int = 26_744
-    interactions: int = 20_000_263
-    min_per_user: int = 20
-    zipf_offset: float = 10.0
-    activity_sigma: float = 1.0
-    seed: int = 20_000_263
-
-    def scaled_down(self, fraction: int) -> ScaleSpec:
-        return dataclasses.replace(
-            self,
-            users=self.users // fraction,
-            items=self.items // fraction * 4,
-            interactions=self.interactions // fraction,
-        )
+# ML-20M-sized: 138,493 users, 26,744 items, 20,000,263 distinct pairs (popularity only, no ratings).
+SCALE_SPEC = SyntheticSpec(users=138_493, items=26_744, interactions=20_000_263, seed=20_000_263)
 
 
-def synthetic_pairs(spec: ScaleSpec) -> tuple[np.ndarray, np.ndarray]:
-    """`spec.interactions` distinct (user, item) index pairs (within 0.001 %), deterministic in `spec.seed`.
-
-    Users' counts are log-normal (at least `min_per_user`, at most 1/8 of the catalog); items are drawn
-    with probability 1 / (rank + offset) over a random item order, with replacement (twice as many as
-    needed), duplicates dropped, surplus pairs dropped at random, and the shortfall drawn again.
-    """
-    rng = np.random.default_rng(spec.seed)
-    popularity = 1.0 / (rng.permutation(spec.items) + spec.zipf_offset)
-    cdf = np.cumsum(popularity / popularity.sum())
-    activity = rng.lognormal(0.0, spec.activity_sigma, spec.users)
-    extra = spec.interactions - spec.min_per_user * spec.users
-    counts = spec.min_per_user + np.floor(activity / activity.sum() * extra).astype(np.int64)
-    cap = spec.items // 8
-    counts = np.minimum(counts, cap)
-    while (short := spec.interactions - int(counts.sum())) > 0:  # the capped users' share to the others
-        room = np.flatnonzero(counts < cap)
-        counts[room[np.argsort(-activity[room])][:short]] += 1
-    keys = np.zeros(0, np.int64)
-    missing = counts.copy()
-    while missing.sum() > spec.interactions // 100_000:  # the last rare pairs of heavy users: not worth it
-        users = np.repeat(np.arange(spec.users, dtype=np.int64), 2 * missing + 8)  # oversample
-        items = np.minimum(np.searchsorted(cdf, rng.random(len(users))), spec.items - 1)
-        keys = np.unique(np.concatenate([keys, users * spec.items + items]))
-        have = np.bincount(keys // spec.items, minlength=spec.users)
-        surplus = have - counts
-        if surplus.max() > 0:  # drop a user's extra pairs at random
-            order = rng.permutation(len(keys))
-            owner = keys[order] // spec.items
-            rank = np.empty(len(keys), np.int64)
-            by_user = np.argsort(owner, kind="stable")
-            starts = np.searchsorted(owner[by_user], np.arange(spec.users))
-            rank[by_user] = np.arange(len(keys)) - np.repeat(starts, np.bincount(owner, minlength=spec.users))
-            keys = np.sort(keys[order][rank < counts[owner]])
-            have = np.bincount(keys // spec.items, minlength=spec.users)
-        missing = counts - have
-    return keys // spec.items, keys % spec.items
-
-
-def write_interactions(spec: ScaleSpec, path: Path) -> int:
+def write_interactions(spec: SyntheticSpec, path: Path) -> int:
     """The synthetic interactions as CSV (user_id, item_id, timestamp); returns the row count."""
-    users, items = synthetic_pairs(spec)
-    timestamps = 1_000_000_000 + np.random.default_rng(spec.seed + 1).permutation(len(users))
-    table = pa.table({"user_id": users, "item_id": items, "timestamp": timestamps})
+    data = generate(spec)
+    table = pa.table({"user_id": data.users, "item_id": data.items, "timestamp": data.timestamps})
     path.parent.mkdir(parents=True, exist_ok=True)
     pa_csv.write_csv(table, path)
-    return len(users)
+    return len(data.users)
 
 
 def train_summary(run: common.MeasuredRun, output_dir: Path) -> dict[str, Any]:
@@ -134,30 +76,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="bench_scale.py",
         description="Measure prepare.py and one train.py epoch on ML-20M-sized synthetic data.",
     )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"smoke run at 1/{QUICK_FRACTION} of the size into scale-quick.json (never replaces scale.json)",
+    common.add_run_options(
+        parser,
+        "scale",
+        f"1/{QUICK_FRACTION} of the size",
+        "synthetic data, prepared channels, model and logs",
     )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "scale",
-        help="synthetic data, prepared channels, model and logs (replaced on each run) "
-        "[default: runs/bench/scale]",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="results file [default: results/scale.json]"
-    )
-    args = parser.parse_args(argv)
-    args.output = args.output or common.results_path("scale", args.quick)
-    return args
+    return common.parse_run_args(parser, argv, "scale")
 
 
 def run(args: argparse.Namespace) -> int:
     header = common.run_header("scale", args.quick)
     work = args.work_dir.resolve()
-    spec = ScaleSpec().scaled_down(QUICK_FRACTION) if args.quick else ScaleSpec()
+    spec = SCALE_SPEC.scaled_down(QUICK_FRACTION) if args.quick else SCALE_SPEC
     print(f"generating {spec.interactions:,} synthetic interactions", flush=True)
     started = time.perf_counter()
     source = work / "interactions.csv"
@@ -166,19 +97,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  wrote {source} in {generated:.1f} s", flush=True)
 
     prepared = work / "prepared"
-    prepare_command = [
-        sys.executable,
-        common.PREPARE_SCRIPT,
-        "--input",
-        source,
-        "--output",
-        prepared,
-        "--overwrite",
-        "--shards",
-        str(SHARDS),
-    ]
-    prepare = common.run_measured(prepare_command, work / "prepare.log", prefix="  ")
-    common.check_success(prepare, "prepare.py", work / "prepare.log")
+    prepare = common.prepare_measured(source, prepared, work, "--shards", str(SHARDS))
 
     flags = ["--epochs", "1", "--patience", "0", "--refit", "false", "--num-neg", str(NUM_NEG)]
     flags += ["--package", "false"]
@@ -227,9 +146,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return common.run_main(lambda: run(args))
+main = common.script_main(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,27 @@ weights: timing does not depend on what was learned), at the project's default s
    for both handler transports (in-process and loopback HTTP to the stand-in).
    Bars: p50 < 15 ms, >= 300 requests/s, zero errors. Client and server share the machine's cores.
 3. Top-10 latency for 1 user as the catalog grows (`--catalog-sizes`, 1,000 users).
-4. The sequence model (`model_type` sasrec, default settings, random weights, ML-1M-sized with 50 stored
+4. Batch Transform throughput (users/s through `inference.py` and the SavedModel): the first request
+   `MultiRecord` makes of a users file of one short line per user (`{"user_id": "u17", "k": 10}`), as
+   many whole lines as fit in `MaxPayloadInMB=6` (tests/batch_transform.py), answered as JSON Lines top-10
+   lists; once through the handler in-process, once through the local endpoint's container route
+   (`POST /invocations` over HTTPS, what Batch Transform calls), and in-process on a 20,000-line slice per
+   `--chunk-sizes` (instances per TF Serving call, `NCF_TFS_CHUNK_SIZE`).
+5. The sequence model (`model_type` sasrec, default settings, random weights, ML-1M-sized with 50 stored
    items per user): `serving_default` for 1 user in-process, and a `history` request (an unknown user with
    5 events) through the local HTTPS endpoint, sequential. Bars (issue 11): p50 <= 3 ms and <= 10 ms.
-   `--only-sasrec` runs this part alone (results/serve-sasrec.json).
+   `--parts sasrec --output tests/benchmarks/results/serve-sasrec.json` measures it alone.
 
 Results (with a description of the machine) go to `tests/benchmarks/results/serve.json`.
-Run from the repository root: `.venv/bin/python tests/benchmarks/bench_serve.py [--quick]`.
+Run from the repository root: `.venv/bin/python tests/benchmarks/bench_serve.py [--quick]`;
+`--parts batch` (or any of latency,https,catalog,batch) measures only those parts and updates their
+entries in the existing results file; each part run that way records its own command, machine and date.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import os
@@ -37,12 +46,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO), str(REPO / "training")]
+sys.path[:0] = [str(REPO), str(REPO / "training"), str(REPO / "tests")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import common  # noqa: E402
 import numpy as np  # noqa: E402
+import requests  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from batch_transform import JSONLINES, multi_record_payloads, post_to_container  # noqa: E402
 from ncf.export import Recommender, copy_inference_code, save_recommender  # noqa: E402
 from ncf.models import ModelSpec, NcfModel  # noqa: E402
 from ncf.vocab import UserItemSets, Vocabulary  # noqa: E402
@@ -56,6 +67,9 @@ from deploy.local.tfserving_standin import SavedModelServable  # noqa: E402
 
 FACTORS = 32
 MLP_LAYERS = (64, 32, 16, 8)
+PARTS = ("latency", "https", "catalog", "batch", "sasrec")
+BATCH_PAYLOAD_MB = 6
+CHUNK_SLICE_USERS = 20_000
 BARS = {
     "in_process_p50_ms": 2.0,
     "in_process_p99_ms": 5.0,
@@ -140,21 +154,33 @@ def top10(recommend: Callable[..., Any], batches: list[tf.Tensor]) -> Callable[[
     }
 
 
-def bench_in_process(model_dir: Path, num_users: int, calls: int) -> dict[str, Any]:
-    """Direct signature calls (1 user, 100 users) and the full handler in-process (1 user)."""
+REST_URI = "http://localhost:8501/v1/models/model:predict"
+
+
+def in_process_handler(model_dir: Path) -> tuple[SavedModelServable, Any]:
+    """The SavedModel behind the stand-in and `inference.py` calling it in-process at `REST_URI`."""
     artifact = open_model(model_dir)
     servable = SavedModelServable(artifact)
-    recommend = servable.signatures["serving_default"]
     inference = import_inference(artifact.code_dir / "inference.py")
     inference.SESSION.mount("http://localhost:8501/", InProcessAdapter(servable))
-    rest_uri = "http://localhost:8501/v1/models/model:predict"
+    return servable, inference
+
+
+def handler_context(body: bytes, content_type: str, accept: str) -> Context:
+    """The container's context for one `POST /invocations` of `body`."""
+    return Context(None, None, None, REST_URI, None, None, None, content_type, accept, len(body))
+
+
+def bench_in_process(model_dir: Path, num_users: int, calls: int) -> dict[str, Any]:
+    """Direct signature calls (1 user, 100 users) and the full handler in-process (1 user)."""
+    servable, inference = in_process_handler(model_dir)
+    recommend = servable.signatures["serving_default"]
 
     def handler(i: int) -> Any:
         body = json.dumps({"user_id": f"u{i % num_users}", "k": 10}).encode()
-        context = Context(
-            None, None, None, rest_uri, None, None, None, "application/json", "application/json", len(body)
+        return inference.handler(
+            io.BytesIO(body), handler_context(body, "application/json", "application/json")
         )
-        return inference.handler(io.BytesIO(body), context)
 
     return {
         "signature_1_user": latency_ms(top10(recommend, user_batches(num_users, 1, 64)), calls),
@@ -276,6 +302,79 @@ def bench_sasrec(root: Path, num_users: int, num_items: int, calls: int) -> dict
     }
 
 
+def batch_payload(num_users: int, max_payload_mb: int) -> bytes:
+    """The first request MultiRecord makes of a users file of one short JSON line per user (cycling over
+    the model's users): as many whole lines as fit in `max_payload_mb`."""
+    lines = max_payload_mb * 1024 * 1024 // 20  # more than one payload holds: lines are >= 28 bytes
+    data = "".join(json.dumps({"user_id": f"u{i % num_users}", "k": 10}) + "\n" for i in range(lines))
+    return next(multi_record_payloads(data.encode(), max_payload_mb))
+
+
+def throughput(users: int, seconds: float, answer: bytes | str) -> dict[str, Any]:
+    """Users per second for one batch request, after checking it answered every line."""
+    lines = answer.count(b"\n" if isinstance(answer, bytes) else "\n")
+    if lines != users:
+        raise RuntimeError(f"{users} lines sent, {lines} answered")
+    return {
+        "users": users,
+        "seconds": round(seconds, 2),
+        "users_per_s": round(users / seconds),
+        "response_bytes": len(answer),
+    }
+
+
+def bench_batch(model_dir: Path, num_users: int, chunk_sizes: list[int]) -> dict[str, Any]:
+    """One 6 MB MultiRecord JSON Lines request in-process and through HTTPS; chunk sizes on a slice."""
+    payload = batch_payload(num_users, BATCH_PAYLOAD_MB)
+    users = payload.count(b"\n")
+    print(
+        f"  one {BATCH_PAYLOAD_MB} MB MultiRecord request: {users:,} users, {len(payload):,} bytes",
+        flush=True,
+    )
+    _, inference = in_process_handler(model_dir)
+    context = handler_context(payload, JSONLINES, JSONLINES)
+    started = time.perf_counter()
+    answer, _ = inference.handler(io.BytesIO(payload), context)
+    handler = throughput(users, time.perf_counter() - started, answer)
+    print(f"  handler in-process: {handler['users_per_s']:,} users/s", flush=True)
+    sliced = payload[: payload.index(b"\n", len(payload) * CHUNK_SLICE_USERS // users) + 1]
+    chunks = []
+    for size in chunk_sizes:
+        settings = dataclasses.replace(inference.SETTINGS, tfs_chunk_size=size)
+        started = time.perf_counter()
+        answer, _ = inference.predict(
+            io.BytesIO(sliced), handler_context(sliced, JSONLINES, JSONLINES), settings
+        )
+        chunks.append(
+            {"chunk_size": size, **throughput(sliced.count(b"\n"), time.perf_counter() - started, answer)}
+        )
+        print(f"  chunk size {size:>5}: {chunks[-1]['users_per_s']:,} users/s", flush=True)
+    with (
+        tempfile.TemporaryDirectory() as tls,
+        local_endpoint_process(model_dir, Path(tls)) as endpoint,
+        requests.Session() as session,
+    ):
+        started = time.perf_counter()
+        reply = post_to_container(session, endpoint.url, endpoint.cert, payload, timeout=3600)
+        elapsed = time.perf_counter() - started
+        reply.raise_for_status()
+        https = throughput(users, elapsed, reply.content)
+        assert endpoint.stop() == 0, endpoint.text()
+    print(f"  HTTPS /invocations: {https['users_per_s']:,} users/s", flush=True)
+    return {
+        "request": {
+            "max_payload_mb": BATCH_PAYLOAD_MB,
+            "bytes": len(payload),
+            "users": users,
+            "line": payload[: payload.index(b"\n")].decode(),
+            "k": 10,
+        },
+        "handler_in_process": handler,
+        "https_invocations": https,
+        "chunk_sizes_in_process": chunks,
+    }
+
+
 def check_bars(in_process: dict, https: list[dict]) -> dict[str, bool]:
     default = https[0]
     return {
@@ -297,58 +396,78 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTPS clients")
     parser.add_argument("--catalog-sizes", default="10000,100000,1000000", help="comma-separated item counts")
     parser.add_argument(
+        "--chunk-sizes",
+        default="250,1000,4000",
+        help="comma-separated NCF_TFS_CHUNK_SIZE values (batch part)",
+    )
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to measure ({', '.join(PARTS)}); others keep their previous results",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="small counts, for a smoke run (not for the README)"
     )
     parser.add_argument(
         "--output", type=Path, help="results file (default: results/serve.json, -quick for --quick)"
     )
-    parser.add_argument("--only-sasrec", action="store_true", help="only the sequence model's part (4.)")
     args = parser.parse_args(argv)
+    args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown or not args.parts:
+        parser.error(f"--parts: expected some of {', '.join(PARTS)}, got {args.parts}")
     if args.quick:
-        args.calls, args.requests, args.catalog_sizes = 50, 200, "10000"
+        args.calls, args.requests, args.catalog_sizes, args.chunk_sizes = 50, 200, "10000", "1000"
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     users, items = 6040, 3706
-    if args.only_sasrec:
-        with tempfile.TemporaryDirectory(prefix="ncf-bench-") as scratch:
-            sasrec = bench_sasrec(Path(scratch), users, items, args.calls)
-        results = {**common.run_header("serve-sasrec", args.quick), "sasrec": sasrec}
-        output = common.write_results(common.results_path("serve-sasrec", args.quick), results)
-        print(f"results: {output}\n{json.dumps(sasrec, indent=2)}")
-        return 0
+    output = args.output or common.results_path("serve", args.quick)
+    header = common.run_header("serve", args.quick)
+    partial = len(args.parts) < len(PARTS)
+    results = json.loads(output.read_text()) if partial and output.is_file() else {}
+    results.update(header if not partial else {})
+    results["model"] = {"type": "neumf", "factors": FACTORS, "mlp_layers": list(MLP_LAYERS), "k": 10}
+    results["ml1m_model"] = {"users": users, "items": items}
     with tempfile.TemporaryDirectory(prefix="ncf-bench-") as scratch:
         root = Path(scratch)
         print(f"exporting an ML-1M-sized model ({users:,} users, {items:,} items)", flush=True)
         model_dir = export_synthetic_model(root / "ml1m", users, items, mean_seen=165)
-        print("in-process latency", flush=True)
-        in_process = bench_in_process(model_dir, users, args.calls)
-        print(json.dumps(in_process), flush=True)
-        https = []
-        for transport in ("inprocess", "http"):
-            print(f"HTTPS endpoint, handler transport {transport}", flush=True)
-            https.append(bench_https(model_dir, transport, users, args.calls, args.requests, args.clients))
-            print(json.dumps(https[-1]), flush=True)
-        print("catalog growth", flush=True)
-        catalog = bench_catalog(root, [int(s) for s in args.catalog_sizes.split(",")], args.calls)
-        print("sequence model (sasrec)", flush=True)
-        sasrec = bench_sasrec(root, users, items, args.calls)
-    results = {
-        **common.run_header("serve", args.quick),
-        "model": {"type": "neumf", "factors": FACTORS, "mlp_layers": list(MLP_LAYERS), "k": 10},
-        "ml1m_model": {"users": users, "items": items},
-        "in_process": in_process,
-        "https": https,
-        "catalog_growth": catalog,
-        "sasrec": sasrec,
-        "bars": BARS,
-        "passed": check_bars(in_process, https),
-    }
-    output = common.write_results(args.output or common.results_path("serve", args.quick), results)
+        measured: dict[str, Any] = {}
+        if "latency" in args.parts:
+            print("in-process latency", flush=True)
+            measured["in_process"] = bench_in_process(model_dir, users, args.calls)
+            print(json.dumps(measured["in_process"]), flush=True)
+        if "https" in args.parts:
+            measured["https"] = []
+            for transport in ("inprocess", "http"):
+                print(f"HTTPS endpoint, handler transport {transport}", flush=True)
+                run = bench_https(model_dir, transport, users, args.calls, args.requests, args.clients)
+                measured["https"].append(run)
+                print(json.dumps(run), flush=True)
+        if "catalog" in args.parts:
+            print("catalog growth", flush=True)
+            sizes = [int(s) for s in args.catalog_sizes.split(",")]
+            measured["catalog_growth"] = bench_catalog(root, sizes, args.calls)
+        if "batch" in args.parts:
+            print("batch transform throughput", flush=True)
+            sizes = [int(s) for s in args.chunk_sizes.split(",")]
+            measured["batch"] = bench_batch(model_dir, users, sizes)
+        if "sasrec" in args.parts:
+            print("sequence model (sasrec)", flush=True)
+            measured["sasrec"] = bench_sasrec(root, users, items, args.calls)
+    for name, value in measured.items():
+        results[name] = {"run": header, **value} if partial and isinstance(value, dict) else value
+        if partial and isinstance(value, list):
+            results[f"{name}_run"] = header
+    results["bars"] = BARS
+    if "in_process" in results and "https" in results:
+        results["passed"] = check_bars(results["in_process"], results["https"])
+    output = common.write_results(output, results)
     print(f"results: {output}")
-    print(json.dumps(results["passed"], indent=2))
+    print(json.dumps(results.get("passed", {}), indent=2))
     return 0
 
 

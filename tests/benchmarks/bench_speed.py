@@ -1,9 +1,7 @@
 """Training-speed benchmark (`make bench`): the project's trainer against a plain Keras `Model.fit` NeuMF.
 
-Data: a synthetic implicit dataset the size of MovieLens 1M (6,040 users, 3,706 items, 1,000,000
-interactions; Zipf-like item popularity, log-normal user activity of at least 20 items), generated
-deterministically and split by the real `training/prepare.py` (so validation and test are real
-channels and train.py runs unchanged).
+Data: `ncf.synthetic` with the size of MovieLens 1M (6,040 users, 3,706 items, 1,000,000 interactions;
+popularity only), split by the real `training/prepare.py`, so train.py runs unchanged.
 
 1. train.py in a subprocess with the default hyperparameters except --num-neg 4 (and the run-length
    flags --epochs, --patience 0, --refit false, which change how many epochs run, not how fast).
@@ -16,11 +14,13 @@ channels and train.py runs unchanged).
    its own subprocess, on the very epochs `ncf.sampling` builds (sampled in numpy beforehand). Its
    throughput covers `fit` alone, after a warm-up call that traces and compiles; the sampling time is
    reported beside it.
+3. Lazy Adam against Keras' Adam: the same NeuMF in two compiled step loops that differ only in the
+   optimizer, timed in turns (see `optimizer_worker`), with this data's tables and ML-20M-sized ones.
 
-Bar: >= 400,000 samples/s on 2 cores with the defaults. Results go to tests/benchmarks/results/
-speed.json (speed-quick.json with --quick) and a Markdown table is printed.
+Bar: >= 400,000 samples/s on 2 cores with the defaults. Results: tests/benchmarks/results/speed.json
+(1, 2) and optimizer.json (3), `-quick` with --quick; Markdown tables are printed.
 
-Run from the repository root: `.venv/bin/python tests/benchmarks/bench_speed.py [--quick]`.
+Run from the repository root: `.venv/bin/python tests/benchmarks/bench_speed.py [--quick] [--optimizer-only]`.
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import common
-import numpy as np
-import pandas as pd
 from ncf import reporting
 from ncf.config import TrainConfig
+from ncf.dataset import TrainingData
+from ncf.sampling import EpochBatches
+from ncf.synthetic import SyntheticSpec, generate
 
 NUM_NEG = 4
 BAR_SAMPLES_PER_SEC = 400_000
@@ -46,56 +48,16 @@ BAR_CORES = 2
 EPOCHS = {"ncf": 5, "keras": 3}
 QUICK_EPOCHS = {"ncf": 2, "keras": 1}
 KERAS_WARMUP_STEPS = 4
+# The optimizer comparison: OPTIMIZER_REPEATS timed windows of this many steps of the first epoch.
+OPTIMIZERS = ("lazy", "keras")
+OPTIMIZER_STEPS = {"full": 300, "quick": 40}
+OPTIMIZER_REPEATS = 5
+# Embedding rows (users, items) of the larger comparison: MovieLens 20M's.
+TABLE_SIZES = {"ml-20m": (138_493, 26_744)}
 
 
-@dataclasses.dataclass(frozen=True)
-class SyntheticSpec:
-    """The generated dataset; the defaults are the size of MovieLens 1M."""
-
-    users: int = 6_040
-    items: int = 3_706
-    interactions: int = 1_000_000
-    min_per_user: int = 20
-    max_per_user: int = 2_000
-    zipf_exponent: float = 1.0
-    activity_sigma: float = 1.0
-    seed: int = 20170403
-
-
-def synthetic_interactions(spec: SyntheticSpec) -> pd.DataFrame:
-    """Exactly `spec.interactions` distinct (user, item) pairs with timestamps, deterministic in `spec.seed`.
-
-    Item popularity follows 1 / (rank + 10)^s over a random permutation of the items; each user draws
-    their items without replacement in proportion to it (Gumbel top-k), their count log-normal, clipped
-    to [min_per_user, max_per_user]. Timestamps are a random permutation, so the held-out items are
-    random picks of each user's items.
-    """
-    rng = np.random.default_rng(spec.seed)
-    log_weight = -spec.zipf_exponent * np.log(rng.permutation(spec.items) + 10.0)
-    activity = rng.lognormal(0.0, spec.activity_sigma, spec.users)
-    extra = spec.interactions - spec.min_per_user * spec.users
-    counts = spec.min_per_user + np.floor(activity / activity.sum() * extra).astype(np.int64)
-    counts = np.minimum(counts, spec.max_per_user)
-    by_activity = np.argsort(-activity, kind="stable")
-    while (missing := spec.interactions - int(counts.sum())) > 0:
-        open_users = by_activity[counts[by_activity] < spec.max_per_user]
-        counts[open_users[:missing]] += 1
-    users, items = [], []
-    for start in range(0, spec.users, 512):
-        block = np.arange(start, min(start + 512, spec.users))
-        keys = log_weight + rng.gumbel(size=(len(block), spec.items))
-        ranked = np.argsort(-keys, axis=1)
-        chosen = np.arange(spec.items) < counts[block, None]
-        users.append(np.repeat(block, counts[block]))
-        items.append(ranked[chosen])
-    users_all, items_all = np.concatenate(users), np.concatenate(items)
-    return pd.DataFrame(
-        {
-            "user_id": [f"u{u}" for u in users_all],
-            "item_id": [f"i{i}" for i in items_all],
-            "timestamp": 1_000_000_000 + rng.permutation(len(users_all)),
-        }
-    )
+# The size of MovieLens 1M: 6,040 users, 3,706 items, 1,000,000 interactions (popularity only).
+SPEED_SPEC = SyntheticSpec(users=6_040, items=3_706, interactions=1_000_000, min_per_user=20, seed=20170403)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,44 +66,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Measure training throughput and peak memory of train.py on an ML-1M-sized synthetic "
         "set, next to a plain Keras Model.fit NeuMF.",
     )
+    common.add_run_options(
+        parser,
+        "speed",
+        f"{QUICK_EPOCHS['ncf']} train.py epochs, {QUICK_EPOCHS['keras']} Keras epoch, short optimizer runs",
+        "synthetic data, prepared channels, model and logs",
+    )
     parser.add_argument(
-        "--quick",
+        "--optimizer-only",
         action="store_true",
-        help=f"smoke run: {QUICK_EPOCHS['ncf']} train.py epochs and {QUICK_EPOCHS['keras']} Keras epoch; "
-        "results go to speed-quick.json (never replaces speed.json)",
+        help="only the lazy-Adam / Keras-Adam comparison (results/optimizer.json), not speed.json",
     )
-    parser.add_argument(
-        "--work-dir",
-        type=Path,
-        default=common.REPO / "runs" / "bench" / "speed",
-        help="synthetic data, prepared channels, model and logs (replaced on each run) "
-        "[default: runs/bench/speed]",
-    )
-    parser.add_argument(
-        "--output", type=Path, default=None, help="results file [default: results/speed.json]"
-    )
-    # Internal: the Keras baseline runs in its own process so its peak memory is measured alone.
+    # Internal: the Keras baseline and each optimizer run in their own process (own peak memory).
     parser.add_argument("--keras-worker", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--keras-epochs", type=int, default=1, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    args.output = args.output or common.results_path("speed", args.quick)
+    parser.add_argument("--optimizer-worker", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--optimizer-tables", choices=("data", *TABLE_SIZES), default="data", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--optimizer-steps", type=int, default=1, help=argparse.SUPPRESS)
+    args = common.parse_run_args(parser, argv, "speed")
     args.epochs = QUICK_EPOCHS if args.quick else EPOCHS
     return args
 
 
-# -- the Keras baseline (runs in the worker process) -----------------------------------------------
+# -- the worker processes: the Keras baseline and the optimizer comparison --------------------------
+
+
+def _load(prepared: Path) -> tuple[TrainingData, TrainConfig]:
+    from ncf.dataset import load_training_data
+
+    config = TrainConfig(num_neg=NUM_NEG)
+    channels = (str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"))
+    return load_training_data(*channels, implicit=True), config
+
+
+def _epoch_arrays(data: TrainingData, config: TrainConfig, epoch: int) -> EpochBatches:
+    """One epoch exactly as train.py builds it (ncf.epochs), so every trainer here sees the same batches."""
+    from ncf.epochs import EpochSource
+
+    return EpochSource(data, config).batches(epoch)
 
 
 def keras_worker(prepared: Path, epochs: int) -> int:
     """Train the Keras NeuMF for a warm-up call plus `epochs` timed epochs; print metric lines."""
     import keras
-    from ncf.dataset import load_training_data
-    from ncf.epochs import EpochSource
 
-    config = TrainConfig(num_neg=NUM_NEG)
-    data = load_training_data(
-        str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"), implicit=True
-    )
+    data, config = _load(prepared)
     keras.utils.set_random_seed(config.seed)
     model = keras_neumf(keras, len(data.users), len(data.items), config.factors, config.mlp_layers)
     model.compile(
@@ -149,21 +120,14 @@ def keras_worker(prepared: Path, epochs: int) -> int:
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
     )
 
-    # The trainer's own epoch source (ncf.epochs), so both trainers see identical batches.
-    source = EpochSource(data, config)
-
-    def epoch_arrays(epoch: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, int]:
-        batches = source.batches(epoch)
-        inputs = [batches.users.reshape(-1), batches.items.reshape(-1)]
-        return inputs, batches.targets.reshape(-1, 1), batches.weights.reshape(-1), batches.num_samples
-
-    def fit(inputs: list[np.ndarray], targets: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
-        """(seconds, mean training loss) of one `fit` call over the given samples."""
+    def fit(batches: EpochBatches, samples: int | None = None) -> tuple[float, float]:
+        """(seconds, mean training loss) of one `fit` call over the first `samples` of the epoch."""
+        inputs = [batches.users.reshape(-1)[:samples], batches.items.reshape(-1)[:samples]]
         started = time.perf_counter()
         history = model.fit(
             inputs,
-            targets,
-            sample_weight=weights,
+            batches.targets.reshape(-1, 1)[:samples],
+            sample_weight=batches.weights.reshape(-1)[:samples],
             batch_size=config.batch_size,
             epochs=1,
             shuffle=False,
@@ -171,30 +135,109 @@ def keras_worker(prepared: Path, epochs: int) -> int:
         )
         return time.perf_counter() - started, float(history.history["loss"][-1])
 
-    inputs, targets, weights, _ = epoch_arrays(0)
-    warmup = KERAS_WARMUP_STEPS * config.batch_size
-    compile_seconds, _ = fit([x[:warmup] for x in inputs], targets[:warmup], weights[:warmup])
+    compile_seconds, _ = fit(_epoch_arrays(data, config, 0), KERAS_WARMUP_STEPS * config.batch_size)
     print(reporting.metric_line("compile_seconds", compile_seconds), flush=True)
     for epoch in range(epochs):
         started = time.perf_counter()
-        inputs, targets, weights, samples = epoch_arrays(epoch)
+        batches = _epoch_arrays(data, config, epoch)
         sampling = time.perf_counter() - started
-        seconds, loss = fit(inputs, targets, weights)
-        for name, value in {
-            "epoch": epoch + 1,
-            "train_loss": loss,
-            "samples_per_sec": samples / seconds,
-            "epoch_seconds": seconds,
-            "sampling_seconds": sampling,
-            "samples_per_sec_with_sampling": samples / (seconds + sampling),
-        }.items():
-            print(reporting.metric_line(name, value), flush=True)
-        print(
-            f"[keras fit] epoch {epoch + 1}/{epochs}  loss {loss:.4f}  {samples / seconds:,.0f} samples/s  "
-            f"{seconds:.1f}s",
-            flush=True,
-        )
+        seconds, loss = fit(batches)
+        _print_epoch(epoch, epochs, loss, batches.num_samples, seconds, sampling, "keras fit")
     return 0
+
+
+def _print_epoch(
+    epoch: int, epochs: int, loss: float, samples: int, seconds: float, sampling: float, who: str
+) -> None:
+    for name, value in {
+        "epoch": epoch + 1,
+        "train_loss": loss,
+        "samples_per_sec": samples / seconds,
+        "epoch_seconds": seconds,
+        "sampling_seconds": sampling,
+        "samples_per_sec_with_sampling": samples / (seconds + sampling),
+    }.items():
+        print(reporting.metric_line(name, value), flush=True)
+    print(
+        f"[{who}] epoch {epoch + 1}/{epochs}  loss {loss:.4f}  {samples / seconds:,.0f} samples/s  "
+        f"{seconds:.1f}s",
+        flush=True,
+    )
+
+
+def optimizer_worker(prepared: Path, tables: str, steps: int) -> int:
+    """Lazy Adam and Keras' Adam, timed in turns on the same batches; print one metric line per window.
+
+    Two copies of the project's NeuMF (ncf.models, same initial weights), each in its own compiled step
+    loop with one optimizer; only the optimizer differs. Keras' Adam gets the gradients dense, as it
+    treats embedding gradients (every row of every table updated every step). The two are timed in
+    alternating windows of `steps` steps, so load from other processes hits both alike. `tables`:
+    "data" sizes the embedding tables to the dataset, "ml-20m" to MovieLens 20M's 138,493 users and
+    26,744 items (the same batches: only the tables' size, which a dense update pays for, changes).
+    """
+    data, config = _load(prepared)
+    batches = _epoch_arrays(data, config, 0)
+    users, items = TABLE_SIZES.get(tables) or (len(data.users), len(data.items))
+    loops = {name: _step_loop(name, users, items, config, batches) for name in OPTIMIZERS}
+    arrays = (batches.users, batches.items, batches.targets, batches.weights)
+    for name, run in loops.items():
+        started = time.perf_counter()
+        run(*(a[:KERAS_WARMUP_STEPS] for a in arrays))  # traces the graph
+        print(reporting.metric_line(f"{name}_compile_seconds", time.perf_counter() - started), flush=True)
+    for repeat in range(OPTIMIZER_REPEATS):
+        window = slice(KERAS_WARMUP_STEPS + repeat * steps, KERAS_WARMUP_STEPS + (repeat + 1) * steps)
+        samples = int(batches.weights[window].astype(bool).sum())
+        for name, run in loops.items():
+            started = time.perf_counter()
+            run(*(a[window] for a in arrays))
+            rate = samples / (time.perf_counter() - started)
+            print(reporting.metric_line(f"{name}_samples_per_sec", rate), flush=True)
+            shown = f"window {repeat + 1}/{OPTIMIZER_REPEATS}: {name} Adam {rate:,.0f} samples/s"
+            print(f"[{tables} tables] {shown}", flush=True)
+    return 0
+
+
+def _step_loop(optimizer: str, users: int, items: int, config: TrainConfig, batches: EpochBatches) -> Any:
+    """A compiled loop over [steps, batch] arrays training a fresh NeuMF with `optimizer`."""
+    import tensorflow as tf
+    from ncf.models import ModelSpec, NcfModel
+
+    model = NcfModel(
+        ModelSpec(config.model_type, users, items, config.factors, config.mlp_layers), config.seed
+    )
+    variables = list(model.embeddings.values()) + list(model.dense.values())
+    apply = _optimizer(optimizer, variables, config.learning_rate)
+    arrays = (batches.users, batches.items, batches.targets, batches.weights)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.as_dtype(a.dtype)) for a in arrays])
+    def run(users: tf.Tensor, items: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
+        total = tf.constant(0.0)
+        for step in tf.range(tf.shape(users)[0]):
+            with tf.GradientTape() as tape:
+                logits = model.logits(users[step], items[step])
+                losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets[step], logits=logits)
+                loss = tf.reduce_sum(weights[step] * losses) / tf.maximum(tf.reduce_sum(weights[step]), 1.0)
+            apply(tape.gradient(loss, variables))
+            total += loss
+        return total
+
+    return run
+
+
+def _optimizer(name: str, variables: list, learning_rate: float) -> Callable[[list], None]:
+    """`apply(gradients)` of lazy Adam (ncf.optim) or of Keras' Adam (dense gradients)."""
+    import keras
+    import tensorflow as tf
+    from ncf.optim import LazyAdam
+
+    if name == "lazy":
+        lazy = LazyAdam(variables, learning_rate)
+        return lambda gradients: lazy.apply(gradients, variables)
+    adam = keras.optimizers.Adam(learning_rate, epsilon=1e-7)
+    adam.build(variables)
+    return lambda gradients: adam.apply_gradients(
+        [(tf.convert_to_tensor(g), v) for g, v in zip(gradients, variables, strict=True)]
+    )
 
 
 def keras_neumf(keras: Any, num_users: int, num_items: int, factors: int, layers: tuple[int, ...]) -> Any:
@@ -280,6 +323,48 @@ def measure_keras(prepared: Path, work: Path, epochs: int) -> dict[str, Any]:
     }
 
 
+def measure_optimizers(prepared: Path, work: Path, steps: int) -> dict[str, Any]:
+    """Lazy Adam against Keras' Adam, in turns in one process, with the dataset's and ML-20M-sized tables.
+
+    Its own results file (optimizer.json): the paired ratios hold on a loaded machine, where the
+    absolute throughputs of speed.json do not.
+    """
+    measured: dict[str, Any] = {}
+    for tables in ("data", "ml-20m"):
+        command = [
+            sys.executable,
+            __file__,
+            "--optimizer-worker",
+            str(prepared),
+            "--optimizer-tables",
+            tables,
+        ]
+        command += ["--optimizer-steps", str(steps)]
+        print(f"\n== NeuMF step loops, lazy Adam and Keras' Adam in turns, {tables} tables", flush=True)
+        log_path = work / f"optimizer-{tables}.log"
+        run = common.run_measured(command, log_path, show=common.is_progress_line, prefix="  ")
+        common.check_success(run, "the optimizer comparison", log_path)
+        rates = {name: run.metric_values(f"{name}_samples_per_sec") for name in OPTIMIZERS}
+        ratios = [lazy / keras for lazy, keras in zip(rates["lazy"], rates["keras"], strict=True)]
+        measured[tables] = {
+            "embedding_rows": "the dataset's"
+            if tables == "data"
+            else dict(zip(("users", "items"), TABLE_SIZES[tables], strict=True)),
+            **{f"{name}_adam_samples_per_sec": [round(r) for r in rates[name]] for name in OPTIMIZERS},
+            **{
+                f"median_{name}_adam_samples_per_sec": round(statistics.median(rates[name]))
+                for name in OPTIMIZERS
+            },
+            "median_speedup_of_lazy_adam": round(statistics.median(ratios), 2),
+        }
+    return {
+        **measured,
+        "setup": f"ncf.models NeuMF (train.py defaults, num_neg {NUM_NEG}), one compiled step loop per "
+        f"optimizer; {OPTIMIZER_REPEATS} windows of {steps} steps of the first epoch, lazy and Keras' Adam "
+        "in turns after a traced warm-up; Keras' Adam gets dense gradients (it updates every embedding row)",
+    }
+
+
 def markdown(results: dict[str, Any]) -> str:
     ncf, keras = results["ncf"], results["keras_fit"]
     rows = [
@@ -315,32 +400,66 @@ def markdown(results: dict[str, Any]) -> str:
     return table + "\n\n" + "\n".join(f"- {note}" for note in notes)
 
 
+def optimizer_markdown(results: dict[str, Any]) -> str:
+    """The optimizer comparison as a table and a note."""
+    rows = []
+    for tables, size in (("data", "this data's tables"), ("ml-20m", "ML-20M-sized tables")):
+        entry = results[tables]
+        rows.append(
+            [
+                size,
+                f"{entry['median_lazy_adam_samples_per_sec']:,}",
+                f"{entry['median_keras_adam_samples_per_sec']:,}",
+                f"{entry['median_speedup_of_lazy_adam']}x",
+            ]
+        )
+    table = common.markdown_table(
+        ["embedding tables", "lazy Adam samples/s", "Keras' Adam", "lazy / Keras"], rows
+    )
+    return f"{table}\n\n- {results['setup']}; lazy / Keras is the median of the paired windows' ratios."
+
+
+def synthetic_channels(work: Path) -> tuple[Path, dict[str, Any]]:
+    """Generate the ML-1M-sized set and prepare it; (the prepared folder, prepare.py's meta.json)."""
+    print(f"generating {SPEED_SPEC.interactions:,} synthetic interactions", flush=True)
+    started = time.perf_counter()
+    source = work / "interactions.csv"
+    source.parent.mkdir(parents=True, exist_ok=True)
+    generate(SPEED_SPEC).frame().to_csv(source, index=False)
+    print(f"  wrote {source} in {time.perf_counter() - started:.1f} s", flush=True)
+    return work / "prepared", common.prepare(source, work / "prepared", work)
+
+
 def run(args: argparse.Namespace) -> int:
     header = common.run_header("speed", args.quick)
     work = args.work_dir.resolve()
-    spec = SyntheticSpec()
-    print(f"generating {spec.interactions:,} synthetic interactions", flush=True)
-    started = time.perf_counter()
-    frame = synthetic_interactions(spec)
-    source = work / "interactions.csv"
-    source.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(source, index=False)
-    print(f"  wrote {source} in {time.perf_counter() - started:.1f} s", flush=True)
-    prepared = work / "prepared"
-    meta = common.prepare(source, prepared, work)
+    prepared, meta = synthetic_channels(work)
+    if not args.optimizer_only:
+        trainers(args, header, prepared, meta, work)
+    optimizer = {
+        **common.run_header("optimizer", args.quick),
+        **measure_optimizers(prepared, work, OPTIMIZER_STEPS["quick" if args.quick else "full"]),
+    }
+    path = common.write_results(common.results_path("optimizer", args.quick), optimizer)
+    print(f"\n{optimizer_markdown(optimizer)}\n\nresults: {path}", flush=True)
+    return 0
 
+
+def trainers(
+    args: argparse.Namespace, header: dict[str, Any], prepared: Path, meta: dict[str, Any], work: Path
+) -> None:
+    """train.py against a plain Keras Model.fit NeuMF; writes speed.json."""
     ncf = measure_ncf(prepared, work / "ncf", args.epochs["ncf"])
     keras = measure_keras(prepared, work, args.epochs["keras"])
     counts = meta["counts"]
-    passed = ncf["median_samples_per_sec"] >= BAR_SAMPLES_PER_SEC
     results = {
         **header,
         "dataset": {
-            **dataclasses.asdict(spec),
+            **dataclasses.asdict(SPEED_SPEC),
             "train_rows": counts["train_rows"],
             "validation_users": counts["validation_users"],
             "samples_per_epoch": counts["train_rows"] * (1 + NUM_NEG),
-            "generator": "tests/benchmarks/bench_speed.py:synthetic_interactions",
+            "generator": "ncf.synthetic.generate",
         },
         "ncf": ncf,
         "keras_fit": keras,
@@ -351,18 +470,19 @@ def run(args: argparse.Namespace) -> int:
             "cores": BAR_CORES,
             "measured_samples_per_sec": ncf["median_samples_per_sec"],
             "cores_usable": header["machine"]["cores_usable"],
-            "passed": passed,
+            "passed": ncf["median_samples_per_sec"] >= BAR_SAMPLES_PER_SEC,
         },
     }
     path = common.write_results(args.output, results)
     print(f"\n{markdown(results)}\n\nresults: {path}", flush=True)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.keras_worker is not None:
         return keras_worker(args.keras_worker, args.keras_epochs)
+    if args.optimizer_worker is not None:
+        return optimizer_worker(args.optimizer_worker, args.optimizer_tables, args.optimizer_steps)
     return common.run_main(lambda: run(args))
 
 

@@ -12,6 +12,7 @@ with `run_header()`: benchmark name, date, command, quick flag and `machine()`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -57,6 +58,18 @@ def run_main(main: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; no results written", file=sys.stderr, flush=True)
         return 130
+
+
+def script_main(
+    parse_args: Callable[[list[str] | None], argparse.Namespace], run: Callable[[argparse.Namespace], int]
+) -> Callable[[list[str] | None], int]:
+    """A benchmark's `main(argv)`: parse the arguments, then `run` them through `run_main`."""
+
+    def main(argv: list[str] | None = None) -> int:
+        args = parse_args(argv)
+        return run_main(lambda: run(args))
+
+    return main
 
 
 # -- the machine ---------------------------------------------------------------------------------
@@ -119,6 +132,34 @@ def results_path(name: str, quick: bool) -> Path:
     return RESULTS_DIR / f"{name}{'-quick' if quick else ''}.json"
 
 
+def add_run_options(parser: argparse.ArgumentParser, benchmark: str, quick: str, work: str) -> None:
+    """The options every benchmark has: --quick (a smoke run: `quick`), --work-dir (holding `work`) and
+    --output (default `results_path(benchmark, quick)`, filled in by `parse_run_args`)."""
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {quick}; results go to {benchmark}-quick.json (never replaces {benchmark}.json)",
+    )
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=REPO / "runs" / "bench" / benchmark,
+        help=f"{work} (replaced on each run) [default: runs/bench/{benchmark}]",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help=f"results file [default: results/{benchmark}.json]"
+    )
+
+
+def parse_run_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, benchmark: str
+) -> argparse.Namespace:
+    """Parse `argv`; --output defaults to `results_path(benchmark, --quick)`."""
+    args = parser.parse_args(argv)
+    args.output = args.output or results_path(benchmark, args.quick)
+    return args
+
+
 def shell_command(command: Sequence[str | Path]) -> str:
     """A command line as one would type it at the repository root (paths inside it made relative)."""
     return shlex.join(_relative(str(part)) for part in command)
@@ -132,6 +173,8 @@ def run_header(benchmark: str, quick: bool, argv: Sequence[str] | None = None) -
         "command": shell_command([sys.executable, *(sys.argv if argv is None else argv)]),
         "quick": quick,
         "machine": machine(),
+        # Other processes' load at the start (1, 5, 15 min): on a shared machine it explains timing noise.
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -247,12 +290,18 @@ def is_progress_line(line: str) -> bool:
     return re.fullmatch(r"[a-z0-9_]+=[^;\s]+;", line.strip()) is None
 
 
-def prepare(source: Path, output: Path, logs: Path, *options: str) -> dict[str, Any]:
-    """Run the real training/prepare.py on `source` into `output`; return the meta.json it wrote."""
+def prepare_measured(source: Path, output: Path, logs: Path, *options: str) -> MeasuredRun:
+    """Run the real training/prepare.py on `source` into `output` (log in `logs`); BenchError if it fails."""
     command = [sys.executable, PREPARE_SCRIPT, "--input", source, "--output", output, "--overwrite", *options]
     log_path = logs / "prepare.log"
     run = run_measured(command, log_path, prefix="  ")
     check_success(run, "prepare.py", log_path)
+    return run
+
+
+def prepare(source: Path, output: Path, logs: Path, *options: str) -> dict[str, Any]:
+    """Run the real training/prepare.py on `source` into `output`; return the meta.json it wrote."""
+    prepare_measured(source, output, logs, *options)
     return json.loads((output / "meta.json").read_text())
 
 

@@ -1,10 +1,9 @@
-"""Every setting of a training run, in one dataclass, with its sources in one place.
+"""Every setting of a training run, in one dataclass (`TrainConfig`), and how it is resolved.
 
-Precedence, lowest first: the defaults below, the SageMaker environment (`SM_*` paths and
-`SM_HPS` hyperparameters), then command-line flags. SageMaker passes hyperparameters as
-`--name value` with snake_case names; people type `--kebab-case`: both spellings work.
-Unknown flags are errors (a typo must not silently train the wrong model), except the
-`sagemaker_*` and `_tuning_*` bookkeeping that SageMaker itself adds.
+`load_config` layers the defaults, the SageMaker environment (`SM_*` paths, `SM_HPS`) and the command
+line, in that order; the parser is generated from the fields by `ncf.settings`. Unknown flags are
+errors, except SageMaker's own `sagemaker_*` / `_tuning_*` bookkeeping. The settings and their
+precedence are documented in the README's *Settings* table.
 """
 
 from __future__ import annotations
@@ -12,23 +11,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ncf import sagemaker_env
+from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SEQUENCE_LOSSES, SIMILARITY_MEASURES
 from ncf.errors import NcfError
-
-NCF_MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")  # the ncf.models.NcfModel types
-MODEL_TYPES = (*NCF_MODEL_TYPES, "sasrec")  # and the sequence model, ncf.sasrec
-SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")  # ncf.sequence_training (kept TF-free here)
-FEEDBACK_MODES = ("implicit", "explicit")
-SELECTION_METRICS = ("ndcg", "hr", "ndcg_full", "recall_full", "rmse")
-SIMILARITY_MEASURES = ("cosine", "jaccard", "pearson")  # ncf.similarity.MEASURES (kept TF-free here)
-
-
-def _setting(default: Any, help: str, **extra: Any) -> Any:
-    return field(default=default, metadata={"help": help, **extra})
+from ncf.settings import build_parser as build_settings_parser
+from ncf.settings import parse_value
+from ncf.settings import setting as _setting
 
 
 @dataclass(frozen=True)
@@ -202,41 +194,10 @@ class TrainConfig:
 
 # -- parsing --------------------------------------------------------------------------------------
 
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
-
 
 def _parse_value(name: str, kind: Any, raw: Any) -> Any:
     """Turn a CLI string or SM_HPS value into the setting's type, or say what is wrong with it."""
-    text = str(raw).strip()
-    try:
-        if kind in ("bool", "bool | None"):
-            lowered = text.lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError
-        if kind == "int":
-            number = float(text)
-            if not number.is_integer():
-                raise ValueError
-            return int(number)
-        if kind == "float":
-            return float(text)
-        if kind == "tuple[int, ...]":
-            parts = text.strip("[]()").replace(" ", "").split(",")
-            return tuple(int(p) for p in parts if p)
-    except ValueError:
-        expected = {
-            "bool": "true or false",
-            "bool | None": "true or false",
-            "int": "a whole number",
-            "float": "a number",
-            "tuple[int, ...]": "comma-separated whole numbers, e.g. 64,32,16,8",
-        }
-        raise NcfError(f"hyperparameter {name}: expected {expected[kind]}, got {raw!r}") from None
-    return text
+    return parse_value(f"hyperparameter {name}", str(kind), raw)
 
 
 def _validate(config: TrainConfig) -> None:
@@ -315,21 +276,11 @@ def _validate_sequence_settings(config: TrainConfig) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of train.py, generated from TrainConfig so the two never drift apart."""
-    parser = argparse.ArgumentParser(
+    return build_settings_parser(
+        TrainConfig,
         prog="train.py",
         description="Train an NCF model, evaluate it, and export a SavedModel serving top-k recommendations.",
-        argument_default=argparse.SUPPRESS,
     )
-    for f in fields(TrainConfig):
-        kebab, snake = f"--{f.name.replace('_', '-')}", f"--{f.name}"
-        flags = [kebab] if kebab == snake else [kebab, snake]
-        default = f.default if f.default is not None else "see help"
-        if isinstance(default, tuple):
-            default = ",".join(map(str, default))
-        parser.add_argument(
-            *flags, dest=f.name, metavar="VALUE", help=f"{f.metadata['help']} [default: {default}]"
-        )
-    return parser
 
 
 def load_config(

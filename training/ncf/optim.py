@@ -1,14 +1,12 @@
-"""Adam that updates only the embedding rows a batch touched ("lazy" Adam).
+"""Adam that updates only the embedding rows a batch touched ("lazy" Adam), as TF1's LazyAdamOptimizer did.
 
-Keras' Adam updates every row of every embedding table at every step, which costs more
-than the forward and backward passes of a small NCF model. Here the embedding tables get
-Adam's moments and updates only for the rows in the batch (as TF1's LazyAdamOptimizer
-did), and the small dense weights get ordinary Adam. On the NCF workloads this is the
-difference between ~150k and ~400k+ samples/s on two CPU cores.
+Keras' Adam updates every row of every embedding table at every step, which costs more than the forward
+and backward passes of a small NCF model; here embedding tables get Adam's moments and updates only for
+the rows in the batch, and the small dense weights get ordinary Adam. The speed-up grows with the
+tables: `make bench` measures it (tests/benchmarks/results/optimizer.json, the README's *Results*).
 
-Under a distribution strategy (several GPUs, several hosts), the variables are mirrored,
-one copy per local device. `apply` is then called in every replica with the same
-all-reduced gradients; it steps once (a `merge_call`) and updates each device's copy
+Under a distribution strategy the variables are mirrored, one copy per local device: `apply` is called
+in every replica with the same all-reduced gradients, steps once (a `merge_call`) and updates each copy
 with the same numbers, so the copies stay identical without broadcasting weights.
 """
 
@@ -18,7 +16,20 @@ import tensorflow as tf
 
 
 class LazyAdam(tf.Module):
-    """Adam with row-sparse updates for `tf.IndexedSlices` gradients."""
+    """Adam with row-sparse updates for `tf.IndexedSlices` gradients.
+
+    How it differs from Keras' Adam: for a row that is not in the batch, Keras' Adam still decays the
+    row's moments and moves the row by `lr * m / (sqrt(v) + epsilon)`, so a row keeps drifting on the
+    momentum of batches it was in. Lazy Adam leaves such a row, and its moments, exactly as they were;
+    when the row is next in a batch its moments resume from where they stopped (not decayed for the
+    steps it missed). The bias correction uses the global step count in both. Rows that are in every
+    batch, and dense variables, get exactly Adam's update.
+
+    Args:
+        variables: the variables it will update, in the order `apply` receives their gradients.
+        learning_rate: Adam's step size (a variable, so a checkpoint restores it).
+        beta_1, beta_2, epsilon: as in Adam (Kingma & Ba 2015; Keras' defaults).
+    """
 
     def __init__(
         self,

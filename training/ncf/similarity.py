@@ -33,11 +33,10 @@ import math
 
 import tensorflow as tf
 
+from ncf.choices import SIMILARITY_MEASURES as MEASURES
 from ncf.models import NcfModel
 from ncf.topk import UNDEFINED, top_k_excluding
 from ncf.vocab import UserItemSets
-
-MEASURES = ("cosine", "jaccard", "pearson")
 
 
 def unit_rows(vectors: tf.Tensor) -> tf.Tensor:

@@ -14,7 +14,8 @@ Steps, in this order, each counted in `Split.counts` (nothing is dropped silentl
    validation and test. The catalog is every item left after step 3.
 
 Everything is vectorised numpy over integer codes (ids are factorised once, in order of first appearance),
-so 20M interactions split in well under a minute. Deterministic for a given seed.
+so 20M interactions split in well under a minute. Deterministic for a given seed. What users see of it:
+the README's *Split (the NCF protocol)*.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ncf.choices import FEEDBACK_MODES
 from ncf.errors import NcfError
 
-FEEDBACK_MODES = ("implicit", "explicit")
 MIN_HELD_OUT_INTERACTIONS = 3
 DROP_REASONS = ("duplicate_user_item", "below_rating_threshold", "min_interactions")
 
@@ -70,8 +71,48 @@ class Split:
 
 
 def split_interactions(frame: pd.DataFrame, options: SplitOptions) -> Split:
-    """Split a tidy interactions frame (see ncf.interactions) following `options`."""
+    """Split a tidy interactions frame (see ncf.interactions) following `options`.
+
+    Raises:
+        NcfError: impossible options, an empty input, nothing left after filtering, or too few items
+            to sample `eval_negatives` negatives.
+    """
     _check_options(frame, options)
+    rows, user_ids, item_ids = _encode(frame)
+    read = {"rows_read": len(frame), "users_read": len(user_ids), "items_read": len(item_ids)}
+    rows, seen_keys, dropped = _filter(rows, len(user_ids), len(item_ids), options)
+    # Re-code users and items so that the codes of what is left are 0..n-1 (order kept).
+    rows, seen_keys, user_ids, item_ids = _recode(rows, seen_keys, user_ids, item_ids, len(item_ids))
+    n_users, n_items = len(user_ids), len(item_ids)
+    if n_items < options.eval_negatives + 1:
+        raise NcfError(
+            f"only {n_items} items left, too few to sample {options.eval_negatives} negatives per held-out "
+            f"user; lower --eval-negatives (at most {n_items - 1})"
+        )
+    seen_per_user = np.bincount(seen_keys // n_items, minlength=n_users)
+    held = _leave_one_out(rows.user, n_users, seen_per_user, n_items, options.eval_negatives)
+    validation_negatives, test_negatives = _held_out_negatives(held.users, seen_keys, n_items, options)
+    explicit = options.feedback == "explicit"
+    train = _train_frame(rows, held.train_rows, user_ids, item_ids, explicit)
+    validation = _held_out_frame(
+        rows, held.validation_rows, validation_negatives, user_ids, item_ids, explicit
+    )
+    test = _held_out_frame(rows, held.test_rows, test_negatives, user_ids, item_ids, explicit)
+    counts = {
+        "rows_read": read["rows_read"],
+        "rows_dropped": dropped,
+        "rows_kept": len(rows.user),
+        "users_read": read["users_read"],
+        "items_read": read["items_read"],
+        "users": n_users,
+        "items": n_items,
+        **_split_counts(rows, held, len(train), len(validation), len(test), n_users, n_items),
+    }
+    return Split(train=train, validation=validation, test=test, counts=counts)
+
+
+def _encode(frame: pd.DataFrame) -> tuple[_Rows, pd.Index, pd.Index]:
+    """The frame as integer codes (ids factorised in order of first appearance), in time order."""
     user_codes, user_ids = pd.factorize(frame["user_id"])
     item_codes, item_ids = pd.factorize(frame["item_id"])
     rows = _Rows(
@@ -82,8 +123,13 @@ def split_interactions(frame: pd.DataFrame, options: SplitOptions) -> Split:
     )
     if rows.timestamp is not None:
         rows = rows.take(stable_sort(rows.timestamp)[1])
-    n_users, n_items = n_users_read, n_items_read = len(user_ids), len(item_ids)
+    return rows, user_ids, item_ids
 
+
+def _filter(
+    rows: _Rows, n_users: int, n_items: int, options: SplitOptions
+) -> tuple[_Rows, np.ndarray, dict[str, int]]:
+    """Steps 1-3: (rows kept, sorted keys of every pair seen before filtering, rows dropped by reason)."""
     dropped = dict.fromkeys(DROP_REASONS, 0)
     latest, seen_keys = _latest_per_pair(rows.user, rows.item, n_items)
     rows = _drop(rows, latest, dropped, "duplicate_user_item")
@@ -95,50 +141,40 @@ def split_interactions(frame: pd.DataFrame, options: SplitOptions) -> Split:
     rows = _drop(rows, keep, dropped, "min_interactions")
     if len(rows.user) == 0:
         raise NcfError(f"no interactions left after filtering (dropped: {_describe(dropped)})")
+    return rows, seen_keys, dropped
 
-    # Re-code users and items so that the codes of what is left are 0..n-1 (order kept).
-    rows, seen_keys, user_ids, item_ids = _recode(rows, seen_keys, user_ids, item_ids, n_items)
-    n_users, n_items = len(user_ids), len(item_ids)
-    if n_items < options.eval_negatives + 1:
-        raise NcfError(
-            f"only {n_items} items left, too few to sample {options.eval_negatives} negatives per held-out "
-            f"user; lower --eval-negatives (at most {n_items - 1})"
-        )
 
-    seen_per_user = np.bincount(seen_keys // n_items, minlength=n_users)
-    held = _leave_one_out(rows.user, n_users, seen_per_user, n_items, options.eval_negatives)
+def _held_out_negatives(
+    users: np.ndarray, seen_keys: np.ndarray, n_items: int, options: SplitOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: validation and test negatives, from two independent streams of `options.seed`."""
     validation_rng, test_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(2)
     )
-    validation_negatives = sample_negatives(
-        held.users, seen_keys, n_items, options.eval_negatives, validation_rng
-    )
-    test_negatives = sample_negatives(held.users, seen_keys, n_items, options.eval_negatives, test_rng)
+    validation = sample_negatives(users, seen_keys, n_items, options.eval_negatives, validation_rng)
+    return validation, sample_negatives(users, seen_keys, n_items, options.eval_negatives, test_rng)
 
-    explicit = options.feedback == "explicit"
-    train = _train_frame(rows, held.train_rows, user_ids, item_ids, explicit)
-    validation = _held_out_frame(
-        rows, held.validation_rows, validation_negatives, user_ids, item_ids, explicit
-    )
-    test = _held_out_frame(rows, held.test_rows, test_negatives, user_ids, item_ids, explicit)
-    counts = {
-        "rows_read": len(frame),
-        "rows_dropped": dropped,
-        "rows_kept": len(rows.user),
-        "users_read": n_users_read,
-        "items_read": n_items_read,
-        "users": n_users,
-        "items": n_items,
-        "train_rows": len(train),
+
+def _split_counts(
+    rows: _Rows,
+    held: _HeldOut,
+    train_rows: int,
+    validation_rows: int,
+    test_rows: int,
+    n_users: int,
+    n_items: int,
+) -> dict[str, Any]:
+    """The per-channel counts of meta.json."""
+    return {
+        "train_rows": train_rows,
         "train_users": _distinct(rows.user[held.train_rows], n_users),
         "train_items": _distinct(rows.item[held.train_rows], n_items),
         "validation_users": len(held.users),
-        "validation_rows": len(validation),
+        "validation_rows": validation_rows,
         "test_users": len(held.users),
-        "test_rows": len(test),
+        "test_rows": test_rows,
         "train_only_users": held.train_only,
     }
-    return Split(train=train, validation=validation, test=test, counts=counts)
 
 
 def _check_options(frame: pd.DataFrame, options: SplitOptions) -> None:
