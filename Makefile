@@ -32,7 +32,7 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
-        bench-features bench-scale bench-distributed bench-sasrec serve-local invoke-local \
+        bench-features bench-scale bench-distributed serve-local invoke-local \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
@@ -88,6 +88,7 @@ bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time an
 bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated and sharded) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_distributed.py
 
+.PHONY: bench-sasrec
 bench-sasrec: $(STAMP) ## Sequence model: new users from their first events, epoch speed -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)
 
