@@ -94,6 +94,10 @@ bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time an
 bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated and sharded) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_distributed.py
 
+.PHONY: bench-sasrec
+bench-sasrec: $(STAMP) ## Sequence model: new users from their first events, epoch speed -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)
+
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)
 

@@ -2,7 +2,8 @@
 
 `--user U` asks for U's recommendations, `--similar-to ITEM` for the items most similar to ITEM
 (`similar_items`), `--similar-users-to U` for the users most similar to U (`similar_users`); each can be
-repeated, and one call asks one kind of question.
+repeated, and one call asks one kind of question. `--history ITEM` (repeated, oldest first) sends the
+user's latest events with a recommendation request (`history`: a sequence model reads them at request time).
 
 The CLI adds these options with `add_arguments` and calls `run`. With `--endpoint-url` (e.g. the local
 endpoint, `https://127.0.0.1:8443`) the runtime client talks to that URL; for a loopback URL the local
@@ -79,6 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--include-seen", action="store_true", help="allow items the user interacted with in training"
     )
     parser.add_argument(
+        "--history",
+        action="append",
+        default=[],
+        metavar="ITEM",
+        help="an item the user just interacted with, oldest first (repeat for several): sent as the"
+        " request's history (real-time events; model_type sasrec)",
+    )
+    parser.add_argument(
         "--content-type",
         choices=tuple(CONTENT_TYPES),
         default="json",
@@ -120,9 +129,13 @@ def choose_queries(args: argparse.Namespace) -> tuple[str, list[str]]:
     ]
     if len(kinds) > 1:
         raise UsageError(f"{kinds[0]} and {kinds[1]} cannot be combined: one kind of query per call")
+    if args.history and (args.exclude or args.include_seen):
+        raise UsageError("--history cannot be combined with --exclude or --include-seen")
     if args.similar_to or args.similar_users_to:
-        if args.exclude or args.include_seen:
-            raise UsageError("--exclude and --include-seen apply to recommendations, not to similarity")
+        if args.exclude or args.include_seen or args.history:
+            raise UsageError(
+                "--exclude, --include-seen and --history apply to recommendations, not to similarity"
+            )
         return (SIMILAR_ITEMS, args.similar_to) if args.similar_to else (SIMILAR_USERS, args.similar_users_to)
     return RECOMMEND, read_users(args.user, args.users_file)
 
@@ -134,12 +147,15 @@ def build_request(
     include_seen: bool,
     content_type: str,
     signature: str = RECOMMEND,
+    history: list[str] | None = None,
 ) -> tuple[bytes, str, str]:
-    """`(body, Content-Type, Accept)` for the handler's request formats; `users` are the query ids."""
+    """`(body, Content-Type, Accept)` for the handler's request formats; `users` are the query ids,
+    `history` every user's latest events (None or empty: none sent)."""
     if content_type == "csv":
-        if exclude or include_seen:
+        if exclude or include_seen or history:
             raise UsageError(
-                "--exclude and --include-seen need --content-type json or jsonlines (CSV is user_id,k)"
+                "--exclude, --include-seen and --history need --content-type json or jsonlines"
+                " (CSV is user_id,k)"
             )
         suffix = "" if signature == RECOMMEND else f",{signature}"
         body = "".join(f"{_csv_field(user)},{k}{suffix}\n" for user in users)
@@ -153,6 +169,8 @@ def build_request(
             request["exclude"] = exclude
         if include_seen:
             request["exclude_seen"] = False
+        if history:
+            request["history"] = history
         requests.append(request)
     if content_type == "jsonlines":
         body = "".join(json.dumps(r) + "\n" for r in requests)
@@ -188,7 +206,11 @@ def render_table(predictions: list[dict[str, Any]]) -> str:
             rows.append((prediction["user_id"], "-", "(no items)", "", fallback))
         for rank, item in enumerate(items, start=1):
             rows.append((prediction["user_id"], str(rank), item["item_id"], f"{item['score']:.4f}", fallback))
-    return _aligned(rows)
+    ignored = [
+        f"{p['user_id']}: {', '.join(p['ignored_history'])}" for p in predictions if p.get("ignored_history")
+    ]
+    notes = "".join(f"\nignored history items the model does not know ({line})" for line in ignored)
+    return _aligned(rows) + notes
 
 
 def _render_similar(predictions: list[dict[str, Any]]) -> str:
@@ -275,7 +297,7 @@ def run(args: argparse.Namespace, *, default_endpoint_name: str, region: str | N
     try:
         signature, queries = choose_queries(args)
         body, content_type, accept = build_request(
-            queries, args.k, args.exclude, args.include_seen, args.content_type, signature
+            queries, args.k, args.exclude, args.include_seen, args.content_type, signature, args.history
         )
         verify = _verify(args)
     except UsageError as err:

@@ -13,8 +13,10 @@ time, where this module keeps one pooled `requests.Session` (`SESSION`).
 
 Requests (`Content-Type`):
 - `application/json`: one request `{"user_id": "42", "k": 10, "exclude": ["50"], "exclude_seen": true}`
-  (only `user_id` is required), a batch `{"instances": [{...}, ...]}`, or pair scoring
-  `{"signature": "score", "instances": [{"user_id": "42", "item_id": "50"}]}`, or similarity
+  (only `user_id` is required), a request with the user's latest events `{"user_id": "42", "history":
+  ["50", "172"], "k": 10}` (oldest first; see "Real-time events" below), a batch `{"instances":
+  [{...}, ...]}`, or pair scoring `{"signature": "score", "instances": [{"user_id": "42", "item_id":
+  "50"}]}`, or similarity
   `{"signature": "similar_items", "item_id": "50", "k": 10}` / `{"signature": "similar_users",
   "user_id": "42", "k": 10}`. `"signature"` is `"recommend"` (default), `"score"`, `"similar_items"` or
   `"similar_users"`, at the top level (the default of every instance) or per instance.
@@ -37,13 +39,23 @@ first, the query itself never listed; the score is the measure chosen at export 
 user (popularity items) or, when scoring, an unknown user or item. The user's training items are never
 recommended unless `"exclude_seen": false`.
 
+Real-time events (`history`, JSON and JSON Lines only): the items the user interacted with since the model
+was trained, oldest first. A sequence model (`model_type` sasrec) appends them to the user's stored history
+(for an unknown user they are the whole history) and keeps the latest `max_len` items; the history's items
+are excluded like seen items. Ids the catalog does not know are ignored and listed in the prediction's
+`ignored_history`; `fallback` is true only when no known item is left (and the user is unknown). NCF model
+types have no `recommend_from_history` signature: a `history` request to them is refused (400, field
+`history`). At most `NCF_MAX_HISTORY` entries (default 1000); `history` cannot be combined with `exclude`
+or `exclude_seen`.
+
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
-`exclude` list), `score`, `similar_items`, `similar_users`. The instances of a request are grouped by the
-signature they need and each group is sent in chunks of at most `NCF_TFS_CHUNK_SIZE` instances, one TF
-Serving call per chunk with the largest `k` of that chunk; each instance's list is then cut to its own
-`k`. Chunks keep every call (and the model server's memory for its [chunk, catalog] scores) small
-whatever the body holds; answers are serialised chunk by chunk and returned in request order.
+`exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. The instances of a
+request are grouped by the signature they need and each group is sent in chunks of at most
+`NCF_TFS_CHUNK_SIZE` instances, one TF Serving call per chunk with the largest `k` of that chunk; each
+instance's list is then cut to its own `k`. Chunks keep every call (and the model server's memory for its
+[chunk, catalog] scores) small whatever the body holds; answers are serialised chunk by chunk and returned
+in request order.
 
 Errors. The container answers 200 with whatever `handler` returns, and 500 `{"error": str(exception)}`
 when it raises; it cannot send a 4xx. The SageMaker runtime then gives the client a `ModelError` (HTTP 424,
@@ -73,6 +85,7 @@ Configuration (environment variables of the SageMaker model, read once at import
   `MaxPayloadInMB=6`).
 - `NCF_TFS_CHUNK_SIZE` (default 1000): most instances in one TF Serving call.
 - `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for one TF Serving call.
+- `NCF_MAX_HISTORY` (default 1000): most entries in one request's `history`.
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
@@ -111,13 +124,14 @@ SCORE = "score"
 SIMILAR_ITEMS = "similar_items"
 SIMILAR_USERS = "similar_users"
 _FIELDS = {
-    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "signature"),
+    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "history", "signature"),
     SCORE: ("user_id", "item_id", "signature"),
     SIMILAR_ITEMS: ("item_id", "k", "signature"),
     SIMILAR_USERS: ("user_id", "k", "signature"),
 }
 # The id a similarity signature takes, and the name of its id output in the SavedModel.
 _SIMILAR_QUERY = {SIMILAR_ITEMS: "item_id", SIMILAR_USERS: "user_id"}
+FROM_HISTORY = "recommend_from_history"
 
 
 @dataclass(frozen=True)
@@ -127,6 +141,7 @@ class Settings:
     max_k: int = 100
     default_k: int = 10
     max_instances: int = 1000
+    max_history: int = 1000
     max_body_bytes: int = 6 * 1024 * 1024
     tfs_chunk_size: int = 1000
     tfs_timeout_s: float = 30.0
@@ -138,6 +153,7 @@ class Settings:
             "max_k": "NCF_MAX_K",
             "default_k": "NCF_DEFAULT_K",
             "max_instances": "NCF_MAX_INSTANCES",
+            "max_history": "NCF_MAX_HISTORY",
             "max_body_bytes": "NCF_MAX_BODY_BYTES",
             "tfs_chunk_size": "NCF_TFS_CHUNK_SIZE",
             "tfs_timeout_s": "NCF_TFS_TIMEOUT_S",
@@ -184,6 +200,7 @@ class Recommend:
     k: int
     exclude: tuple[str, ...] = ()
     exclude_seen: bool = True
+    history: tuple[str, ...] | None = None  # the user's latest events, oldest first (None: not given)
 
 
 @dataclass(frozen=True)
@@ -385,7 +402,30 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
     exclude_seen = obj.get("exclude_seen", True)
     if not isinstance(exclude_seen, bool):
         raise InferenceError(f"{where}exclude_seen must be true or false", "exclude_seen")
-    return Recommend(user_id, k, tuple(exclude), exclude_seen)
+    history = _history(obj, where, settings)
+    if history is not None and (exclude or "exclude_seen" in obj):
+        raise InferenceError(
+            f"{where}history cannot be combined with exclude or exclude_seen (its items and the user's"
+            " seen items are always excluded)",
+            "history",
+        )
+    return Recommend(user_id, k, tuple(exclude), exclude_seen, history)
+
+
+def _history(obj: dict[str, Any], where: str, settings: Settings) -> tuple[str, ...] | None:
+    """The request's `history` (None when absent): a list of at most `max_history` non-empty id strings."""
+    if "history" not in obj:
+        return None
+    history = obj["history"]
+    if not isinstance(history, list) or not all(isinstance(item, str) and item for item in history):
+        raise InferenceError(f"{where}history must be a list of non-empty item id strings", "history")
+    if len(history) > settings.max_history:
+        raise InferenceError(
+            f"{where}history has {len(history)} items, more than {settings.max_history} (NCF_MAX_HISTORY)",
+            "history",
+            413,
+        )
+    return tuple(history)
 
 
 def _json_k(obj: dict[str, Any], where: str, settings: Settings) -> int:
@@ -432,6 +472,8 @@ def _call_key(instance: Instance) -> str:
         return "score"
     if isinstance(instance, Similar):
         return instance.signature
+    if instance.history is not None:
+        return FROM_HISTORY
     return "seen" if instance.exclude_seen else "recommend_with_seen"
 
 
@@ -448,13 +490,21 @@ def _call(key: str, indices: list[int], instances: list[Instance]) -> Call:
         inputs = {_SIMILAR_QUERY[key]: [m.query_id for m in members], "k": max(m.k for m in members)}
         return Call(key, tuple(indices), {"signature_name": key, "inputs": inputs})
     inputs = {"user_id": [m.user_id for m in members], "k": max(m.k for m in members)}
+    if key == FROM_HISTORY:
+        inputs["history"] = _padded([m.history for m in members])
+        return Call(key, tuple(indices), {"signature_name": key, "inputs": inputs})
     signature = key
     if key == "seen":
         signature = "recommend_excluding" if any(m.exclude for m in members) else "serving_default"
     if signature != "serving_default":
-        width = max(1, *(len(m.exclude) for m in members))
-        inputs["exclude"] = [list(m.exclude) + [""] * (width - len(m.exclude)) for m in members]
+        inputs["exclude"] = _padded([m.exclude for m in members])
     return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
+
+
+def _padded(rows: list[tuple[str, ...]]) -> list[list[str]]:
+    """Id lists as a string matrix, "" padding each to the longest (at least one column)."""
+    width = max(1, *(len(row) for row in rows))
+    return [list(row) + [""] * (width - len(row)) for row in rows]
 
 
 def _new_session() -> requests.Session:
@@ -484,6 +534,7 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
         LOG.error("TF Serving at %s is unreachable: %s", rest_uri, err)
         raise InferenceError("the model server is unavailable", None, 503) from None
     if response.status_code != 200:
+        _refuse_missing_history_signature(body, response)
         LOG.error(
             "TF Serving answered HTTP %d for signature %s: %.2000s",
             response.status_code,
@@ -498,6 +549,20 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
     if not isinstance(document, dict) or not isinstance(document.get("outputs"), dict):
         raise _malformed(body, "no 'outputs' object")
     return document["outputs"]
+
+
+def _refuse_missing_history_signature(body: dict[str, Any], response: requests.Response) -> None:
+    """A `history` request to a model without `recommend_from_history` (NCF types) is the client's error."""
+    if (
+        body.get("signature_name") == FROM_HISTORY
+        and response.status_code == 400
+        and "not found" in response.text
+    ):
+        raise InferenceError(
+            "this model does not take a history: only a sequence model (model_type sasrec) reads a"
+            " request's recent events; NCF model types answer from the user id alone (drop 'history')",
+            "history",
+        )
 
 
 def _malformed(body: dict[str, Any], detail: str) -> InferenceError:
@@ -526,10 +591,15 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
             for m, s, f in zip(members, scores, fallback, strict=True)
         ]
     ranked = _ranked_lists(call, outputs, instances, "item_id", "the catalog ({width} items)")
-    return [
+    predictions = [
         {"user_id": member.user_id, "items": items, "fallback": bool(flag)}
         for member, items, flag in zip(members, ranked, fallback, strict=True)
     ]
+    if call.signature == FROM_HISTORY:
+        unknown = _column(outputs, "unknown_history", rows, call)
+        for prediction, member, flags in zip(predictions, members, unknown, strict=True):
+            prediction["ignored_history"] = [i for i, bad in zip(member.history, flags, strict=False) if bad]
+    return predictions
 
 
 def _where(index: int, instances: list[Instance]) -> str:

@@ -137,3 +137,53 @@ def single_device_metrics(tmp_path_factory: pytest.TempPathFactory, tiny_channel
     import json
 
     return json.loads((run_dir / "output" / "metrics.json").read_text())
+
+
+# -- the sequence model (model_type sasrec): data with strong order, and one trained model -------------
+
+WALK_ITEMS = 24
+SASREC_TEST_FLAGS = [
+    "--model-type",
+    "sasrec",
+    "--epochs",
+    "25",
+    "--factors",
+    "16",
+    "--max-len",
+    "6",
+    "--batch-size",
+    "120",
+    "--learning-rate",
+    "0.01",
+    "--dropout",
+    "0.1",
+    "--patience",
+    "0",
+]
+
+
+def walk_interactions(num_users: int = 80, seed: int = 3) -> pd.DataFrame:
+    """Each user interacts with consecutive items (mod WALK_ITEMS) from a random start, in time order."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(num_users):
+        start, length = int(rng.integers(WALK_ITEMS)), int(rng.integers(7, 11))
+        for step in range(length):
+            rows.append((f"u{user}", f"item-{(start + step) % WALK_ITEMS}", 1.0, 1_000 + 10 * step))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+@pytest.fixture(scope="session")
+def walk_channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return prepare_channels(walk_interactions(), tmp_path_factory.mktemp("walk") / "prepared")
+
+
+@pytest.fixture(scope="session")
+def sasrec_run(tmp_path_factory: pytest.TempPathFactory, walk_channels: Path) -> Path:
+    """A sasrec trained and exported by train.py without the final fit: the export is the evaluated model."""
+    run_dir = tmp_path_factory.mktemp("sasrec")
+    args = [*channel_args(walk_channels), "--model-dir", str(run_dir / "model"), "--package", "false"]
+    result = run_train([*args, *SASREC_TEST_FLAGS, "--final-fit", "false"])
+    assert result.returncode == 0, result.stderr + result.stdout
+    (run_dir / "train.log").write_text(result.stdout)
+    return run_dir

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.config import MODEL_TYPES, load_config
+from ncf.choices import NCF_MODEL_TYPES
+from ncf.config import load_config
 from ncf.errors import NcfError
 from ncf.features import (
     FeatureColumn,
@@ -164,7 +165,7 @@ def featured_model(model_type: str, tmp_path: Path) -> NcfModel:
 
 
 @pytest.mark.parametrize("catalog_wide", [True, False])
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", NCF_MODEL_TYPES)
 def test_with_features_catalog_scores_equal_pairwise_scores(
     model_type: str, catalog_wide: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -177,7 +178,7 @@ def test_with_features_catalog_scores_equal_pairwise_scores(
     np.testing.assert_allclose(catalog, pairwise.numpy().reshape(2, ITEMS), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", NCF_MODEL_TYPES)
 def test_a_cold_item_is_its_features_and_a_featured_item_is_more_than_its_id(
     model_type: str, tmp_path: Path
 ) -> None:

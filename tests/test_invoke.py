@@ -44,6 +44,8 @@ class FakeTFServing:
             "scores": [[1 / 2**i for i in range(k)] for _ in users],
             "fallback": [user.startswith("new") for user in users],
         }
+        if "history" in body["inputs"]:
+            outputs["unknown_history"] = [[item == "zz" for item in row] for row in body["inputs"]["history"]]
         return Response(200, json.dumps({"outputs": outputs}).encode())
 
 
@@ -125,6 +127,17 @@ def test_exclusions_and_include_seen_reach_the_model(endpoint):
     }
 
 
+def test_history_reaches_recommend_from_history_and_ignored_ids_are_shown(endpoint, capsys):
+    url, cert, tfs = endpoint
+    argv = ["--user", "new1", "--history", "a", "--history", "zz", "--k", "2"]
+    assert run(*argv, "--endpoint-url", url, "--ca-bundle", str(cert)) == 0
+    assert tfs.calls[0] == {
+        "signature_name": "recommend_from_history",
+        "inputs": {"user_id": ["new1"], "k": 2, "history": [["a", "zz"]]},
+    }
+    assert "ignored history items the model does not know (new1: zz)" in capsys.readouterr().out
+
+
 def test_refused_request_prints_one_clear_line(endpoint, capsys):
     url, cert, _ = endpoint
     assert run("--user", "1", "--k", "0", "--endpoint-url", url, "--ca-bundle", str(cert)) == 1
@@ -172,6 +185,9 @@ def test_unreachable_endpoint(capsys, tmp_path):
         (["--user", "1", "--content-type", "csv", "--exclude", "x"], "need --content-type json or jsonlines"),
         (["--user", "1", "--ca-bundle", "/no/such/cert.pem"], "--ca-bundle /no/such/cert.pem does not exist"),
         (["--users-file", "/no/such/users.txt"], "cannot read --users-file"),
+        (["--user", "1", "--content-type", "csv", "--history", "x"], "need --content-type json or jsonlines"),
+        (["--user", "1", "--history", "x", "--exclude", "y"], "--history cannot be combined"),
+        (["--similar-to", "1", "--history", "x"], "not to similarity"),
     ],
 )
 def test_usage_errors_exit_2(capsys, argv, message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from ncf.config import MODEL_TYPES
+from ncf.choices import NCF_MODEL_TYPES
 from ncf.models import ModelSpec, NcfModel
 
 
@@ -15,7 +15,7 @@ def build(model_type: str, users: int = 7, items: int = 11) -> NcfModel:
     )
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", NCF_MODEL_TYPES)
 def test_pair_scores_have_one_value_per_pair(model_type: str) -> None:
     model = build(model_type)
     logits = model.logits(tf.constant([0, 1, 6]), tf.constant([10, 0, 3]))
@@ -23,7 +23,7 @@ def test_pair_scores_have_one_value_per_pair(model_type: str) -> None:
     assert np.all(np.isfinite(logits.numpy()))
 
 
-@pytest.mark.parametrize("model_type", MODEL_TYPES)
+@pytest.mark.parametrize("model_type", NCF_MODEL_TYPES)
 def test_catalog_scores_equal_pairwise_scores(model_type: str) -> None:
     model = build(model_type)
     users = np.array([0, 4, 6], dtype=np.int32)

@@ -112,6 +112,7 @@ def test_the_export_chooses_by_catalog_size_and_model_type() -> None:
     assert choose("neumf", 1_000_000, 500, 20_000).mode == TWO_STAGE
     assert choose("neumf", 1_000_000, 0, 20_000).mode == EXHAUSTIVE
     assert choose("mlp", 1_000_000, 500, 20_000).mode == EXHAUSTIVE
+    assert choose("sasrec", 1_000_000, 500, 20_000).mode == EXHAUSTIVE
     assert choose("gmf", 1_000_000, 500, 20_000).mode == DOT_PRODUCT
     assert choose("mf", 30_000, 500, 20_000).candidates == 0
 

@@ -106,6 +106,8 @@ def _evaluation_phase(stages: _Stages) -> tuple[NcfModel, FitResult, TrainingDat
         log(f"refit: training on train + validation for the selected {result.best_epoch} epochs")
         evaluated = data.with_heldout_positives("validation", config.is_implicit)
         model, _ = stages.train(evaluated, result.best_epoch, select=False, suffix="-refit")
+    elif hasattr(model, "remember"):  # a sequence model's test-time input: everything before the test item
+        model.remember(data.with_heldout_positives("validation", config.is_implicit))
     test_metrics = evaluate_split(ModelScorer(model), evaluated, "test", config, stages.workers)
     return model, result, evaluated, test_metrics
 
@@ -208,10 +210,19 @@ class _Stages:
         self.workers = workers
         self.checkpoints = checkpoints
 
-    def build(self, model_type: str) -> NcfModel:
+    def build(self, model_type: str, training: TrainingData) -> NcfModel:
+        """A fresh model; the sequence model also remembers each user's latest `training` items."""
         from ncf.models import ModelSpec, NcfModel
 
         config, data = self.config, self.data
+        if model_type == "sasrec":
+            from ncf.sasrec import build_sasrec
+
+            if self.workers.distributed or self.workers.count > 1:
+                raise NcfError(
+                    "model_type sasrec trains on one device of one instance; run it with one worker"
+                )
+            return build_sasrec(config, training)
         spec = ModelSpec(model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
         with self.workers.scope():
             return NcfModel(spec, seed=config.seed, item_features=data.item_features)
@@ -239,9 +250,9 @@ class _Stages:
     ) -> tuple[NcfModel, FitResult]:
         """Build and fit the configured model, pretraining NeuMF's towers first when asked."""
         config = self.config
-        model = self.build(config.model_type)
+        model = self.build(config.model_type, training)
         if config.pretrain:
-            towers = {tower: self.build(tower) for tower in ("gmf", "mlp")}
+            towers = {tower: self.build(tower, training) for tower in ("gmf", "mlp")}
             for tower, tower_model in towers.items():
                 self.fit(tower_model, training, config.pretrain_epochs, f"pretrain-{tower}{suffix}", select)
             model.load_pretrained(towers["gmf"], towers["mlp"])

@@ -20,6 +20,10 @@ weights: timing does not depend on what was learned), at the project's default s
    lists; once through the handler in-process, once through the local endpoint's container route
    (`POST /invocations` over HTTPS, what Batch Transform calls), and in-process on a 20,000-line slice per
    `--chunk-sizes` (instances per TF Serving call, `NCF_TFS_CHUNK_SIZE`).
+5. The sequence model (`model_type` sasrec, default settings, random weights, ML-1M-sized with 50 stored
+   items per user): `serving_default` for 1 user in-process, and a `history` request (an unknown user with
+   5 events) through the local HTTPS endpoint, sequential. Bars (issue 11): p50 <= 3 ms and <= 10 ms.
+   `--parts sasrec --output tests/benchmarks/results/serve-sasrec.json` measures it alone.
 
 Results (with a description of the machine) go to `tests/benchmarks/results/serve.json`.
 Run from the repository root: `.venv/bin/python tests/benchmarks/bench_serve.py [--quick]`;
@@ -65,7 +69,7 @@ from deploy.local.tfserving_standin import SavedModelServable  # noqa: E402
 
 FACTORS = 32
 MLP_LAYERS = (64, 32, 16, 8)
-PARTS = ("latency", "https", "catalog", "batch")
+PARTS = ("latency", "https", "catalog", "batch", "sasrec")
 BATCH_PAYLOAD_MB = 6
 CHUNK_SLICE_USERS = 20_000
 BARS = {
@@ -74,6 +78,7 @@ BARS = {
     "https_p50_ms": 15.0,
     "https_requests_per_s": 300.0,
 }
+SASREC_BARS = {"in_process_p50_ms": 3.0, "https_history_p50_ms": 10.0}
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -91,6 +96,24 @@ def export_synthetic_model(out: Path, num_users: int, num_items: int, mean_seen:
     popularity = rng.dirichlet(np.ones(num_items)).astype(np.float32)
     model = NcfModel(ModelSpec("neumf", num_users, num_items, FACTORS, MLP_LAYERS), seed=seed)
     save_recommender(Recommender(model, users, items, seen, popularity, implicit=True), out)
+    copy_inference_code(REPO / "inference", out)
+    return out
+
+
+def export_synthetic_sasrec(out: Path, num_users: int, num_items: int, seed: int = 0) -> Path:
+    """A random-weight sasrec (default settings) exported like training does; every user has max_len items."""
+    from bench_sasrec import training_data
+    from ncf.config import TrainConfig
+    from ncf.sasrec import build_sasrec
+
+    config = TrainConfig(model_type="sasrec")
+    rng = np.random.default_rng(seed)
+    user_index = np.repeat(np.arange(num_users, dtype=np.int32), config.max_len)
+    item_index = rng.integers(0, num_items, len(user_index)).astype(np.int32)
+    recency = np.tile(np.arange(config.max_len, dtype=np.int32)[::-1], num_users)
+    data = training_data(user_index, item_index, recency, num_users, num_items)
+    model = build_sasrec(config, data)
+    save_recommender(Recommender(model, data.users, data.items, data.seen, data.popularity, True), out)
     copy_inference_code(REPO / "inference", out)
     return out
 
@@ -246,6 +269,41 @@ def bench_catalog(root: Path, sizes: list[int], calls: int) -> list[dict[str, An
     return curve
 
 
+def bench_sasrec(root: Path, num_users: int, num_items: int, calls: int) -> dict[str, Any]:
+    """serving_default in-process (1 user) and a 5-event history request through the HTTPS endpoint."""
+    model_dir = export_synthetic_sasrec(root / "sasrec", num_users, num_items)
+    signature = SavedModelServable(open_model(model_dir)).signatures["serving_default"]
+    users = [tf.constant([f"u{(i * 7) % num_users:05d}"]) for i in range(64)]  # bench_sasrec's id format
+    in_process = latency_ms(top10(signature, users), calls)
+    with (
+        tempfile.TemporaryDirectory() as tls,
+        local_endpoint_process(model_dir, Path(tls), "--transport", "inprocess") as ep,
+    ):
+        client = runtime_client(ep.url, ep.cert)
+
+        def invoke(i: int) -> None:
+            history = [f"i{(i * 31 + j) % num_items:05d}" for j in range(5)]
+            body = json.dumps({"user_id": f"new-{i}", "history": history, "k": 10})
+            answer = client.invoke_endpoint(EndpointName="bench", Body=body, ContentType="application/json")
+            if json.loads(answer["Body"].read())["predictions"][0]["fallback"]:
+                raise RuntimeError("a history request fell back to popularity")
+
+        https = latency_ms(invoke, calls, warmup=50)
+        assert ep.stop() == 0, ep.text()
+    passed = {
+        "in_process_1_user_p50_at_most_3ms": in_process["p50_ms"] <= SASREC_BARS["in_process_p50_ms"],
+        "https_history_p50_at_most_10ms": https["p50_ms"] <= SASREC_BARS["https_history_p50_ms"],
+    }
+    return {
+        "users": num_users,
+        "items": num_items,
+        "signature_1_user": in_process,
+        "https_history": https,
+        "bars": SASREC_BARS,
+        "passed": passed,
+    }
+
+
 def batch_payload(num_users: int, max_payload_mb: int) -> bytes:
     """The first request MultiRecord makes of a users file of one short JSON line per user (cycling over
     the model's users): as many whole lines as fit in `max_payload_mb`."""
@@ -399,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
             print("batch transform throughput", flush=True)
             sizes = [int(s) for s in args.chunk_sizes.split(",")]
             measured["batch"] = bench_batch(model_dir, users, sizes)
+        if "sasrec" in args.parts:
+            print("sequence model (sasrec)", flush=True)
+            measured["sasrec"] = bench_sasrec(root, users, items, args.calls)
     for name, value in measured.items():
         results[name] = {"run": header, **value} if partial and isinstance(value, dict) else value
         if partial and isinstance(value, list):

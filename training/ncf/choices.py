@@ -6,7 +6,9 @@ and the modules that implement them (`ncf.models`, `ncf.similarity`) can share o
 
 from __future__ import annotations
 
-MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")
+NCF_MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")  # the ncf.models.NcfModel types
+MODEL_TYPES = (*NCF_MODEL_TYPES, "sasrec")  # and the sequence model, ncf.sasrec
+SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")  # ncf.sequence_training
 FEEDBACK_MODES = ("implicit", "explicit")
 SELECTION_METRICS = ("ndcg", "hr", "ndcg_full", "recall_full", "rmse")
 SIMILARITY_MEASURES = ("cosine", "jaccard", "pearson")

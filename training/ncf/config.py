@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ncf import sagemaker_env
-from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SIMILARITY_MEASURES
+from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SEQUENCE_LOSSES, SIMILARITY_MEASURES
 from ncf.errors import NcfError
 from ncf.settings import build_parser as build_settings_parser
 from ncf.settings import parse_value
@@ -58,9 +58,24 @@ class TrainConfig:
 
     # Model
     model_type: str = _setting("neumf", f"one of {', '.join(MODEL_TYPES)}", choices=MODEL_TYPES)
-    factors: int = _setting(32, "predictive factors of the GMF/MF embeddings")
+    factors: int = _setting(32, "predictive factors of the GMF/MF embeddings; sasrec: the embedding width")
     mlp_layers: tuple[int, ...] = _setting(
         (64, 32, 16, 8), "MLP layer widths, comma-separated; the first is split between user and item"
+    )
+    max_len: int = _setting(
+        50, "sasrec: the most recent items of a user the model reads (and stores per user)"
+    )
+    attention_blocks: int = _setting(2, "sasrec: causal self-attention blocks")
+    attention_heads: int = _setting(1, "sasrec: attention heads per block (must divide factors)")
+    dropout: float = _setting(0.2, "sasrec: dropout rate of embeddings, attention and feed-forward layers")
+    user_embedding: bool = _setting(
+        False, "sasrec: add a learned user embedding to the sequence representation (data with weak order)"
+    )
+    sequence_loss: str = _setting(
+        "softmax",
+        "sasrec objective: softmax (full-catalog cross-entropy), sampled_softmax (num_neg shared"
+        " negatives per step) or bce (the original SASRec loss, with the same sampled negatives)",
+        choices=SEQUENCE_LOSSES,
     )
     pretrain: bool = _setting(False, "NeuMF only: initialise from a GMF and an MLP trained first (NCF paper)")
     pretrain_epochs: int = _setting(10, "epochs of each pretraining model when --pretrain is on")
@@ -223,6 +238,7 @@ def _validate(config: TrainConfig) -> None:
         raise NcfError(
             f"hyperparameter mlp_layers: need at least two positive widths, the first even, got {shown}"
         )
+    _validate_sequence_settings(config)
     if config.pretrain and config.model_type != "neumf":
         raise NcfError(
             f"hyperparameter pretrain: only NeuMF can be pretrained, model_type is {config.model_type}"
@@ -243,6 +259,31 @@ def _validate(config: TrainConfig) -> None:
         if not getattr(config, name):
             flag = name.replace("_", "-")
             raise NcfError(f"missing --{flag} (or the SageMaker variable {sagemaker_env.variable_for(name)})")
+
+
+def _validate_sequence_settings(config: TrainConfig) -> None:
+    """The sequence model's own settings, and what it does not support."""
+    if config.max_len < 1 or config.attention_blocks < 1 or config.attention_heads < 1:
+        raise NcfError("hyperparameters max_len, attention_blocks and attention_heads: must be at least 1")
+    if not 0.0 <= config.dropout < 1.0:
+        raise NcfError(f"hyperparameter dropout: must be in [0, 1), got {config.dropout}")
+    if config.model_type != "sasrec":
+        return
+    if config.factors % config.attention_heads:
+        raise NcfError(
+            f"hyperparameter attention_heads: {config.attention_heads} does not divide"
+            f" factors {config.factors}"
+        )
+    if not config.is_implicit:
+        raise NcfError(
+            "model_type sasrec predicts the next item (implicit feedback); it has no explicit-feedback"
+            " (rating) mode: use --feedback implicit or an NCF model type"
+        )
+    if config.item_features_path is not None:
+        raise NcfError(
+            "model_type sasrec does not use item features; pass --item-features none (or drop the items"
+            " channel), or use an NCF model type for cold-start items"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

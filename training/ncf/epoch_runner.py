@@ -36,7 +36,12 @@ class EpochRunner(tf.Module):
         l2: penalty on the embedding rows of each batch.
         implicit: BCE on logits (implicit feedback) or squared error (explicit ratings).
         workers: the job's workers and devices (default: one process, one device).
+
+    Subclasses with other per-step inputs (`ncf.sequence_training`) set `INPUT_SIGNATURE` (one spec per
+    array of the batches' `step_inputs()`, step first) and `_step`.
     """
+
+    INPUT_SIGNATURE: tuple[tf.TensorSpec, ...] = (_BATCH_SPEC, _BATCH_SPEC, _VALUE_SPEC, _VALUE_SPEC)
 
     def __init__(
         self, model: NcfModel, learning_rate: float, l2: float, implicit: bool, workers: Workers | None = None
@@ -49,9 +54,7 @@ class EpochRunner(tf.Module):
         self.chunk_steps = 8  # steps per graph call, adapted to ~CHUNK_SECONDS while training
         self.l2 = l2
         self.implicit = implicit
-        self.run_steps = tf.function(
-            self._run_steps, input_signature=[_BATCH_SPEC, _BATCH_SPEC, _VALUE_SPEC, _VALUE_SPEC]
-        )
+        self.run_steps = tf.function(self._run_steps, input_signature=list(self.INPUT_SIGNATURE))
 
     def _penalty(self, users: tf.Tensor, items: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
         """L2 on the embedding rows of this batch (the NCF-style per-batch regulariser)."""
@@ -78,14 +81,12 @@ class EpochRunner(tf.Module):
         self.optimizer.apply(gradients, self.variables_in_order)
         return weighted
 
-    def _run_steps(
-        self, users: tf.Tensor, items: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor
-    ) -> tf.Tensor:
-        """Train on each [step] row in turn; the summed weighted loss (before regularisation)."""
+    def _run_steps(self, *inputs: tf.Tensor) -> tf.Tensor:
+        """Train on each [step] row of the inputs in turn; the summed weighted loss (before the penalty)."""
         total = tf.constant(0.0)
-        for step in tf.range(tf.shape(users)[0]):
+        for step in tf.range(tf.shape(inputs[0])[0]):
             total += self.workers.replica_total(
-                self.workers.run(self._step, (users[step], items[step], targets[step], weights[step]))
+                self.workers.run(self._step, tuple(values[step] for values in inputs))
             )
         return total
 
@@ -100,18 +101,15 @@ class EpochRunner(tf.Module):
 
     def train_epoch(self, batches: EpochBatches, stop_requested: StopRequested) -> float | None:
         """Run one epoch in chunks of ~CHUNK_SECONDS; its summed loss, or None when asked to stop."""
-        steps = batches.users.shape[0]
+        inputs = batches.step_inputs()
+        steps = inputs[0].shape[0]
         done = 0
         loss = 0.0
         while done < steps:
             chunk = min(self.chunk_steps, steps - done)
             started = time.perf_counter()
             part = slice(done, done + chunk)
-            loss += float(
-                self.run_steps(
-                    batches.users[part], batches.items[part], batches.targets[part], batches.weights[part]
-                )
-            )
+            loss += float(self.run_steps(*(values[part] for values in inputs)))
             done += chunk
             rate = chunk / max(time.perf_counter() - started, 1e-3)
             proposal = int(np.clip(rate * CHUNK_SECONDS, 1, 4 * self.chunk_steps))

@@ -15,6 +15,8 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
   items by the measure chosen at export (see `ncf.similarity`); unknown ids give `known` false and an
   empty row (no fallback: serving refuses them)
 - `similar_users(user_id[B], k)` -> `user_ids[B,k]`, `scores[B,k]`, `known[B]`: the same for users
+- `recommend_from_history(user_id[B], history[B,N], k)`: the sequence model only, recommendations
+  from the stored history plus the request's recent events (see `ncf.history_serving`)
 
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
@@ -163,6 +165,8 @@ class Recommender(tf.Module):
         return _similar(self.user_index, self.similar_user_index, self.user_ids, user_id, k, "user_ids")
 
     def signatures(self) -> dict:
+        from ncf.history_serving import history_signatures  # the sequence model's real-time events
+
         return {
             "serving_default": self.recommend,
             "recommend_excluding": self.recommend_excluding,
@@ -170,6 +174,7 @@ class Recommender(tf.Module):
             "score": self.score,
             "similar_items": self.similar_items,
             "similar_users": self.similar_users,
+            **history_signatures(self),
         }
 
 

@@ -52,7 +52,8 @@ class RetrievalChoice:
 
 def choose(model_type: str, num_items: int, candidates: int, min_items: int) -> RetrievalChoice:
     """The top-k strategy of an export: exhaustive below `min_items` items, for `candidates == 0` and for
-    the MLP tower alone; otherwise a dot-product retrieval, reranked by the full model for NeuMF."""
+    the MLP tower alone and the sequence model (whose exhaustive scoring is one dot product per item);
+    otherwise a dot-product retrieval, reranked by the full model for NeuMF."""
 
     def chosen(mode: str, n: int, reason: str) -> RetrievalChoice:
         return RetrievalChoice(mode, n, num_items, reason)
@@ -61,6 +62,8 @@ def choose(model_type: str, num_items: int, candidates: int, min_items: int) -> 
         return chosen(EXHAUSTIVE, 0, "retrieval_candidates is 0")
     if model_type == "mlp":
         return chosen(EXHAUSTIVE, 0, "the MLP tower has no dot-product part to retrieve with")
+    if model_type == "sasrec":
+        return chosen(EXHAUSTIVE, 0, "sasrec's exhaustive scoring is already one dot product per item")
     if num_items < min_items:
         return chosen(EXHAUSTIVE, 0, f"{num_items} items < retrieval_min_items {min_items}")
     if model_type in ("mf", "gmf"):

@@ -26,6 +26,10 @@ class EpochBatches:
     weights: np.ndarray
     num_samples: int
 
+    def step_inputs(self) -> tuple[np.ndarray, ...]:
+        """The arrays `EpochRunner.run_steps` takes, each indexed by step first."""
+        return self.users, self.items, self.targets, self.weights
+
 
 def epoch_rng(seed: int, epoch: int, worker: int = 0) -> np.random.Generator:
     """The random stream of one epoch (and one worker, for multi-worker training)."""

@@ -45,7 +45,12 @@ def unit_rows(vectors: tf.Tensor) -> tf.Tensor:
 
 
 def model_vectors(model: NcfModel, side: str) -> tf.Tensor:
-    """Unit representations of every item (`side="item"`) or user (`side="user"`), shape [N, d]."""
+    """Unit representations of every item (`side="item"`) or user (`side="user"`), shape [N, d].
+
+    A model with vectors of its own (the sequence model: item embeddings, and each user's
+    representation of their stored history) provides them as `similarity_vectors(side)`."""
+    if hasattr(model, "similarity_vectors"):
+        return model.similarity_vectors(side)
     dense, spec = model.dense, model.spec
     towers = []
     if spec.has_gmf:

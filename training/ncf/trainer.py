@@ -123,7 +123,7 @@ class _FitLoop:
     ) -> None:
         self.data, self.config, self.stage, self.select, self.workers = data, config, stage, select, workers
         with workers.scope():
-            self.runner = EpochRunner(model, config.learning_rate, config.l2, config.is_implicit, workers)
+            self.runner = _runner_for(model, config, workers)
         self.scorer = ModelScorer(model)
         self.best_weights = [tf.Variable(v, trainable=False) for v in self.runner.variables_in_order]
         with workers.failures_reported():
@@ -219,6 +219,24 @@ class _FitLoop:
         return self.summary.result()
 
 
+def _runner_for(model: NcfModel, config: TrainConfig, workers: Workers) -> EpochRunner:
+    """The step loop of the model's kind: the NCF pair step, or the sequence model's (`sequence_training`)."""
+    if model.spec.model_type == "sasrec":
+        from ncf.sequence_training import SequenceRunner
+
+        return SequenceRunner(model, config, workers)
+    return EpochRunner(model, config.learning_rate, config.l2, config.is_implicit, workers)
+
+
+def _source_for(model: NcfModel, data: TrainingData, config: TrainConfig, workers: Workers) -> EpochSource:
+    """The epochs of the model's kind: (user, item) samples, or windows of each user's sequence."""
+    if model.spec.model_type == "sasrec":
+        from ncf.sequence_training import SequenceSource
+
+        return SequenceSource(data, config, workers)
+    return EpochSource(data, config, workers)
+
+
 def _better(config: TrainConfig, score: float | None, best: float | None) -> bool:
     if best is None:
         return True
@@ -268,7 +286,7 @@ def fit(
     loop = _FitLoop(model, data, config, stage, select, workers)
     loop.restore(checkpoint_dir, log)
     with workers.failures_reported():
-        source = EpochSource(data, config, workers)
+        source = _source_for(model, data, config, workers)
         loop.check_resumed_alike()
         for epoch in range(loop.epochs_done, epochs):
             if loop.out_of_patience():
