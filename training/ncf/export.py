@@ -94,21 +94,23 @@ class Recommender(tf.Module):
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
         self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
 
-    def _lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """(known [B], index [B]) of raw user ids; unknown ids get index 0 and known false."""
         index = self.user_index.lookup(user_id)
         known = index >= 0
         return known, tf.cast(tf.where(known, index, 0), tf.int32)
 
-    def _scale(self, logits: tf.Tensor) -> tf.Tensor:
+    def scale(self, logits: tf.Tensor) -> tf.Tensor:
+        """Served scores: probabilities for implicit feedback, predicted ratings for explicit."""
         return tf.sigmoid(logits) if self.implicit else logits
 
     def _top_k(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool) -> dict:
-        known, users = self._lookup_users(user_id)
-        excluded = self._excluded(known, users, exclude, exclude_seen)
+        known, users = self.lookup_users(user_id)
+        excluded = self.excluded(known, users, exclude, exclude_seen)
         if self.retrieval is not None:
             indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k)
         else:
-            scores = self._scale(self.model.logits_all_items(users, self.mlp_item_half))
+            scores = self.scale(self.model.logits_all_items(users, self.mlp_item_half))
             scores = tf.where(known[:, None], scores, self.popularity[None, :])
             indices, top_scores = top_k_excluding(scores, excluded, k)
         return {
@@ -117,7 +119,7 @@ class Recommender(tf.Module):
             "fallback": tf.logical_not(known),
         }
 
-    def _excluded(
+    def excluded(
         self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool
     ) -> tf.Tensor | None:
         """(row, item) coordinates never to recommend: the user's seen items and the caller's list."""
@@ -147,11 +149,11 @@ class Recommender(tf.Module):
 
     @tf.function(input_signature=[_IDS, _IDS])
     def score(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict:
-        known_user, users = self._lookup_users(user_id)
+        known_user, users = self.lookup_users(user_id)
         item_index = self.item_index.lookup(item_id)
         known_item = item_index >= 0
         items = tf.cast(tf.where(known_item, item_index, 0), tf.int32)
-        modelled = self._scale(self.model.logits(users, items))
+        modelled = self.scale(self.model.logits(users, items))
         fallback_score = tf.where(known_item, tf.gather(self.popularity, items), 0.0)
         both = tf.logical_and(known_user, known_item)
         return {"score": tf.where(both, modelled, fallback_score), "fallback": tf.logical_not(both)}

@@ -39,19 +39,6 @@ def latest_items(sequences: tf.Tensor, padding: int, max_len: int) -> tf.Tensor:
     return tf.concat([filler, compacted], axis=1)[:, -max_len:]
 
 
-def _seen_and_listed(
-    recommender: Recommender, known: tf.Tensor, users: tf.Tensor, listed: tf.Tensor
-) -> tf.Tensor:
-    """(row, item) coordinates to exclude: each known user's seen items and the row's known history items."""
-    seen = tf.RaggedTensor.from_row_splits(recommender.seen_items, recommender.seen_offsets, validate=False)
-    user_seen = tf.gather(seen, tf.where(known, users, recommender.num_users))  # unknown: the empty last row
-    where = tf.where(listed >= 0)
-    rows = tf.concat([user_seen.value_rowids(), where[:, 0]], axis=0)
-    return tf.stack(
-        [rows, tf.concat([user_seen.flat_values, tf.cast(tf.gather_nd(listed, where), tf.int64)], 0)], 1
-    )
-
-
 def history_signatures(recommender: Recommender) -> dict:
     """{"recommend_from_history": ...} when the recommender's model reads histories, else nothing."""
     model = recommender.model
@@ -60,7 +47,7 @@ def history_signatures(recommender: Recommender) -> dict:
 
     @tf.function(input_signature=[_IDS, _HISTORY, _K])
     def recommend_from_history(user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict:
-        known, users = recommender._lookup_users(user_id)
+        known, users = recommender.lookup_users(user_id)
         padding = model.padding
         stored = tf.where(known[:, None], tf.gather(model.histories, users), padding)
         listed = tf.cast(recommender.item_index.lookup(history), tf.int32)
@@ -68,9 +55,10 @@ def history_signatures(recommender: Recommender) -> dict:
         sequences = latest_items(tf.concat([stored, recent], axis=1), padding, model.spec.max_len)
         has_items = tf.reduce_any(sequences != padding, axis=1)
         reps = model.represent(sequences, users, known)
-        scores = recommender._scale(tf.matmul(reps, model.item_table(), transpose_b=True))
+        scores = recommender.scale(tf.matmul(reps, model.item_table(), transpose_b=True))
         scores = tf.where(has_items[:, None], scores, recommender.popularity[None, :])
-        indices, top_scores = top_k_excluding(scores, _seen_and_listed(recommender, known, users, listed), k)
+        excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
+        indices, top_scores = top_k_excluding(scores, excluded, k)
         return {
             "item_ids": ids_of(indices, recommender.item_ids),
             "scores": top_scores,
