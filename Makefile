@@ -32,7 +32,7 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
-        bench-features bench-scale bench-distributed serve-local invoke-local \
+        bench-features bench-scale bench-distributed serve-local invoke-local local-images \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
@@ -93,6 +93,9 @@ serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker co
 invoke-local: $(STAMP) ## Ask the local endpoint for USER's top-K items (make invoke-local USER=42)
 	@test -n "$(USER_ID)" || { echo "error: give a user id, e.g. make invoke-local USER=42" >&2; exit 2; }
 	$(PY) -m deploy invoke --endpoint-url https://127.0.0.1:$(PORT) --user $(USER_ID) --k $(K)
+
+local-images: $(STAMP) ## Build (or reuse) the Docker images of SDK local mode (`deploy ... --local`), offline
+	$(PY) -m deploy.localmode.build
 
 upload: $(STAMP) ## Upload PREPARED channels to S3
 	$(PY) -m deploy upload --prepared $(PREPARED) $(DEPLOY_ARGS)

@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -246,12 +247,14 @@ def ensure_images(log: Log = print) -> LocalImages:
     cache.mkdir(parents=True, exist_ok=True)
     wheels = cache / "wheels"
     need_base = "base" in missing
-    with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as tmp:
+    with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as tmp, ThreadPoolExecutor(1) as pool:
         workdir = Path(tmp)
+        # The wheels download while debootstrap runs: both mostly wait on the network and the disk.
+        downloaded = pool.submit(download_wheels, wheels, log) if need_base or "training" in missing else None
         if "rootfs" in missing and need_base:
             build_rootfs(tags.rootfs, workdir, log)
-        if need_base or "training" in missing:
-            download_wheels(wheels, log)
+        if downloaded is not None:
+            downloaded.result()
         if need_base:
             files = {"Dockerfile.base": IMAGES_DIR / "Dockerfile.base"}
             files.update({name: IMAGES_DIR / name for name in BASE_REQUIREMENTS})
@@ -282,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.monotonic()
     try:
-        tags = ensure_images(lambda line: print(line, flush=True))
+        tags = ensure_images(lambda line: print(f"[{time.monotonic() - started:4.0f} s] {line}", flush=True))
     except NcfError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

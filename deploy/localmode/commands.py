@@ -32,7 +32,7 @@ def train(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any],
 
 def deploy(args: argparse.Namespace, settings: Settings) -> int:
     """Serve until SIGTERM/SIGINT (or `teardown --local`); 0 when stopped, 1 when the container died."""
-    from deploy.localmode.hosting import LocalHostedEndpoint, resolve_local_model
+    from deploy.localmode.hosting import LocalHostedEndpoint, quiet_thread_errors, resolve_local_model
 
     model = resolve_local_model(settings, training_job=args.training_job, model_data=args.model_data)
     endpoint = LocalHostedEndpoint(settings, model, repackage=args.repackage)
@@ -42,20 +42,21 @@ def deploy(args: argparse.Namespace, settings: Settings) -> int:
         stop["requested"] = True
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        record = endpoint.start()
-        print(f"local endpoint {record.name}: InService (model {record.model_data})", flush=True)
-        print(
-            "invoke it with `python -m deploy invoke --local --user 42`; stop it with Ctrl-C or "
-            "`python -m deploy teardown --local`",
-            flush=True,
-        )
-        print(f"ready: {record.url}", flush=True)
-        status = endpoint.wait(lambda: stop["requested"])
-    finally:
-        endpoint.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    with quiet_thread_errors():
+        try:
+            record = endpoint.start()
+            print(f"local endpoint {record.name}: InService (model {record.model_data})", flush=True)
+            print(
+                "invoke it with `python -m deploy invoke --local --user 42`; stop it with Ctrl-C or "
+                "`python -m deploy teardown --local`",
+                flush=True,
+            )
+            print(f"ready: {record.url}", flush=True)
+            status = endpoint.wait(lambda: stop["requested"])
+        finally:
+            endpoint.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
     if status is not None:
         print(f"error: the serving container exited with status {status} (its log is above)", file=sys.stderr)
         return 1

@@ -35,8 +35,9 @@ from deploy.packaging import has_handler, repackage_model
 LOG = logging.getLogger("deploy")
 VARIANT = "AllTraffic"
 COMPOSE_FILE = "docker-compose.yaml"
-#: How long the container may take to answer /ping (TensorFlow loads the model first).
-HEALTH_CHECK_TIMEOUT_S = 180
+#: How long the SDK waits for /ping (its HEALTH_CHECK_TIMEOUT_LIMIT: the SDK reads a
+#: `local.health_check_timeout` setting, but its own config schema refuses that key).
+HEALTH_CHECK_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class LocalHostedEndpoint:
         self.root = (Path(settings.local_dir) / "endpoints" / f"{self.name}.work").resolve()
         self.session: Any = None
         self.image = image_tags().serving
+        self.stopped = True  # nothing to stop until start() has passed its checks
 
     @property
     def url(self) -> str:
@@ -134,7 +136,6 @@ class LocalHostedEndpoint:
             "local": {
                 "serving_port": self.port,
                 "container_root": str(self.root),
-                "health_check_timeout": HEALTH_CHECK_TIMEOUT_S,
             }
         }
         return session
@@ -154,6 +155,7 @@ class LocalHostedEndpoint:
     def start(self) -> EndpointRecord:
         """Create model, endpoint config and endpoint; return once /ping answers (or raise, cleaned up)."""
         self.check()
+        self.stopped = False
         shutil.rmtree(self.root, ignore_errors=True)
         staged = stage_model(self.model, self.root / "model", force_repackage=self.repackage)
         self.session = self._session()
@@ -217,7 +219,7 @@ class LocalHostedEndpoint:
             except BaseException as err:
                 failure.append(err)
 
-        with local_mode_fixes(), _quiet_thread_errors():
+        with local_mode_fixes():
             creator = threading.Thread(target=create, name="sdk-create-endpoint", daemon=True)
             creator.start()
             while creator.is_alive():
@@ -236,23 +238,24 @@ class LocalHostedEndpoint:
 
     def wait(self, should_stop: Callable[[], bool]) -> int | None:
         """Block until `should_stop()` or the container exits; returns the container's status if it did."""
-        with _quiet_thread_errors():
-            while not should_stop():
-                status = self.compose_status()
-                if status is not None:
-                    return status
-                time.sleep(0.5)
+        while not should_stop():
+            status = self.compose_status()
+            if status is not None:
+                return status
+            time.sleep(0.5)
         return None
 
     def stop(self) -> None:
-        """Take down container and network, delete endpoint, config and model; remove the record."""
+        """Take down container and network, delete endpoint, config and model; remove the record (once)."""
+        if self.stopped:
+            return
+        self.stopped = True
         compose = self.compose_file()
         if compose is not None:
             compose_down(compose)
         if self.session is not None:
             client = self.session.sagemaker_client
-            with _quiet_thread_errors():
-                client.delete_endpoint(EndpointName=self.name)
+            client.delete_endpoint(EndpointName=self.name)  # joins the SDK's hosting thread
             client.delete_endpoint_config(EndpointConfigName=self.name)
             client.delete_model(ModelName=self.name)
         record = read_record(self.settings, self.name)
@@ -276,9 +279,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-class _quiet_thread_errors:
-    """The SDK's hosting thread raises RuntimeError when `compose up` ends; this module reports that
-    itself (one `error:` line), so the thread's traceback is logged at debug level instead of printed."""
+class quiet_thread_errors:
+    """The SDK's hosting thread raises RuntimeError when `compose up` ends (also when teardown ends it);
+    `deploy --local` reports a dead container itself (one `error:` line), so while this is active the
+    thread's traceback is logged at debug level instead of printed."""
 
     def __enter__(self) -> None:
         self.previous = threading.excepthook
