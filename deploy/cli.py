@@ -212,6 +212,15 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE", help="hyperparameter")
     _setting(parser, "--dataset", "dataset", "dataset to train on (data/<dataset>/ in S3)")
     _setting(parser, "--instance-type", "train_instance_type", "training instance type")
+    _instance_options(parser)
+    _switch(parser, "--spot", "spot", "managed spot training (resumes from checkpoints)")
+    _setting(parser, "--max-run", "max_run_seconds", "maximum training seconds", type=int)
+    _setting(parser, "--max-wait", "max_wait_seconds", "maximum seconds incl. waiting for spot", type=int)
+    _json_option(parser)
+
+
+def _instance_options(parser: argparse.ArgumentParser) -> None:
+    """Instances of a training job or of each tuning trial, and how the train channel reaches them."""
     _setting(parser, "--instance-count", "train_instance_count", "instances (> 1: multi-worker)", type=int)
     _switch(
         parser,
@@ -219,10 +228,6 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
         "shard_train",
         "each instance gets only its own files of the train channel (ShardedByS3Key)",
     )
-    _switch(parser, "--spot", "spot", "managed spot training (resumes from checkpoints)")
-    _setting(parser, "--max-run", "max_run_seconds", "maximum training seconds", type=int)
-    _setting(parser, "--max-wait", "max_wait_seconds", "maximum seconds incl. waiting for spot", type=int)
-    _json_option(parser)
 
 
 def _deploy_options(parser: argparse.ArgumentParser) -> None:
@@ -260,6 +265,7 @@ def _tune_options(parser: argparse.ArgumentParser) -> None:
     _setting(parser, "--strategy", "tune_strategy", "Bayesian, Random, Hyperband or Grid")
     _setting(parser, "--max-jobs", "tune_max_jobs", "training jobs in total", type=int)
     _setting(parser, "--max-parallel-jobs", "tune_max_parallel_jobs", "training jobs at once", type=int)
+    _instance_options(parser)
     _json_option(parser)
 
 

@@ -104,15 +104,21 @@ def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
     return CHANNELS + optional
 
 
-def channel_input(settings: Settings, channel: str) -> Any:
-    """One channel of the job: an S3 prefix, split between the instances for a sharded train channel."""
-    from sagemaker.core.training.configs import InputData, S3DataSource
+def channel_source(settings: Settings, channel: str) -> Any:
+    """A channel's S3 prefix, split between the instances for a sharded train channel."""
+    from sagemaker.core.shapes import S3DataSource
 
     distribution = "ShardedByS3Key" if channel == "train" and settings.shard_train else "FullyReplicated"
-    source = S3DataSource(
+    return S3DataSource(
         s3_data_type="S3Prefix", s3_uri=settings.data_uri(channel), s3_data_distribution_type=distribution
     )
-    return InputData(channel_name=channel, data_source=source)
+
+
+def channel_input(settings: Settings, channel: str) -> Any:
+    """One channel of the job (`ModelTrainer`'s `InputData`)."""
+    from sagemaker.core.training.configs import InputData
+
+    return InputData(channel_name=channel, data_source=channel_source(settings, channel))
 
 
 def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:

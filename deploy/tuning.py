@@ -19,7 +19,7 @@ import boto3
 
 from deploy.aws import project_tags, text_or, unique_name, wait_for_job
 from deploy.config import Settings
-from deploy.training import build_trainer, metric_definitions, prepare_job
+from deploy.training import build_trainer, channel_source, metric_definitions, prepare_job
 
 LOG = logging.getLogger("deploy")
 OBJECTIVE = "validation_ndcg_at_10"
@@ -51,6 +51,17 @@ def parameter_ranges(ranges: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return built
 
 
+def trial_channel(settings: Settings, channel: str) -> Any:
+    """One channel of every trial, as the API's `Channel`: the SDK tuner sends those as they are, while
+    it rebuilds plain URIs and `InputData` as FullyReplicated (sagemaker/train/tuner.py), which would
+    give each instance of a `shard_train` trial the whole train channel."""
+    from sagemaker.core.shapes import Channel, DataSource
+
+    return Channel(
+        channel_name=channel, data_source=DataSource(s3_data_source=channel_source(settings, channel))
+    )
+
+
 def tune(settings: Settings, session: boto3.Session, *, wait: bool) -> TuningReport:
     """Start the tuning job; with `wait`, follow it and report the best trial."""
     from sagemaker.train.tuner import HyperparameterTuner
@@ -73,7 +84,7 @@ def tune(settings: Settings, session: boto3.Session, *, wait: bool) -> TuningRep
         tags=project_tags(settings),
     )
     job_name = unique_name(settings, "tune")
-    tuner.tune(inputs={c: settings.data_uri(c) for c in inputs.channels}, job_name=job_name, wait=False)
+    tuner.tune(inputs=[trial_channel(settings, c) for c in inputs.channels], job_name=job_name, wait=False)
     job = tuner.latest_tuning_job
     LOG.info("tuning job %s started", job_name)
     if not wait:

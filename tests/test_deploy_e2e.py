@@ -24,7 +24,7 @@ from ncf.reporting import metric_definitions
 
 from deploy.aws import PROJECT_TAG
 from deploy.cli import main
-from deploy.packaging import INFERENCE_DIR
+from deploy.packaging import INFERENCE_DIR, TRAINING_DIR
 
 pytest_plugins = ["deploy_fixtures"]
 
@@ -95,6 +95,8 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     source_code = json.loads(s3_read(f"{drivers}/sourcecode.json"))
     assert source_code["entry_script"] == "train.py"
     assert source_code["source_dir"] == channels["code"]
+    assert source_code["requirements"] == "requirements.txt"  # the driver pip-installs it first
+    assert bundle["requirements.txt"] == (TRAINING_DIR / "requirements.txt").read_bytes()
     assert request["EnableManagedSpotTraining"] is True
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert request["CheckpointConfig"] == {

@@ -264,23 +264,33 @@ def test_no_items_channel_without_item_features(cli, recorder: Recorder, tiny_ch
     assert "items" not in channels
 
 
+@pytest.mark.parametrize(
+    ("command", "job_request"),
+    [
+        ("train", "CreateTrainingJob"),
+        # Every trial of the tuning job, as its TrainingJobDefinition (the SDK tuner rebuilds plain
+        # channel URIs as FullyReplicated).
+        ("tune", "CreateHyperParameterTuningJob"),
+    ],
+)
 def test_a_sharded_train_channel_gives_every_instance_its_own_files(
-    cli, recorder: Recorder, tmp_path: Path
+    cli, recorder: Recorder, tmp_path: Path, command: str, job_request: str
 ) -> None:
     prepared = prepare_channels(make_interactions(), tmp_path / "prepared", shards=2)
     assert cli("upload", "--prepared", str(prepared))[0] == 0
 
-    status, _, err = cli("train", "--instance-count", "2", "--shard-train")
+    status, _, err = cli(command, "--instance-count", "2", "--shard-train")
     assert status == 0, err
-    channels = {
-        c["ChannelName"]: c["DataSource"]["S3DataSource"]
-        for c in recorder.only("CreateTrainingJob")["InputDataConfig"]
-    }
+    request = recorder.only(job_request)
+    job = request.get("TrainingJobDefinition", request)
+    assert job["ResourceConfig"]["InstanceCount"] == 2
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in job["InputDataConfig"]}
     assert channels["train"]["S3DataDistributionType"] == "ShardedByS3Key"
     for name in ("validation", "test", "vocabulary"):
         assert channels[name]["S3DataDistributionType"] == "FullyReplicated", name
-    assert channels["vocabulary"]["S3Uri"].endswith("/data/default/vocabulary/")
+    for name in ("train", "validation", "test", "vocabulary"):
+        assert channels[name]["S3Uri"].endswith(f"/data/default/{name}/"), name
 
-    status, _, err = cli("train", "--instance-count", "3", "--shard-train")
+    status, _, err = cli(command, "--instance-count", "3", "--shard-train")
     assert status == 2
     assert "has 2 file(s) for 3 instances" in one_error_line(err) and "--shards 3" in err

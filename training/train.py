@@ -196,7 +196,7 @@ def run(config: TrainConfig) -> dict:
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     try:
         config = load_config(
-            sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ
+            sys.argv[1:] if argv is None else argv, os.environ if environ is None else environ, log
         )
         run(config)
     except NcfError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -283,8 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> TrainConfig:
-    """Resolve defaults, SageMaker environment and command line into a validated TrainConfig."""
+def load_config(
+    argv: Sequence[str], environ: Mapping[str, str], report: Callable[[str], None] | None = None
+) -> TrainConfig:
+    """Resolve defaults, SageMaker environment and command line into a validated TrainConfig.
+
+    `report` receives the lines worth logging about how a setting was resolved (the model folder:
+    see `sagemaker_env.model_dir`).
+    """
     parser = build_parser()
     known, unknown = parser.parse_known_args(list(argv))
     unexpected = [
@@ -301,6 +307,12 @@ def load_config(argv: Sequence[str], environ: Mapping[str, str]) -> TrainConfig:
         **from_env,
         **vars(known),
     }
+    requested = values.get("model_dir")
+    values["model_dir"], note = sagemaker_env.model_dir(
+        None if requested is None else str(requested), environ
+    )
+    if note and report:
+        report(note)
     kinds = {f.name: f.type for f in fields(TrainConfig)}
     parsed = {}
     for name, raw in values.items():

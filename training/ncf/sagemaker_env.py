@@ -45,6 +45,62 @@ def path_settings(
     return settings
 
 
+def model_dir(requested: str | None, environ: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The folder the model is exported to, and a line to log when that is not the folder requested.
+
+    On SageMaker it is always `SM_MODEL_DIR`: the only folder SageMaker packs into model.tar.gz. A
+    `model_dir` given besides it is not ours to honour: the TensorFlow training toolkit appends
+    `--model_dir <model_dir hyperparameter>/<job name>/model` to every tuning trial's arguments
+    (`None/<job>/model` without that hyperparameter, a path relative to /opt/ml/code), and by its
+    convention an S3 `model_dir` is where TensorFlow's own checkpoints go. Outside SageMaker the
+    requested folder is used, made absolute; a toolkit-made `None/...` or an S3 URI is refused.
+    """
+    exported = environ.get("SM_MODEL_DIR")
+    if exported:
+        if requested is None or os.path.normpath(requested) == os.path.normpath(exported):
+            return exported, None
+        return exported, (
+            f"model_dir {requested} ignored: exporting to SM_MODEL_DIR {exported}, the folder SageMaker"
+            f" packs into model.tar.gz ({_why_not_sagemaker_model_dir(requested)})"
+        )
+    if requested is None:
+        return None, None
+    if requested.startswith("s3://"):
+        raise NcfError(
+            f"--model-dir {requested}: train.py exports to a local folder; give a path (on SageMaker the"
+            " model goes to SM_MODEL_DIR, which SageMaker uploads)"
+        )
+    if _made_by_the_tensorflow_toolkit(requested):
+        raise NcfError(
+            f"--model-dir {requested}: 'None/...' is what the SageMaker TensorFlow toolkit makes of a"
+            " missing model_dir hyperparameter in a tuning trial, not a folder to export to; without"
+            " SM_MODEL_DIR give the folder explicitly"
+        )
+    if Path(requested).is_absolute():
+        return requested, None
+    absolute = str(Path(requested).resolve())
+    return absolute, f"model dir {requested} is relative to {Path.cwd()}: exporting to {absolute}"
+
+
+def _why_not_sagemaker_model_dir(requested: str) -> str:
+    """Why a model_dir other than SM_MODEL_DIR reaches train.py on SageMaker, for the log line."""
+    if requested.startswith("s3://"):
+        return "an S3 model_dir is the TensorFlow toolkit's location for TensorFlow's own checkpoints"
+    if _made_by_the_tensorflow_toolkit(requested):
+        return (
+            "the TensorFlow training toolkit appends <model_dir>/<job name>/model to a tuning trial's"
+            " arguments, None/... when the job has no model_dir hyperparameter"
+        )
+    if not Path(requested).is_absolute():
+        return "a relative folder lands in the working directory, which SageMaker does not upload"
+    return "SageMaker uploads no other folder as the model"
+
+
+def _made_by_the_tensorflow_toolkit(model_dir: str) -> bool:
+    """`None/<job>/model`: the toolkit's f"{model_dir}/{job}/model" for a trial without model_dir."""
+    return Path(model_dir).parts[:1] == ("None",)
+
+
 def train_channel_sharded(environ: Mapping[str, str]) -> bool | None:
     """Whether the job's train channel is ShardedByS3Key (each host gets only some of its files),
     from `SM_INPUT_DATA_CONFIG`; None outside SageMaker or when the channel is not described."""
