@@ -32,7 +32,7 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
-        bench-features bench-scale bench-distributed serve-local invoke-local local-images \
+        bench-features bench-scale bench-distributed bench-local-mode serve-local invoke-local local-images \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
@@ -86,6 +86,9 @@ bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time an
 
 bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated and sharded) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_distributed.py
+
+bench-local-mode: $(STAMP) ## deploy train --local vs train-local on data/default (needs local images) -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_local_mode.py
 
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)

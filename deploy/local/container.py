@@ -85,4 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from deploy.local.__main__ import exit_now
+
+    exit_now(main())  # TensorFlow's interpreter teardown can abort (SIGABRT) after a clean stop

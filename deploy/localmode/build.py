@@ -48,6 +48,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SERVING_MODULES = (
     "__init__.py",
     "local/__init__.py",
+    "local/__main__.py",
     "local/container.py",
     "local/container_server.py",
     "local/httpserver.py",
