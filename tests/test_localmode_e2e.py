@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import tarfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 
 import pytest
 from conftest import DISTRIBUTED_SETTINGS
 from serving_fixtures import runtime_client
 
-from deploy.local.process import local_endpoint_process
+from deploy.local.process import EndpointProcess, local_endpoint_process, ready_process
 from deploy.localmode import build, docker
 from deploy.localmode.runtime import LocalRuntimeClient
 
@@ -106,41 +103,9 @@ def leftovers(*images: str) -> list[str]:
     return found + [f"network {n}" for n in networks]
 
 
-@contextmanager
-def deployed(
-    env: dict[str, str], *argv: str, timeout: float = 300
-) -> Iterator[tuple[subprocess.Popen, list[str]]]:
-    """`deploy --local` in the background until its `ready:` line; killed on exit if still running."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "deploy", "deploy", "--local", *argv],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=lambda: [lines.put(line.rstrip("\n")) for line in process.stdout], daemon=True
-    ).start()
-    output: list[str] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while not any(line.startswith("ready: ") for line in output):
-            if time.monotonic() > deadline or process.poll() is not None:
-                time.sleep(0.5)
-                while not lines.empty():
-                    output.append(lines.get())
-                break
-            with suppress(queue.Empty):
-                output.append(lines.get(timeout=0.5))
-        yield process, output
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        while not lines.empty():
-            output.append(lines.get())
+def deployed(env: dict[str, str], *argv: str, timeout: float = 300) -> ContextManager[EndpointProcess]:
+    """`deploy --local` in the background until its `ready:` line (url "" if it exits first)."""
+    return ready_process([sys.executable, "-m", "deploy", "deploy", "--local", *argv], env, timeout)
 
 
 def same_answer(local: dict, reference: dict, accept: str) -> None:
@@ -180,8 +145,8 @@ def test_train_deploy_invoke_teardown(
     assert leftovers(local_images.training) == []
 
     port = local_env["NCF_LOCAL_PORT"]
-    with deployed(local_env) as (server, output):
-        assert any(line == f"ready: http://127.0.0.1:{port}" for line in output), "\n".join(output)
+    with deployed(local_env) as endpoint:
+        assert endpoint.url == f"http://127.0.0.1:{port}", endpoint.text()
         published = subprocess.run(
             ["docker", "ps", "--filter", f"ancestor={local_images.serving}", "--format", "{{.Ports}}"],
             capture_output=True,
@@ -215,7 +180,7 @@ def test_train_deploy_invoke_teardown(
         stopped = cli(local_env, "teardown", "--local")
         assert stopped.returncode == 0, stopped.stderr
         assert stopped.stdout.strip() == "local endpoint ncf-endpoint: deleted"
-        assert server.wait(timeout=60) == 0
+        assert endpoint.process.wait(timeout=60) == 0
     assert leftovers(local_images.serving) == []
     assert cli(local_env, "invoke", "--local", "--user", "u1").returncode == 1
 
@@ -263,8 +228,10 @@ def test_serving_container_that_exits_is_one_error_line(
     broken = tmp_path / "model.tar.gz"
     with tarfile.open(broken, "w:gz") as archive:
         archive.add(REPO / "inference" / "inference.py", arcname="code/inference.py")
-    with deployed(local_env, "--model-data", str(broken), timeout=240) as (server, output):
-        assert server.wait(timeout=240) == 2
+    with deployed(local_env, "--model-data", str(broken), timeout=240) as endpoint:
+        assert endpoint.process.wait(timeout=240) == 2
+        time.sleep(0.2)  # the last lines
+        output = endpoint.text().splitlines()
     errors = [line for line in output if line.startswith("error: ")]
     assert errors == [errors[-1]] and errors[-1].startswith(
         "error: the serving container exited with status 1 before answering /ping"

@@ -37,7 +37,7 @@ def install_requirements(code_dir: Path) -> None:
     ):
         return
     LOG.info("installing %s", requirements)
-    command = [sys.executable, "-m", "pip", "install", "--break-system-packages", "-r", str(requirements)]
+    command = [sys.executable, "-m", "pip", "install", "-r", str(requirements)]
     if subprocess.run(command, check=False).returncode != 0:
         raise LocalEndpointError(f"pip install -r {requirements} failed (see above)")
 

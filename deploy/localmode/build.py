@@ -57,7 +57,7 @@ SERVING_MODULES = (
     "local/tfserving_standin.py",
 )
 BASE_REQUIREMENTS = ("requirements-base.txt",)
-TRAINING_REQUIREMENTS = ("requirements-training.txt", "requirements-training-nodeps.txt")
+TRAINING_REQUIREMENTS = ("requirements-training.txt",)
 
 Log = Callable[[str], None]
 
@@ -185,16 +185,14 @@ def download_wheels(wheels: Path, log: Log) -> None:
     """Every wheel the images install, built or downloaded for this Python (3.11, as bookworm's)."""
     wheels.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--prefer-binary", "-w", str(wheels)]
-    with_deps = [
-        f for name in (*BASE_REQUIREMENTS, TRAINING_REQUIREMENTS[0]) for f in ("-r", IMAGES_DIR / name)
+    requirements = [
+        f for name in (*BASE_REQUIREMENTS, *TRAINING_REQUIREMENTS) for f in ("-r", IMAGES_DIR / name)
     ]
-    without_deps = ["--no-deps", "-r", IMAGES_DIR / TRAINING_REQUIREMENTS[1]]
-    for arguments in (with_deps, without_deps):
-        offline = [*pip, "--no-index", "--find-links", str(wheels), *map(str, arguments)]
-        if subprocess.run(offline, capture_output=True, check=False).returncode == 0:
-            continue
-        log("downloading wheels from the package index")
-        _run([*pip, *map(str, arguments)], "pip wheel")
+    offline = [*pip, "--no-index", "--find-links", str(wheels), *map(str, requirements)]
+    if subprocess.run(offline, capture_output=True, check=False).returncode == 0:
+        return
+    log("downloading wheels from the package index")
+    _run([*pip, *map(str, requirements)], "pip wheel")
 
 
 def _context(workdir: Path, files: dict[str, Path], wheels: Path | None) -> Path:
@@ -236,6 +234,20 @@ def docker_build(tag: str, dockerfile: str, context: Path, parent_arg: str, pare
     )
 
 
+def remove_stale_images(current: LocalImages, log: Log) -> None:
+    """Remove this project's local images whose tags no checkout input hashes to any more (disk space)."""
+    listed = subprocess.run(
+        ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"{REPOSITORY}/*"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    stale = sorted(set(listed) - set(vars(current).values()))
+    if stale:
+        log(f"removing stale local images: {', '.join(stale)}")
+        subprocess.run(["docker", "rmi", *stale], capture_output=True, check=False)
+
+
 def ensure_images(log: Log = print) -> LocalImages:
     """Build whichever local image is missing (and what it builds on); reuse the rest."""
     require_docker()
@@ -272,6 +284,7 @@ def ensure_images(log: Log = print) -> LocalImages:
             files.update({f"ncf/deploy/{name}": DEPLOY_DIR / name for name in SERVING_MODULES})
             context = _context(workdir, files, None)
             docker_build(tags.serving, "Dockerfile.serving", context, "BASE", tags.base, log)
+    remove_stale_images(tags, log)
     return tags
 
 
