@@ -173,9 +173,11 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
 def _model_source_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--training-job", help="serve this training job's model (default: the latest `train` job)"
+        "--training-job",
+        help="serve this training job's model (default: the latest `train` job; with --local: the latest "
+        "local job)",
     )
-    source.add_argument("--model-data", help="serve this model.tar.gz (s3://...)")
+    source.add_argument("--model-data", help="serve this model.tar.gz (s3://...; with --local a local path)")
     parser.add_argument(
         "--repackage",
         action="store_true",

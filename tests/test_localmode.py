@@ -302,3 +302,34 @@ def test_a_zombie_is_not_alive() -> None:
         time.sleep(0.05)
     assert not hosting._alive(child.pid)  # exited, not yet reaped
     child.wait()
+
+
+# --- why a local training job failed ---------------------------------------------------------------
+
+
+def test_failure_reason_is_train_py_error_line_from_the_compose_log(tmp_path: Path) -> None:
+    import io
+
+    from deploy.localmode.training import LogTail, failure_reason
+
+    shown = io.StringIO()
+    log = LogTail(shown)
+    text = (
+        "\x1b[36malgo-1_1  |\x1b[0m Executing command: /usr/bin/python3 train.py --epochs 0\n"
+        "\x1b[36malgo-1_1  |\x1b[0m error: hyperparameter epochs: must be at least 1, got 0\n"
+        "\x1b[36malgo-1_1  |\x1b[0m Command failed with exit code 2.\n"
+    )
+    log.write(text)
+    assert shown.getvalue() == text  # the user still sees the whole log
+    reason = failure_reason(tmp_path, log.lines)
+    assert reason == "train.py: error: hyperparameter epochs: must be at least 1, got 0"
+
+
+def test_failure_reason_falls_back_to_the_failure_file(tmp_path: Path) -> None:
+    from deploy.localmode.training import failure_reason
+
+    (tmp_path / "algo-1" / "output").mkdir(parents=True)
+    (tmp_path / "algo-1" / "output" / "failure").write_text(
+        "Traceback (most recent call last):\n  File x\nMemoryError: out of memory\n"
+    )
+    assert failure_reason(tmp_path, ["no error line"]) == "MemoryError: out of memory"

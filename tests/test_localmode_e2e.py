@@ -216,7 +216,10 @@ def test_failing_training_container_is_one_error_line(
     failed = cli(local_env, "train", "--local", "--prepared", str(tiny_channels), "--hp", "epochs=0")
     assert failed.returncode == 2
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the local training container exited with status 1"), failed.stderr[-2000:]
+    assert last.startswith(
+        "error: the local training container exited with status 2: "
+        "train.py: error: hyperparameter epochs: must be at least 1, got 0;"
+    ), failed.stderr[-2000:]
     assert "fix the cause and run again" in last
     assert "Traceback" not in failed.stderr.split("error: the local")[-1]
     assert leftovers(local_images.training) == []

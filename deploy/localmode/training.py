@@ -17,15 +17,19 @@ succeeded or not.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import shutil
 import sys
 import tarfile
+from collections import deque
+from collections.abc import Iterable
 from contextlib import redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ncf.errors import NcfError
 
@@ -101,12 +105,34 @@ def build_local_trainer(
     ).with_metric_definitions(sdk_metric_definitions())
 
 
-def failure_reason(root: Path) -> str:
-    """The first line of /opt/ml/output/failure that the container wrote, if any."""
+class LogTail(io.TextIOBase):
+    """Passes the containers' log on to `stream` and keeps its last lines (without compose's prefixes)."""
+
+    PREFIX = re.compile(r"^(?:\x1b\[[0-9;]*m)?[\w.-]+\s*\|(?:\x1b\[[0-9;]*m)?\s?")
+
+    def __init__(self, stream: TextIO, keep: int = 200) -> None:
+        self.stream = stream
+        self.lines: deque[str] = deque(maxlen=keep)
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        for line in text.splitlines():
+            self.lines.append(self.PREFIX.sub("", line).strip())
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def failure_reason(root: Path, log: Iterable[str]) -> str:
+    """Why the job failed: train.py's last `error:` line, else the last line of /opt/ml/output/failure."""
+    errors = [line for line in log if line.startswith("error: ")]
+    if errors:
+        return "train.py: " + errors[-1]
     for failure in sorted(root.glob("*/output/failure")):
         lines = [line.strip() for line in failure.read_text(errors="replace").splitlines() if line.strip()]
         if lines:
-            return lines[0]
+            return lines[-1]
     return ""
 
 
@@ -136,15 +162,16 @@ def train_local(
     source = stage_source(root / "source")
     trainer = build_local_trainer(settings, image, root, source, channels, tuning_style=tuning_style)
     LOG.info("local training job in %s (image %s)", root, image)
+    # The SDK streams the containers' log to stdout; this CLI keeps stdout for its result.
+    log = LogTail(sys.stderr)
     try:
-        # The SDK streams the containers' log to stdout; this CLI keeps stdout for its result.
-        with local_mode_fixes(), redirect_stdout(sys.stderr):
+        with local_mode_fixes(), redirect_stdout(log):
             trainer.train(wait=True, logs=True)
     except RuntimeError as err:
         status = (
             str(err).rsplit("exited with code:", 1)[-1].strip() if "exited with code" in str(err) else "?"
         )
-        reason = failure_reason(root)
+        reason = failure_reason(root, log.lines)
         raise NcfError(
             f"the local training container exited with status {status}"
             + (f": {reason}" if reason else "")
