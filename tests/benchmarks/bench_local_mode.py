@@ -2,7 +2,9 @@
 
 On the embedded data (`data/default`, prepared as `make prepare` does) with the default settings and seed:
 
-1. `make train-local`'s training: `training/train.py` on this machine;
+1. `make train-local`'s training: `training/train.py` on this machine, given the same channels as the
+   local job (`deploy train --local`, like `deploy train`, passes prepare.py's optional items/ and
+   vocabulary/ folders too: `make train-local TRAIN_ARGS="--items DIR/items --vocabulary DIR/vocabulary"`);
 2. `python -m deploy train --local`: the same job through the SDK's local container mode on the local
    training image (`make local-images` first).
 
@@ -27,6 +29,7 @@ from typing import Any
 import common
 
 DATA = common.REPO / "data" / "default"
+CHANNELS = ("train", "validation", "test", "items", "vocabulary")
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, float]:
@@ -47,7 +50,8 @@ def main() -> int:
         prepared = work / "prepared"
         timed([sys.executable, str(common.PREPARE_SCRIPT), "--input", str(DATA), "--output", str(prepared)])
         flags = [f"--{name.replace('_', '-')}={value}" for name, value in hyperparameters.items()]
-        channels = [f"--{c}={prepared / c}" for c in ("train", "validation", "test")]
+        # The channels the local job gets: the three splits and the optional items/vocabulary folders.
+        channels = [f"--{c}={prepared / c}" for c in CHANNELS if (prepared / c).is_dir()]
         _, host_seconds = timed(
             [
                 sys.executable,
