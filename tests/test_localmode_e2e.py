@@ -248,3 +248,24 @@ def test_missing_image_names_make_local_images(local_images: build.LocalImages) 
 
     with pytest.raises(NcfError, match=r"image ncf-sagemaker/none:0 is not built: run `make local-images`"):
         docker.require_image("ncf-sagemaker/none:0", "training")
+
+
+def test_container_exit_codes_come_from_the_engine(local_images: build.LocalImages, tmp_path: Path) -> None:
+    """What train --local checks after the SDK's job: docker-compose 1.x's `up --abort-on-container-exit`
+    can exit 0 although its container failed (seen under load), so the containers' own status decides."""
+    compose_file = tmp_path / "job" / "docker-compose.yaml"
+    compose_file.parent.mkdir()
+    service = {"image": local_images.base, "entrypoint": ["/bin/bash", "-c", "exit 3"]}
+    compose_file.write_text(json.dumps({"services": {"algo-1": service}}))
+    command = docker.compose_command()
+    try:
+        subprocess.run(
+            [*command, "-f", str(compose_file), "up", "--abort-on-container-exit"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert docker.container_exit_codes(compose_file) == [3]
+    finally:
+        docker.compose_down(compose_file)
+    assert docker.container_exit_codes(compose_file) == []

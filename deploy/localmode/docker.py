@@ -102,3 +102,23 @@ def compose_down(compose_file: Path) -> None:
         check=False,
         timeout=120,
     )
+
+
+def container_exit_codes(compose_file: Path) -> list[int]:
+    """The exit status of every container of `compose_file`'s project (docker-compose 1.x's `up
+    --abort-on-container-exit` sometimes exits 0 when its container failed, so ask the engine)."""
+    command = compose_command()
+    if command is None or not compose_file.is_file():
+        return []
+    ids = subprocess.run(
+        [*command, "-f", str(compose_file), "ps", "-a", "-q"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    if not ids:
+        return []
+    states = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.ExitCode}}", *ids],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return [int(code) for code in states if code.lstrip("-").isdigit()]

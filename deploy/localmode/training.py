@@ -36,7 +36,7 @@ from ncf.errors import NcfError
 from deploy.aws import unique_name
 from deploy.config import Settings
 from deploy.localmode.build import image_tags
-from deploy.localmode.docker import compose_down, require_docker, require_image
+from deploy.localmode.docker import compose_down, container_exit_codes, require_docker, require_image
 from deploy.localmode.sdk_fixes import local_mode_fixes
 from deploy.packaging import ENTRY_POINT, stage_source
 from deploy.training import job_arguments, sdk_metric_definitions
@@ -164,9 +164,13 @@ def train_local(
     LOG.info("local training job in %s (image %s)", root, image)
     # The SDK streams the containers' log to stdout; this CLI keeps stdout for its result.
     log = LogTail(sys.stderr)
+    compose_file = root / COMPOSE_FILE
     try:
         with local_mode_fixes(), redirect_stdout(log):
             trainer.train(wait=True, logs=True)
+        failed = [code for code in container_exit_codes(compose_file) if code != 0]
+        if failed:  # compose said 0, the container did not: the SDK took a failed job for a finished one
+            raise RuntimeError(f"Process exited with code: {failed[0]}")
     except RuntimeError as err:
         status = (
             str(err).rsplit("exited with code:", 1)[-1].strip() if "exited with code" in str(err) else "?"
@@ -178,7 +182,7 @@ def train_local(
             + f"; its log is above and its files are in {root}; fix the cause and run again"
         ) from None
     finally:
-        compose_down(root / COMPOSE_FILE)
+        compose_down(compose_file)
     packed = root / "compressed_artifacts" / "model.tar.gz"
     if not packed.is_file():
         raise NcfError(f"the local training job wrote no {packed}; its files are in {root}")
