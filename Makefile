@@ -32,7 +32,8 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
-        bench-features bench-scale bench-distributed tf-serving-venv serve-local invoke-local \
+        bench-features bench-scale bench-distributed bench-local-mode tf-serving-venv serve-local invoke-local \
+        local-images \
         upload train deploy invoke batch tune status teardown iam-policy clean
 
 help: ## List the targets
@@ -98,12 +99,18 @@ bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated
 bench-sasrec: $(STAMP) ## Sequence model: new users from their first events, epoch speed -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)
 
+bench-local-mode: $(STAMP) ## deploy train --local vs train-local on data/default (needs local images) -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_local_mode.py
+
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)
 
 invoke-local: $(STAMP) ## Ask the local endpoint for USER's top-K items (make invoke-local USER=42)
 	@test -n "$(USER_ID)" || { echo "error: give a user id, e.g. make invoke-local USER=42" >&2; exit 2; }
 	$(PY) -m deploy invoke --endpoint-url https://127.0.0.1:$(PORT) --user $(USER_ID) --k $(K)
+
+local-images: $(STAMP) ## Build (or reuse) the Docker images of SDK local mode (`deploy ... --local`), offline
+	$(PY) -m deploy.localmode.build
 
 upload: $(STAMP) ## Upload PREPARED channels to S3
 	$(PY) -m deploy upload --prepared $(PREPARED) $(DEPLOY_ARGS)

@@ -109,6 +109,7 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
         "Recommendations, similar items or similar users from the endpoint.",
         conflict_handler="resolve",
     )
+    _local_option(invoke, "ask the endpoint that `deploy --local` runs")
     if with_invoke:
         from deploy import invoke as invoke_module
 
@@ -122,6 +123,7 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
         "teardown", _teardown, "Delete this project's endpoints, endpoint configs, models, scaling policies."
     )
     teardown.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    _local_option(teardown, "stop the endpoints that `deploy --local` runs")
     iam = command("iam-policy", _iam_policy, "Print the least-privilege IAM policies (JSON).")
     iam.add_argument("--account-id", help="AWS account id (default: taken from role_arn)")
     iam.add_argument(
@@ -171,9 +173,11 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
 def _model_source_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
-        "--training-job", help="serve this training job's model (default: the latest `train` job)"
+        "--training-job",
+        help="serve this training job's model (default: the latest `train` job; with --local: the latest "
+        "local job)",
     )
-    source.add_argument("--model-data", help="serve this model.tar.gz (s3://...)")
+    source.add_argument("--model-data", help="serve this model.tar.gz (s3://...; with --local a local path)")
     parser.add_argument(
         "--repackage",
         action="store_true",
@@ -187,7 +191,22 @@ def _upload_options(parser: argparse.ArgumentParser) -> None:
     _json_option(parser)
 
 
+def _local_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--local", action="store_true", help=f"{what} with SDK local mode in Docker (`make local-images`)"
+    )
+
+
 def _train_options(parser: argparse.ArgumentParser) -> None:
+    _local_option(parser, "run the job on this machine")
+    parser.add_argument(
+        "--prepared", type=Path, help="with --local: the folder training/prepare.py wrote (local channels)"
+    )
+    parser.add_argument(
+        "--tuning-style",
+        action="store_true",
+        help="with --local: run it as a tuning trial runs (the image's default `train`, no entrypoint)",
+    )
     parser.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow the job")
     parser.add_argument(
         "--logs", action=argparse.BooleanOptionalAction, default=True, help="stream its logs while waiting"
@@ -214,6 +233,8 @@ def _instance_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _deploy_options(parser: argparse.ArgumentParser) -> None:
+    _local_option(parser, "serve in the foreground until Ctrl-C or `teardown --local`,")
+    _setting(parser, "--port", "local_port", "with --local: the endpoint's port on 127.0.0.1", type=int)
     _model_source_options(parser)
     _setting(parser, "--endpoint-name", "endpoint_name", "endpoint name (default: <project>-endpoint)")
     _setting(parser, "--instance-type", "deploy_instance_type", "endpoint instance type")
@@ -282,6 +303,16 @@ def _upload(args: argparse.Namespace, settings: Settings, factory: SessionFactor
 def _train(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
     from deploy import training
 
+    if args.local:
+        from deploy.localmode import commands
+
+        data, lines = commands.train(args, settings)
+        _emit(args, data, lines)
+        return 0
+    if args.prepared is not None or args.tuning_style:
+        raise NcfError(
+            "--prepared and --tuning-style go with --local (SageMaker jobs read the uploaded data)"
+        )
     cfg.require(settings, "role_arn", "bucket")
     with _job_logs(args.wait and args.logs):
         result = training.train(settings, open_session(settings, factory), wait=args.wait, logs=args.logs)
@@ -304,6 +335,10 @@ def _serving_model_data(args: argparse.Namespace, settings: Settings, session: A
 def _deploy(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
     from deploy import hosting
 
+    if args.local:
+        from deploy.localmode import commands
+
+        return commands.deploy(args, settings)
     cfg.require(settings, "role_arn", "bucket")
     session = open_session(settings, factory)
     report = hosting.deploy(settings, session, _serving_model_data(args, settings, session))
@@ -321,7 +356,16 @@ def _deploy(args: argparse.Namespace, settings: Settings, factory: SessionFactor
 def _invoke(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
     from deploy import invoke
 
-    return invoke.run(args, default_endpoint_name=settings.endpoint, region=settings.region or None)
+    client = None
+    if args.local:
+        from deploy.localmode import commands
+
+        if args.endpoint_url:
+            raise NcfError("--local and --endpoint-url cannot be combined")
+        client = commands.runtime_client(settings, args.endpoint_name)
+    return invoke.run(
+        args, default_endpoint_name=settings.endpoint, region=settings.region or None, client=client
+    )
 
 
 def _batch(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
@@ -388,6 +432,10 @@ def _status(args: argparse.Namespace, settings: Settings, factory: SessionFactor
 def _teardown(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
     from deploy import inventory
 
+    if args.local:
+        from deploy.localmode import commands
+
+        return commands.teardown(settings)
     session = open_session(settings, factory)
     sagemaker_client = session.client("sagemaker")
     found = inventory.find(sagemaker_client, settings.project, inventory.HOSTING)

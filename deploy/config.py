@@ -109,6 +109,9 @@ class Settings:
     tune_ranges: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_TUNE_RANGES))
     # How often to ask SageMaker for a status while waiting.
     poll_seconds: int = 30
+    # SDK local mode (`--local`): where local jobs and endpoint records go, the endpoint's 127.0.0.1 port.
+    local_dir: str = "runs/local-mode"
+    local_port: int = 8080
 
     @property
     def endpoint(self) -> str:
@@ -317,6 +320,8 @@ def _check_combinations(s: Settings) -> None:
             "max_wait_seconds must be >= max_run_seconds with spot",
         ),
         (not 0 <= s.data_capture_percent <= 100, "data_capture_percent must be between 0 and 100"),
+        (not 1 <= s.local_port <= 65535, "local_port must be between 1 and 65535"),
+        (not s.local_dir.strip(), "local_dir must not be empty"),
         (
             s.serverless_memory_mb not in SERVERLESS_MEMORY_MB,
             f"serverless_memory_mb must be one of {SERVERLESS_MEMORY_MB}",

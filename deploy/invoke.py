@@ -292,8 +292,12 @@ def make_client(
     return session.client("sagemaker-runtime", **options)
 
 
-def run(args: argparse.Namespace, *, default_endpoint_name: str, region: str | None) -> int:
-    """Invoke the endpoint and print the answers; 0 on success, 1 endpoint error, 2 usage error."""
+def run(
+    args: argparse.Namespace, *, default_endpoint_name: str, region: str | None, client: Any = None
+) -> int:
+    """Invoke the endpoint and print the answers; 0 on success, 1 endpoint error, 2 usage error.
+
+    `client` replaces the boto3 runtime client (e.g. the SDK's local one for `invoke --local`)."""
     try:
         signature, queries = choose_queries(args)
         body, content_type, accept = build_request(
@@ -304,9 +308,9 @@ def run(args: argparse.Namespace, *, default_endpoint_name: str, region: str | N
         print(f"error: {err}", file=sys.stderr)
         return 2
     name = args.endpoint_name or default_endpoint_name
-    where = args.endpoint_url or "SageMaker"
+    where = args.endpoint_url or ("the local endpoint" if client is not None else "SageMaker")
     try:
-        client = make_client(args.endpoint_url, verify, region)
+        client = client or make_client(args.endpoint_url, verify, region)
         answer = client.invoke_endpoint(EndpointName=name, Body=body, ContentType=content_type, Accept=accept)
         predictions = parse_predictions(answer["Body"].read(), accept)
     except ClientError as err:

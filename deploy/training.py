@@ -137,15 +137,35 @@ def upload_source_bundle(settings: Settings, s3_client: Any) -> SourceBundle:
     return SourceBundle(uri, requirements)
 
 
+def job_arguments(settings: Settings) -> dict[str, Any]:
+    """`ModelTrainer` arguments that SageMaker and local-mode jobs share: name, limits, hyperparameters."""
+    from sagemaker.core.training.configs import StoppingCondition
+
+    return {
+        "base_job_name": f"{settings.project}-train",
+        "stopping_condition": StoppingCondition(
+            max_runtime_in_seconds=settings.max_run_seconds,
+            max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
+        ),
+        "hyperparameters": dict(settings.hyperparameters),
+        "tags": sdk_tags(settings),
+    }
+
+
+def sdk_metric_definitions() -> list[Any]:
+    """`metric_definitions()` as the SDK's `MetricDefinition` objects."""
+    from sagemaker.core.training.configs import MetricDefinition
+
+    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+
+
 def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs, *, checkpoints: bool) -> Any:
     """The `ModelTrainer` for this project's training job (also the template of every tuning trial)."""
     from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
-        MetricDefinition,
         OutputDataConfig,
         SourceCode,
-        StoppingCondition,
     )
     from sagemaker.train import ModelTrainer
 
@@ -153,7 +173,6 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
         sagemaker_session=sdk_session(session, settings),
         role=settings.role_arn,
         training_image=images.training_image(settings, session.region_name),
-        base_job_name=f"{settings.project}-train",
         source_code=SourceCode(
             source_dir=inputs.bundle.uri, entry_script=ENTRY_POINT, requirements=inputs.bundle.requirements
         ),
@@ -163,17 +182,10 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
             volume_size_in_gb=settings.train_volume_gb,
             enable_managed_spot_training=settings.spot,
         ),
-        stopping_condition=StoppingCondition(
-            max_runtime_in_seconds=settings.max_run_seconds,
-            max_wait_time_in_seconds=settings.max_wait_seconds if settings.spot else None,
-        ),
         output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
         input_data_config=[channel_input(settings, c) for c in inputs.channels],
-        hyperparameters=dict(settings.hyperparameters),
-        tags=sdk_tags(settings),
-    ).with_metric_definitions(
-        [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
-    )
+        **job_arguments(settings),
+    ).with_metric_definitions(sdk_metric_definitions())
     if checkpoints:
         # No S3 URI: the SDK uses <prefix>/<base job name>/<job name>/checkpoints, one prefix per job,
         # which /opt/ml/checkpoints syncs with (and which a spot restart of the same job downloads).

@@ -50,6 +50,36 @@ def _pump(stream: object, lines: queue.Queue[str]) -> None:
 
 
 @contextmanager
+def ready_process(command: list[str], env: dict[str, str], timeout: float) -> Iterator[EndpointProcess]:
+    """Run `command` (stdout and stderr together) until it prints `ready: <url>`, it exits or `timeout`
+    passes; yields it with `url` "" when it never got ready, and kills it on exit if still running."""
+    process = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    url = ""
+    try:
+        while not url and time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.5)
+            except queue.Empty:
+                if process.poll() is not None and lines.empty():
+                    break
+                continue
+            output.append(line)
+            if line.startswith("ready: "):
+                url = line.removeprefix("ready: ")
+        yield EndpointProcess(process, url, Path(), lines, output)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
 def local_endpoint_process(
     model: Path, tls_dir: Path, *extra: str, timeout: float = 120.0
 ) -> Iterator[EndpointProcess]:
@@ -66,27 +96,8 @@ def local_endpoint_process(
         str(tls_dir),
     ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [*command, *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_pump, args=(process.stdout, lines), daemon=True).start()
-    output: list[str] = []
-    deadline = time.monotonic() + timeout
-    try:
-        url = None
-        while url is None:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("local endpoint did not start:\n" + "\n".join(output))
-            try:
-                line = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            output.append(line)
-            if line.startswith("ready: "):
-                url = line.removeprefix("ready: ")
-        yield EndpointProcess(process, url, tls_dir / "cert.pem", lines, output)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with ready_process([*command, *extra], env, timeout) as started:
+        if not started.url:
+            raise RuntimeError("local endpoint did not start:\n" + started.text())
+        started.cert = tls_dir / "cert.pem"
+        yield started

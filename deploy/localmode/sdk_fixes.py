@@ -1,0 +1,75 @@
+"""Narrow workarounds for two gaps of SageMaker SDK 3.27 local mode, active inside `local_mode_fixes()`.
+
+1. **Training without a container entrypoint never runs `train`.** SageMaker starts a training container
+   as `docker run <image> train`; SDK v2's local mode wrote `command: train` into the compose file. SDK v3's
+   `sagemaker.train.local.local_container._LocalContainer._create_docker_host` writes no command when the
+   job has no `ContainerEntrypoint` (a tuning trial's case, or any job without `source_code`), so the
+   container runs the image's default CMD (`/bin/bash` in AWS's TensorFlow images) and trains nothing.
+   Fix: `command: ["train"]` when the service has no entrypoint.
+2. **The endpoint's port is published on every interface.** `sagemaker.core.local.image.
+   _SageMakerContainer._create_docker_host` writes `ports: ["<port>:8080"]`, which Docker binds on
+   0.0.0.0, so anyone on the network reaches the model. The SDK's own clients only use localhost.
+   Fix: `127.0.0.1:<port>:8080`.
+
+Each patch wraps the SDK's method and changes only the field named above; both are undone on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+
+
+def with_train_command(host_config: dict[str, Any]) -> dict[str, Any]:
+    """A training service without an entrypoint runs `train`, as SageMaker runs it."""
+    if not host_config.get("entrypoint") and "command" not in host_config:
+        return {**host_config, "command": ["train"]}
+    return host_config
+
+
+def with_loopback_ports(host_config: dict[str, Any]) -> dict[str, Any]:
+    """Bind every published port to 127.0.0.1 (`8080:8080` -> `127.0.0.1:8080:8080`)."""
+    ports = host_config.get("ports")
+    if not ports:
+        return host_config
+    bound = [p if str(p).count(":") >= 2 else f"{LOOPBACK}:{p}" for p in ports]
+    return {**host_config, "ports": bound}
+
+
+def _wrap(owner: type, name: str, fix: Any) -> Any:
+    original = getattr(owner, name)
+
+    def patched(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return fix(original(self, *args, **kwargs))
+
+    patched.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(owner, name, patched)
+    return original
+
+
+@contextmanager
+def local_mode_fixes() -> Iterator[None]:
+    """Apply both workarounds for the duration of a local-mode call."""
+    from sagemaker.core.local.image import _SageMakerContainer
+    from sagemaker.train.local.local_container import _LocalContainer
+
+    originals = [
+        (
+            _LocalContainer,
+            "_create_docker_host",
+            _wrap(_LocalContainer, "_create_docker_host", with_train_command),
+        ),
+        (
+            _SageMakerContainer,
+            "_create_docker_host",
+            _wrap(_SageMakerContainer, "_create_docker_host", with_loopback_ports),
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
