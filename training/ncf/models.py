@@ -9,6 +9,10 @@ entry points:
   user half and an item half so the item half is computed once for the whole catalog
   instead of once per (user, item) pair.
 
+Both are their row-level counterparts (`pair_logits`, `catalog_logits`) applied to the stored
+user rows (`user_rows`), so a user vector the model never learned (one folded in from a
+request's events, `ncf.foldin`) is scored by exactly the same code.
+
 With item features (`ncf.features`), every item-side table (GMF/MF item embedding, MLP item
 embedding, MF item bias) becomes id embedding + feature embedding, and items without an id
 embedding (cold-start items) are represented by their features alone. Without features the
