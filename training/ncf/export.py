@@ -114,8 +114,9 @@ class Recommender(tf.Module):
         excluded = self.excluded(known, users, exclude, exclude_seen)
         if self.retrieval is not None:
             indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k)
-        else:
-            indices, top_scores = self.top_k_of_rows(self.model.user_rows(users), known, excluded, k)
+        else:  # every model type, the sequence model too, scores the catalog from user indices
+            logits = self.model.logits_all_items(users, self.mlp_item_half)
+            indices, top_scores = self._ranked(logits, known, excluded, k)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
@@ -131,8 +132,13 @@ class Recommender(tf.Module):
         if self.retrieval is not None:
             vectors = user_vectors(self.model, rows)
             return self.retrieval.top_k_of_rows(vectors, lambda: rows, personal, self.popularity, excluded, k)
-        scores = self.scale(self.model.catalog_logits(rows, self.mlp_item_half))
-        scores = tf.where(personal[:, None], scores, self.popularity[None, :])
+        return self._ranked(self.model.catalog_logits(rows, self.mlp_item_half), personal, excluded, k)
+
+    def _ranked(
+        self, logits: tf.Tensor, personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The exhaustive top-k of every item's logits; rows with `personal` false rank by popularity."""
+        scores = tf.where(personal[:, None], self.scale(logits), self.popularity[None, :])
         return top_k_excluding(scores, excluded, k)
 
     def excluded(
