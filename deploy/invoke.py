@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ITEM",
         help="an item the user just interacted with, oldest first (repeat for several): sent as the"
-        " request's history (real-time events; model_type sasrec)",
+        " request's history (real-time events: read by sasrec, folded into the user by NCF types)",
     )
     parser.add_argument(
         "--content-type",
