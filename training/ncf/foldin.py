@@ -52,7 +52,8 @@ class FoldInSettings:
     """Weight of the starting point, in events: the rows' prior precision is `proximity / spread`."""
     candidates: int = 2048
     """Items in the softmax: the whole catalog up to this size (exact), else a fixed evenly spaced sample
-    (the cost per step stays that of 2,048 items on a 1M-item catalog)."""
+    (the cost per step stays that of 2,048 items on a 1M-item catalog). On the validation users a sample
+    of 256 / 512 / 1,024 of the 1,642 items gave 0.171 / 0.173 / 0.177 against the exact 0.178."""
 
 
 class FoldIn(tf.Module):
