@@ -3,7 +3,8 @@
 `--user U` asks for U's recommendations, `--similar-to ITEM` for the items most similar to ITEM
 (`similar_items`), `--similar-users-to U` for the users most similar to U (`similar_users`); each can be
 repeated, and one call asks one kind of question. `--history ITEM` (repeated, oldest first) sends the
-user's latest events with a recommendation request (`history`: a sequence model reads them at request time).
+user's latest events with a recommendation request (`history`: a sequence model reads them at request
+time, the NCF types fold them into the user's vector).
 
 The CLI adds these options with `add_arguments` and calls `run`. With `--endpoint-url` (e.g. the local
 endpoint, `https://127.0.0.1:8443`) the runtime client talks to that URL; for a loopback URL the local
@@ -85,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ITEM",
         help="an item the user just interacted with, oldest first (repeat for several): sent as the"
-        " request's history (real-time events; model_type sasrec)",
+        " request's history (real-time events: read by sasrec, folded into the user by NCF types)",
     )
     parser.add_argument(
         "--content-type",

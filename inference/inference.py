@@ -44,9 +44,9 @@ was trained, oldest first. A sequence model (`model_type` sasrec) appends them t
 (for an unknown user they are the whole history) and keeps the latest `max_len` items; the history's items
 are excluded like seen items. Ids the catalog does not know are ignored and listed in the prediction's
 `ignored_history`; `fallback` is true only when no known item is left (and the user is unknown). NCF model
-types have no `recommend_from_history` signature: a `history` request to them is refused (400, field
-`history`). At most `NCF_MAX_HISTORY` entries (default 1000); `history` cannot be combined with `exclude`
-or `exclude_seen`.
+types fold the history into the user's vector by a few gradient steps inside the model (`ncf.foldin`); a
+known user with an empty history gets the plain answer. At most `NCF_MAX_HISTORY` entries (default 1000);
+`history` cannot be combined with `exclude` or `exclude_seen`.
 
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
@@ -534,7 +534,6 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
         LOG.error("TF Serving at %s is unreachable: %s", rest_uri, err)
         raise InferenceError("the model server is unavailable", None, 503) from None
     if response.status_code != 200:
-        _refuse_missing_history_signature(body, response)
         LOG.error(
             "TF Serving answered HTTP %d for signature %s: %.2000s",
             response.status_code,
@@ -549,20 +548,6 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
     if not isinstance(document, dict) or not isinstance(document.get("outputs"), dict):
         raise _malformed(body, "no 'outputs' object")
     return document["outputs"]
-
-
-def _refuse_missing_history_signature(body: dict[str, Any], response: requests.Response) -> None:
-    """A `history` request to a model without `recommend_from_history` (NCF types) is the client's error."""
-    if (
-        body.get("signature_name") == FROM_HISTORY
-        and response.status_code == 400
-        and "not found" in response.text
-    ):
-        raise InferenceError(
-            "this model does not take a history: only a sequence model (model_type sasrec) reads a"
-            " request's recent events; NCF model types answer from the user id alone (drop 'history')",
-            "history",
-        )
 
 
 def _malformed(body: dict[str, Any], detail: str) -> InferenceError:

@@ -44,6 +44,7 @@ def test_saved_model_lives_in_a_numbered_version_folder(served, tmp_path: Path) 
         "score",
         "similar_items",
         "similar_users",
+        "recommend_from_history",  # the NCF fold-in (ncf.foldin)
     }
 
 

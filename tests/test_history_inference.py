@@ -75,17 +75,34 @@ def test_history_with_exclusions_is_refused(sasrec_served: Any) -> None:
     assert error["field"] == "history" and "cannot be combined" in error["error"]
 
 
-def test_ncf_models_refuse_history_clearly(ncf_served: Any) -> None:
-    error = refusal(ncf_served, {"user_id": "u1", "history": ["item-1"]})
-    assert (
-        error
-        == {
-            "error": error["error"],
-            "field": "history",
-            "status": 400,
-        }
-        and "model_type sasrec" in error["error"]
+def test_ncf_history_is_folded_in_and_answered_as_the_exported_model_answers(
+    ncf_served: Any, trained_model: Path
+) -> None:
+    """The handler returns the NCF export's own fold-in answer, with the history excluded and reported."""
+    import tensorflow as tf
+
+    history = ["item-1", "no-such-item", "item-5", "item-9"]
+    answer, _ = invoke(ncf_served, {"user_id": "new-user", "history": history, "k": 4})
+    prediction = answer["predictions"][0]
+    signature = tf.saved_model.load(str(trained_model / "1")).signatures["recommend_from_history"]
+    direct = signature(user_id=tf.constant(["new-user"]), history=tf.constant([history]), k=tf.constant(4))
+    assert [entry["item_id"] for entry in prediction["items"]] == direct["item_ids"].numpy()[0].astype(
+        str
+    ).tolist()
+    assert prediction["fallback"] is False and prediction["ignored_history"] == ["no-such-item"]
+    assert not {"item-1", "item-5", "item-9"} & {entry["item_id"] for entry in prediction["items"]}
+    plain, _ = invoke(ncf_served, {"user_id": "new-user", "k": 4})
+    assert plain["predictions"][0]["fallback"] is True  # without the history: popularity
+    assert plain["predictions"][0]["items"] != prediction["items"]
+
+
+def test_ncf_empty_history_of_a_known_user_is_the_plain_answer(ncf_served: Any) -> None:
+    lines = "".join(
+        json.dumps(r) + "\n" for r in ({"user_id": "u1", "history": [], "k": 5}, {"user_id": "u1", "k": 5})
     )
+    text, _ = invoke(ncf_served, lines, "application/jsonlines", "application/jsonlines")
+    folded, plain = (json.loads(line) for line in text.splitlines())
+    assert folded["items"] == plain["items"] and folded["ignored_history"] == []
 
 
 @pytest.mark.slow
@@ -101,3 +118,20 @@ def test_history_request_through_the_local_https_endpoint(sasrec_run: Path, tmp_
         prediction = json.loads(answer["Body"].read())["predictions"][0]
         assert endpoint.stop() == 0, endpoint.text()
     assert prediction["items"][0]["item_id"] == "item-14" and prediction["fallback"] is False
+
+
+@pytest.mark.slow
+def test_ncf_history_request_through_the_local_https_endpoint(trained_model: Path, tmp_path: Path) -> None:
+    from serving_fixtures import runtime_client
+
+    from deploy.local.process import local_endpoint_process
+
+    with local_endpoint_process(trained_model, tmp_path / "tls") as endpoint:
+        client = runtime_client(endpoint.url, endpoint.cert)
+        body = json.dumps({"user_id": "someone-new", "history": ["item-2", "item-6", "zz"], "k": 3})
+        answer = client.invoke_endpoint(EndpointName="local", Body=body, ContentType="application/json")
+        prediction = json.loads(answer["Body"].read())["predictions"][0]
+        assert endpoint.stop() == 0, endpoint.text()
+    items = [entry["item_id"] for entry in prediction["items"]]
+    assert prediction["fallback"] is False and prediction["ignored_history"] == ["zz"] and len(items) == 3
+    assert not {"item-2", "item-6"} & set(items)

@@ -136,6 +136,11 @@ def test_forced_retrieval_export_serves_every_signature_and_records_its_choice(t
     assert scored["fallback"].numpy().tolist() == [False, True]
     assert sig["similar_items"](item_id=tf.constant(["i0"]), k=k)["item_ids"].shape == (1, 10)
     assert sig["similar_users"](user_id=tf.constant(["u0"]), k=k)["user_ids"].shape == (1, 10)
+    empty = tf.fill(
+        [len(QUERY), 2], ""
+    )  # no events: the fold-in leaves the rows, the answer is serving_default's
+    folded = sig["recommend_from_history"](user_id=QUERY, history=empty, k=k)
+    np.testing.assert_array_equal(folded["item_ids"].numpy(), top["item_ids"].numpy())
 
 
 def test_a_small_catalog_export_records_exhaustive_scoring(trained_model: Path) -> None:

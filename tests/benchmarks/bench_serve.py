@@ -6,14 +6,16 @@ weights: timing does not depend on what was learned), at the project's default s
 1. In-process, ML-1M-sized model (6,040 users, 3,706 items, ~1M seen interactions): top-10 for 1 user
    and for a batch of 100 users, calling the `serving_default` concrete function directly, and for 1 user
    through `inference.py`'s handler with the in-process transport (p50/p99 over `--calls` calls).
-   Bars: 1 user p50 < 2 ms, p99 < 5 ms.
+   Bars: 1 user p50 < 2 ms, p99 < 5 ms. Also a `history` request (1 known user, 5 events: the NCF
+   fold-in's gradient steps, `ncf.foldin`) through `recommend_from_history`, no bar.
 2. Through the local HTTPS endpoint (`python -m deploy.local`, a child process) with boto3: p50/p99 for
    1 user (sequential), then throughput with `--clients` concurrent clients over `--requests` requests,
    for both handler transports (in-process and loopback HTTP to the stand-in).
    Bars: p50 < 15 ms, >= 300 requests/s, zero errors. Client and server share the machine's cores.
 3. Top-10 latency for 1 user as the catalog grows (`--catalog-sizes`, 1,000 users), with the export's
    default top-k strategy: exhaustive below `retrieval_min_items`, two-stage retrieval above (random
-   weights: the overlap of that retrieval is measured on trained models by `bench_retrieval.py`).
+   weights: the overlap of that retrieval is measured on trained models by `bench_retrieval.py`); also the
+   5-event `history` request (fold-in) at each size.
 4. Batch Transform throughput (users/s through `inference.py` and the SavedModel): the first request
    `MultiRecord` makes of a users file of one short line per user (`{"user_id": "u17", "k": 10}`), as
    many whole lines as fit in `MaxPayloadInMB=6` (tests/batch_transform.py), answered as JSON Lines top-10
@@ -188,7 +190,23 @@ def bench_in_process(model_dir: Path, num_users: int, calls: int) -> dict[str, A
         "signature_1_user": latency_ms(top10(recommend, user_batches(num_users, 1, 64)), calls),
         "signature_100_users": latency_ms(top10(recommend, user_batches(num_users, 100, 8)), calls, warmup=5),
         "handler_1_user": latency_ms(handler, calls),
+        "history_1_user": latency_ms(top10_from_history(servable.signatures, num_users, num_users), calls),
     }
+
+
+def top10_from_history(signatures: Any, num_users: int, num_items: int) -> Callable[[int], Any]:
+    """Call `i`: `recommend_from_history` for one known user with 5 events (the NCF fold-in, `ncf.foldin`)."""
+    recommend, k = signatures["recommend_from_history"], tf.constant(10, tf.int32)
+    requests = [
+        (
+            tf.constant([f"u{(i * 7) % num_users}"]),
+            tf.constant([[f"i{(i * 31 + j) % num_items}" for j in range(5)]]),
+        )
+        for i in range(64)
+    ]
+    return lambda i: recommend(user_id=requests[i % 64][0], history=requests[i % 64][1], k=k)[
+        "item_ids"
+    ].numpy()
 
 
 def runtime_client(url: str, cert: Path) -> Any:
@@ -258,12 +276,17 @@ def bench_catalog(root: Path, sizes: list[int], calls: int) -> list[dict[str, An
             root / f"catalog-{size}", num_users=1000, num_items=size, mean_seen=20
         )
         export_s = time.perf_counter() - started
-        recommend = tf.saved_model.load(str(model_dir / "1")).signatures["serving_default"]
+        signatures = tf.saved_model.load(str(model_dir / "1")).signatures
+        recommend = signatures["serving_default"]
         count = max(20, calls if size <= 100_000 else calls // 10)
         result = latency_ms(top10(recommend, user_batches(1000, 1, 50)), count, warmup=5)
-        curve.append({"items": size, "export_seconds": round(export_s, 1), **result})
+        history = latency_ms(top10_from_history(signatures, 1000, size), count, warmup=5)
+        curve.append(
+            {"items": size, "export_seconds": round(export_s, 1), **result, "history_1_user": history}
+        )
         print(
-            f"  catalog {size:>9,} items: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms",
+            f"  catalog {size:>9,} items: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms;"
+            f" 5-event history p50 {history['p50_ms']:.2f} ms",
             flush=True,
         )
     return curve

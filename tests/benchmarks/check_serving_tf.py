@@ -34,10 +34,16 @@ def call_every_signature(loaded: object, user: str, item: str) -> dict[str, dict
         "score": {"user_id": users, "item_id": items},
         "similar_items": {"item_id": items, "k": ids(k)},
         "similar_users": {"user_id": users, "k": ids(k)},
+        "recommend_from_history": {
+            "user_id": users,
+            "history": tf.constant([[item, ""], [item, "zz"]]),
+            "k": ids(k),
+        },
     }
     return {
         name: {out: list(value.shape) for out, value in signatures[name](**inputs).items()}
         for name, inputs in requests.items()
+        if name in signatures  # exports older than the NCF fold-in have no recommend_from_history
     }
 
 

@@ -15,8 +15,9 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
   items by the measure chosen at export (see `ncf.similarity`); unknown ids give `known` false and an
   empty row (no fallback: serving refuses them)
 - `similar_users(user_id[B], k)` -> `user_ids[B,k]`, `scores[B,k]`, `known[B]`: the same for users
-- `recommend_from_history(user_id[B], history[B,N], k)`: the sequence model only, recommendations
-  from the stored history plus the request's recent events (see `ncf.history_serving`)
+- `recommend_from_history(user_id[B], history[B,N], k)` -> also `unknown_history[B,N]`: recommendations
+  that react to the request's recent events: the sequence model reads them after the stored history,
+  the NCF types fold them into the user's rows (see `ncf.history_serving`, `ncf.foldin`)
 
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
@@ -33,8 +34,9 @@ import tensorflow as tf
 
 from ncf.config import TrainConfig
 from ncf.errors import NcfError
+from ncf.foldin import FoldIn, FoldInSettings
 from ncf.models import NcfModel
-from ncf.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
+from ncf.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose, user_vectors
 from ncf.similarity import SimilarityIndex, build_indexes
 from ncf.topk import ids_of, top_k_excluding
 from ncf.vocab import UserItemSets, Vocabulary
@@ -64,8 +66,10 @@ class Recommender(tf.Module):
         implicit: bool,
         similarity: str = "cosine",
         retrieval: RetrievalChoice | None = None,
+        foldin: FoldInSettings | None = None,
     ) -> None:
-        """`retrieval`: the top-k strategy (`ncf.retrieval.choose`); None: chosen with the defaults."""
+        """`retrieval`: the top-k strategy (`ncf.retrieval.choose`); None: chosen with the defaults.
+        `foldin`: the NCF types' history fold-in constants (`ncf.foldin`); None: the defaults."""
         super().__init__(name="recommender")
         self.model = model
         self.implicit = implicit
@@ -93,6 +97,7 @@ class Recommender(tf.Module):
         # Readable from the loaded SavedModel: `json.loads(loaded.retrieval_metadata.numpy())`.
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
         self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
+        self.foldin = FoldIn(model, foldin) if isinstance(model, NcfModel) else None
 
     def lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(known [B], index [B]) of raw user ids; unknown ids get index 0 and known false."""
@@ -109,15 +114,32 @@ class Recommender(tf.Module):
         excluded = self.excluded(known, users, exclude, exclude_seen)
         if self.retrieval is not None:
             indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k)
-        else:
-            scores = self.scale(self.model.logits_all_items(users, self.mlp_item_half))
-            scores = tf.where(known[:, None], scores, self.popularity[None, :])
-            indices, top_scores = top_k_excluding(scores, excluded, k)
+        else:  # every model type, the sequence model too, scores the catalog from user indices
+            logits = self.model.logits_all_items(users, self.mlp_item_half)
+            indices, top_scores = self._ranked(logits, known, excluded, k)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
             "fallback": tf.logical_not(known),
         }
+
+    def top_k_of_rows(
+        self, rows: dict[str, tf.Tensor], personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Top-k item indices and served scores of NCF user rows (`NcfModel.user_rows`), ranked as the
+        export ranks (exhaustively or through its retrieval stage); rows with `personal` false get the
+        most popular items."""
+        if self.retrieval is not None:
+            vectors = user_vectors(self.model, rows)
+            return self.retrieval.top_k_of_rows(vectors, lambda: rows, personal, self.popularity, excluded, k)
+        return self._ranked(self.model.catalog_logits(rows, self.mlp_item_half), personal, excluded, k)
+
+    def _ranked(
+        self, logits: tf.Tensor, personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The exhaustive top-k of every item's logits; rows with `personal` false rank by popularity."""
+        scores = tf.where(personal[:, None], self.scale(logits), self.popularity[None, :])
+        return top_k_excluding(scores, excluded, k)
 
     def excluded(
         self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool
@@ -167,7 +189,7 @@ class Recommender(tf.Module):
         return _similar(self.user_index, self.similar_user_index, self.user_ids, user_id, k, "user_ids")
 
     def signatures(self) -> dict:
-        from ncf.history_serving import history_signatures  # the sequence model's real-time events
+        from ncf.history_serving import history_signatures  # real-time events
 
         return {
             "serving_default": self.recommend,

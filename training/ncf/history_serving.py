@@ -1,4 +1,4 @@
-"""Real-time events at request time: the `recommend_from_history` signature of the sequence model.
+"""Real-time events at request time: the `recommend_from_history` signature of every export.
 
 A request brings a user id and the user's latest interactions that the model has not seen (raw item
 ids, oldest first, "" pads the string matrix). For the sequence model (`ncf.sasrec`) they are
@@ -9,8 +9,9 @@ recommendations from their first click. A row with no known item at all (an unkn
 history holds no catalog item) gets the popularity fallback (`fallback` true).
 
 Output `unknown_history[B,N]` marks the history entries that are not catalog ids (ignored), so the
-serving handler can report them. NCF model types have no such signature: they see a user as one
-learned vector, and the handler refuses `history` for them.
+serving handler can report them. The NCF model types see a user as learned rows: the history is folded
+into them by a few gradient steps inside the graph (`ncf.foldin`), then ranked as `serving_default`
+ranks; a known user with an empty history gets exactly `serving_default`'s answer.
 """
 
 from __future__ import annotations
@@ -40,10 +41,15 @@ def latest_items(sequences: tf.Tensor, padding: int, max_len: int) -> tf.Tensor:
 
 
 def history_signatures(recommender: Recommender) -> dict:
-    """{"recommend_from_history": ...} when the recommender's model reads histories, else nothing."""
+    """{"recommend_from_history": ...}: the sequence model reads the history, NCF types fold it in."""
+    if hasattr(recommender.model, "represent"):
+        return {"recommend_from_history": _sequence_signature(recommender)}
+    return {"recommend_from_history": _foldin_signature(recommender)}
+
+
+def _sequence_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
+    """The stored history plus the request's, read by the sequence model (`ncf.sasrec`)."""
     model = recommender.model
-    if not hasattr(model, "represent"):
-        return {}
 
     @tf.function(input_signature=[_IDS, _HISTORY, _K])
     def recommend_from_history(user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict:
@@ -59,11 +65,41 @@ def history_signatures(recommender: Recommender) -> dict:
         scores = tf.where(has_items[:, None], scores, recommender.popularity[None, :])
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
         indices, top_scores = top_k_excluding(scores, excluded, k)
-        return {
-            "item_ids": ids_of(indices, recommender.item_ids),
-            "scores": top_scores,
-            "fallback": tf.logical_not(has_items),
-            "unknown_history": tf.logical_and(listed < 0, history != ""),
-        }
+        return _answer(recommender, indices, top_scores, has_items, listed, history)
 
-    return {"recommend_from_history": recommend_from_history}
+    return recommend_from_history
+
+
+def _foldin_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
+    """The NCF types: the history folded into the user's rows (`ncf.foldin`), then ranked as
+    `serving_default` ranks (exhaustively or through the export's retrieval stage)."""
+    foldin = recommender.foldin
+
+    @tf.function(input_signature=[_IDS, _HISTORY, _K])
+    def recommend_from_history(user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict:
+        known, users = recommender.lookup_users(user_id)
+        listed = tf.cast(recommender.item_index.lookup(history), tf.int32)
+        personal = tf.logical_or(known, tf.reduce_any(listed >= 0, axis=1))
+        rows = foldin.fold(foldin.start_rows(users, known), listed, recommender.mlp_item_half)
+        excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
+        indices, top_scores = recommender.top_k_of_rows(rows, personal, excluded, k)
+        return _answer(recommender, indices, top_scores, personal, listed, history)
+
+    return recommend_from_history
+
+
+def _answer(
+    recommender: Recommender,
+    indices: tf.Tensor,
+    scores: tf.Tensor,
+    personal: tf.Tensor,
+    listed: tf.Tensor,
+    history: tf.Tensor,
+) -> dict:
+    """The signature's outputs; `personal` false rows got the popularity fallback."""
+    return {
+        "item_ids": ids_of(indices, recommender.item_ids),
+        "scores": scores,
+        "fallback": tf.logical_not(personal),
+        "unknown_history": tf.logical_and(listed < 0, history != ""),
+    }

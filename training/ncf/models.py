@@ -9,6 +9,10 @@ entry points:
   user half and an item half so the item half is computed once for the whole catalog
   instead of once per (user, item) pair.
 
+Both are their row-level counterparts (`pair_logits`, `catalog_logits`) applied to the stored
+user rows (`user_rows`), so a user vector the model never learned (one folded in from a
+request's events, `ncf.foldin`) is scored by exactly the same code.
+
 With item features (`ncf.features`), every item-side table (GMF/MF item embedding, MLP item
 embedding, MF item bias) becomes id embedding + feature embedding, and items without an id
 embedding (cold-start items) are represented by their features alone. Without features the
@@ -57,6 +61,7 @@ class ModelSpec:
 
 
 _ITEM_TABLES = ("gmf_item", "mlp_item", "item_bias")
+_USER_TABLES = ("gmf_user", "mlp_user", "user_bias")
 
 
 class NcfModel(tf.Module):
@@ -177,20 +182,38 @@ class NcfModel(tf.Module):
     def hidden_layer_count(self) -> int:
         return len(self.spec.mlp_layers) - 2 if self.spec.has_mlp else 0
 
+    # -- user rows -------------------------------------------------------------------------------
+    def user_rows(self, users: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The user-side rows of `users`, {table name: [batch, width]}: what a user *is* to the model.
+
+        Every score below is a function of these rows, so a caller can score a user vector the model
+        never learned (a user folded in from request-time events, `ncf.foldin`).
+        """
+        return {name: tf.gather(self.embeddings[name], users) for name in self.user_tables}
+
+    @property
+    def user_tables(self) -> tuple[str, ...]:
+        """Names of the user-side embedding tables, in a fixed order."""
+        return tuple(name for name in _USER_TABLES if name in self.embeddings)
+
     # -- pairs -------------------------------------------------------------------------------------
     def logits(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
         """Unnormalised scores of aligned (user, item) index pairs, shape [batch]."""
-        emb, dense = self.embeddings, self.dense
+        return self.pair_logits(self.user_rows(users), items)
+
+    def pair_logits(self, rows: dict[str, tf.Tensor], items: tf.Tensor) -> tf.Tensor:
+        """Unnormalised scores of aligned (user rows, item index) pairs, shape [batch]."""
+        dense = self.dense
         parts = []
         if self.spec.has_gmf:
-            parts.append(tf.gather(emb["gmf_user"], users) * self._item_rows("gmf_item", items))
+            parts.append(rows["gmf_user"] * self._item_rows("gmf_item", items))
         if self.spec.has_mlp:
-            hidden = tf.matmul(tf.gather(emb["mlp_user"], users), dense["mlp_w0_user"])
+            hidden = tf.matmul(rows["mlp_user"], dense["mlp_w0_user"])
             hidden += tf.matmul(self._item_rows("mlp_item", items), dense["mlp_w0_item"])
             parts.append(self._mlp_tail(tf.nn.relu(hidden + dense["mlp_b0"])))
         if self.spec.model_type == "mf":
             out = tf.reduce_sum(parts[0], axis=-1)
-            out += tf.gather(emb["user_bias"], users)[:, 0] + self._item_rows("item_bias", items)[:, 0]
+            out += rows["user_bias"][:, 0] + self._item_rows("item_bias", items)[:, 0]
         else:
             out = tf.matmul(tf.concat(parts, axis=-1), dense["head"])[:, 0]
         return out + dense["bias"]
@@ -208,24 +231,36 @@ class NcfModel(tf.Module):
 
         `item_half` is `mlp_item_half()` when the caller has it precomputed.
         """
-        emb, dense = self.embeddings, self.dense
-        out = tf.zeros((tf.shape(users)[0], self.spec.num_items))
+        return self.catalog_logits(self.user_rows(users), item_half)
+
+    def catalog_logits(
+        self, rows: dict[str, tf.Tensor], item_half: tf.Tensor | None = None, items: tf.Tensor | None = None
+    ) -> tf.Tensor:
+        """Unnormalised scores of user rows against every item, [batch, num_items], or against the item
+        indices `items` [S] only, [batch, S]. `item_half` is the MLP item half of those items, if precomputed.
+        """
+        dense = self.dense
+        out = tf.zeros((tf.shape(next(iter(rows.values())))[0], 1))
         head_offset = 0
         if self.spec.has_gmf:
-            user_vec = tf.gather(emb["gmf_user"], users)
+            user_vec = rows["gmf_user"]
             if self.spec.model_type != "mf":
                 user_vec *= dense["head"][: self.spec.factors, 0]
                 head_offset = self.spec.factors
-            out += tf.matmul(user_vec, self.table("gmf_item"), transpose_b=True)
+            out += tf.matmul(user_vec, self._item_side("gmf_item", items), transpose_b=True)
         if self.spec.model_type == "mf":
-            out += tf.gather(emb["user_bias"], users) + tf.transpose(self.table("item_bias"))
+            out += rows["user_bias"] + tf.transpose(self._item_side("item_bias", items))
         if self.spec.has_mlp:
-            user_half = tf.matmul(tf.gather(emb["mlp_user"], users), dense["mlp_w0_user"]) + dense["mlp_b0"]
-            item_half = self.mlp_item_half() if item_half is None else item_half
+            user_half = tf.matmul(rows["mlp_user"], dense["mlp_w0_user"]) + dense["mlp_b0"]
+            if item_half is None:
+                item_half = tf.matmul(self._item_side("mlp_item", items), dense["mlp_w0_item"])
             hidden = tf.nn.relu(user_half[:, None, :] + item_half[None, :, :])
-            tail = self._mlp_tail(hidden)
-            out += tf.tensordot(tail, dense["head"][head_offset:, 0], axes=1)
+            out += tf.tensordot(self._mlp_tail(hidden), dense["head"][head_offset:, 0], axes=1)
         return out + dense["bias"]
+
+    def _item_side(self, name: str, items: tf.Tensor | None) -> tf.Tensor:
+        """An item-side table as scored (`table`), or only the rows of `items` when given."""
+        return self.table(name) if items is None else self._item_rows(name, items)
 
     def _mlp_tail(self, hidden: tf.Tensor) -> tf.Tensor:
         """The MLP layers after the first, on tensors of any rank."""

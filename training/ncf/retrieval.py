@@ -26,6 +26,7 @@ SavedModel (`Recommender.retrieval_metadata`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -80,14 +81,24 @@ def dot_product_part(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
     spec = model.spec
     if not spec.has_gmf:
         raise ValueError(f"{spec.model_type} has no dot-product part")
-    users, items = gmf_vectors(model)
-    user_ones, item_ones = tf.ones((spec.num_users, 1)), tf.ones((spec.num_items, 1))
+    users = user_vectors(model, {name: model.table(name) for name in model.user_tables})
+    items = model.table("gmf_item")
     if spec.model_type == "mf":
-        users = tf.concat([users, user_ones, model.table("user_bias")], axis=1)
-        return users, tf.concat([items, model.table("item_bias"), item_ones], axis=1)
+        return users, tf.concat([items, model.table("item_bias"), tf.ones((spec.num_items, 1))], axis=1)
     if not spec.has_mlp:
         return users, items
-    return tf.concat([users, user_ones], axis=1), tf.concat([items, mlp_item_effect(model)[:, None]], axis=1)
+    return users, tf.concat([items, mlp_item_effect(model)[:, None]], axis=1)
+
+
+def user_vectors(model: NcfModel, rows: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The dot-product part's user side of user rows (`NcfModel.user_rows`), [batch, d]: the GMF vector,
+    and for MF `[p, 1, b]`, for NeuMF `[h * p, 1]` (the 1 meets the item's MLP main effect)."""
+    gmf = rows["gmf_user"]
+    ones = tf.ones_like(gmf[:, :1])
+    if model.spec.model_type == "mf":  # MF has no output layer: the plain dot product
+        return tf.concat([gmf, ones, rows["user_bias"]], axis=1)
+    gmf = gmf * model.dense["head"][: model.spec.factors, 0]
+    return tf.concat([gmf, ones], axis=1) if model.spec.has_mlp else gmf
 
 
 def gmf_vectors(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
@@ -137,9 +148,9 @@ class TwoStageTopK(tf.Module):
         """The served score of a logit: a probability for implicit feedback, the rating otherwise."""
         return tf.sigmoid(logits) if self.implicit else logits
 
-    def dot_scores(self, users: tf.Tensor) -> tf.Tensor:
-        """The dot-product part of every item for each user index, [B, items] (bfloat16 for NeuMF)."""
-        return tf.matmul(tf.gather(self.user_vectors, users), self.item_vectors, transpose_b=True)
+    def dot_scores(self, vectors: tf.Tensor) -> tf.Tensor:
+        """The dot-product part of every item for each user vector, [B, items] (bfloat16 for NeuMF)."""
+        return tf.matmul(tf.cast(vectors, self.item_vectors.dtype), self.item_vectors, transpose_b=True)
 
     def top_k(
         self,
@@ -154,10 +165,26 @@ class TwoStageTopK(tf.Module):
         Rows whose user is unknown (`known` false) rank by `popularity`, exactly as the exhaustive path
         does; `excluded` are (row, item) coordinates that never come back.
         """
+        vectors = tf.gather(self.user_vectors, users)
+        return self.top_k_of_rows(
+            vectors, lambda: self.model.user_rows(users), known, popularity, excluded, k
+        )
+
+    def top_k_of_rows(
+        self,
+        vectors: tf.Tensor,
+        rows: Callable[[], dict[str, tf.Tensor]],
+        known: tf.Tensor,
+        popularity: tf.Tensor,
+        excluded: tf.Tensor | None,
+        k: tf.Tensor,
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """`top_k` for users given by their retrieval `vectors` and (for the rerank) their model `rows`:
+        stored users, or users folded in at request time (`ncf.foldin`)."""
         if not self.rerank:
-            logits = self.dot_scores(users) + self.model.dense["bias"]
+            logits = self.dot_scores(vectors) + self.model.dense["bias"]
             return top_k_excluding(tf.where(known[:, None], self.scale(logits), popularity), excluded, k)
-        answer = self.two_stage(users, excluded, k)
+        answer = self.two_stage(vectors, rows(), excluded, k)
         # The popularity answer costs a pass over the catalog: only when a row needs it.
         return tf.cond(
             tf.reduce_all(known),
@@ -166,13 +193,14 @@ class TwoStageTopK(tf.Module):
         )
 
     def two_stage(
-        self, users: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
+        self, vectors: tf.Tensor, rows: dict[str, tf.Tensor], excluded: tf.Tensor | None, k: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """Top-N of the dot product (excluded items masked), then the exact model's top-k of those N."""
-        candidates, _ = top_k_excluding(self.dot_scores(users), excluded, tf.maximum(k, self.candidates))
+        candidates, _ = top_k_excluding(self.dot_scores(vectors), excluded, tf.maximum(k, self.candidates))
         items = tf.maximum(candidates, 0)
-        pair_users = tf.repeat(users, tf.shape(items)[1])
-        logits = tf.reshape(self.model.logits(pair_users, tf.reshape(items, [-1])), tf.shape(items))
+        width = tf.shape(items)[1]
+        pair_rows = {name: tf.repeat(row, width, axis=0) for name, row in rows.items()}
+        logits = tf.reshape(self.model.pair_logits(pair_rows, tf.reshape(items, [-1])), tf.shape(items))
         exact = tf.where(candidates >= 0, self.scale(logits), UNDEFINED)
         position, scores = top_k_excluding(exact, None, k)
         chosen = tf.gather(candidates, tf.maximum(position, 0), batch_dims=1)
