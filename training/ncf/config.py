@@ -71,6 +71,11 @@ class TrainConfig:
     user_embedding: bool = _setting(
         False, "sasrec: add a learned user embedding to the sequence representation (data with weak order)"
     )
+    shuffle_ties: bool = _setting(
+        True,
+        "sasrec: a user's interactions with the same timestamp are a set, trained in an order drawn"
+        " afresh every epoch (false: in file order)",
+    )
     sequence_loss: str = _setting(
         "softmax",
         "sasrec objective: softmax (full-catalog cross-entropy), sampled_softmax (num_neg shared"
