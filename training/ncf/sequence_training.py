@@ -139,7 +139,7 @@ class SequenceRunner(EpochRunner):
         with tf.GradientTape() as tape:
             hidden = model.encode(inputs, dropout_seed=seed)
             if model.spec.user_embedding:
-                hidden += tf.gather(model.embeddings["user"], users)[:, None, :]
+                hidden += model.user_vectors(users)[:, None, :]
             states = tf.gather_nd(hidden, where)
             positives = tf.gather_nd(targets, where)
             losses = self._losses(states, positives, negatives)
