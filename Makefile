@@ -96,8 +96,10 @@ bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated
 	$(PY) tests/benchmarks/bench_distributed.py
 
 .PHONY: bench-sasrec
-bench-sasrec: $(STAMP) ## Sequence model: new users from their first events, epoch speed -> tests/benchmarks/results/
+bench-sasrec: $(STAMP) ## Sequence model: new users, epoch speed, and NeuMF vs SASRec where order carries no signal -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)
+	$(PY) tests/benchmarks/bench_quality.py --models neumf,sasrec --shuffle-time \
+		--output tests/benchmarks/results/quality-weak-order.json $(BENCH_ARGS)
 
 bench-local-mode: $(STAMP) ## deploy train --local vs train-local on data/default (needs local images) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_local_mode.py

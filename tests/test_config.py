@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from ncf.config import TrainConfig, load_config
+from ncf.config import SEQUENCE_DEFAULTS, TrainConfig, load_config
 from ncf.errors import NcfError
 
 PATHS = ["--train", "t", "--validation", "v", "--test", "s", "--model-dir", "m"]
@@ -18,6 +18,15 @@ def test_defaults_apply_when_nothing_is_given() -> None:
     assert config.mlp_layers == (64, 32, 16, 8)
     assert config.package is True
     assert config.checkpoint_dir is None
+
+
+def test_the_sequence_model_has_its_own_defaults_where_the_user_gave_none() -> None:
+    ncf = load_config(PATHS, {})
+    sasrec = load_config([*PATHS, "--model-type", "sasrec"], {})
+    assert (ncf.epochs, ncf.patience) == (TrainConfig.epochs, TrainConfig.patience)
+    assert (sasrec.epochs, sasrec.patience) == (SEQUENCE_DEFAULTS["epochs"], SEQUENCE_DEFAULTS["patience"])
+    given = load_config([*PATHS, "--epochs", "7"], {"SM_HPS": '{"model_type": "sasrec", "patience": "3"}'})
+    assert (given.model_type, given.epochs, given.patience) == ("sasrec", 7, 3)
 
 
 def test_sagemaker_environment_provides_paths_and_hyperparameters(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ncf.dataset import TrainingData, load_training_data, recency_ranks
+from ncf.dataset import TrainingData, load_training_data, moment_ranks, recency_ranks
 from ncf.errors import NcfError
 
 
@@ -21,6 +21,13 @@ def test_recency_ranks_count_from_each_users_latest_interaction() -> None:
 def test_without_timestamps_file_order_is_time_order() -> None:
     users = np.array([1, 0, 1, 0, 1])
     assert recency_ranks(users, pd.DataFrame(index=range(5))).tolist() == [2, 1, 1, 0, 0]
+    assert moment_ranks(users, pd.DataFrame(index=range(5))) is None  # every row is its own moment
+
+
+def test_moments_group_a_users_interactions_of_one_timestamp() -> None:
+    frame = pd.DataFrame({"timestamp": [30, 10, 30, 5, 5, 7, 10]})
+    users = np.array([0, 0, 0, 1, 1, 1, 0])
+    assert moment_ranks(users, frame).tolist() == [0, 1, 0, 1, 1, 0, 1]
 
 
 def test_refit_data_moves_validation_positives_into_training(tiny_channels: Path) -> None:
@@ -32,6 +39,8 @@ def test_refit_data_moves_validation_positives_into_training(tiny_channels: Path
     assert len(refit.train_users) == len(data.train_users) + added
     assert refit.train_recency[-added:].tolist() == [0] * added
     assert refit.train_recency[: len(data.train_users)].min() == 1  # every tiny user has a validation item
+    assert refit.moments[-added:].tolist() == [0] * added  # a held-out positive is its user's own newest moment
+    assert refit.moments[: len(data.train_users)].tolist() == (data.moments + 1).tolist()
     for user, item in zip(data.validation.users, data.validation.positives, strict=True):
         assert item in refit.seen.items[refit.seen.offsets[user] : refit.seen.offsets[user + 1]]
     assert refit.popularity.max() == 1.0

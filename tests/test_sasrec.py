@@ -22,18 +22,21 @@ from ncf.dataset import load_training_data
 from ncf.errors import NcfError
 from ncf.history_serving import latest_items
 from ncf.sasrec import build_sasrec, last_items
-from ncf.sequence_training import SequenceSource, training_windows
+from ncf.sequence_training import SequenceSource
 from ncf.trainer import fit
 from ncf.vocab import Vocabulary
 
 SASREC_FLAGS = SASREC_TEST_FLAGS
 
 
-def fake_data(users: list[int], items: list[int], recency: list[int], num_users: int, num_items: int):
+def fake_data(
+    users: list[int], items: list[int], recency: list[int], num_users: int, num_items: int, moments=None
+):
     return SimpleNamespace(
         train_users=np.array(users, np.int32),
         train_items=np.array(items, np.int32),
         train_recency=np.array(recency, np.int32),
+        moments=np.array(recency if moments is None else moments, np.int32),
         users=Vocabulary(np.array([f"u{i}" for i in range(num_users)], dtype=object)),
         items=Vocabulary(np.array([f"i{i}" for i in range(num_items)], dtype=object)),
     )
@@ -43,10 +46,29 @@ def test_histories_and_windows_follow_time_not_file_order() -> None:
     # user 0: items 5, 6, 7, 8 oldest first (listed out of order); user 1: one item; pad = 9
     data = fake_data([0, 0, 1, 0, 0], [7, 5, 2, 8, 6], [1, 3, 0, 0, 2], num_users=3, num_items=9)
     np.testing.assert_array_equal(last_items(data, 3), [[6, 7, 8], [9, 9, 2], [9, 9, 9]])
-    owners, inputs, targets = training_windows(data, 2)
-    np.testing.assert_array_equal(owners, [0, 0])  # 3 predictions of user 0 in windows of 2; user 1 has none
-    np.testing.assert_array_equal(inputs, [[6, 7], [9, 5]])
-    np.testing.assert_array_equal(targets, [[7, 8], [9, 6]])
+    source = SequenceSource(data, window_config(max_len=2, shuffle_ties=True))
+    np.testing.assert_array_equal(source.users, [0, 0])  # user 0: 3 predictions, windows of 2
+    np.testing.assert_array_equal(source.inputs, [[6, 7], [9, 5]])
+    np.testing.assert_array_equal(source.targets, [[7, 8], [9, 6]])
+
+
+def window_config(**overrides) -> SimpleNamespace:
+    settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64, **overrides}
+    return SimpleNamespace(**settings)
+
+
+def test_interactions_with_one_timestamp_are_trained_as_a_set() -> None:
+    # user 0 in time order: 1, then 2, 3, 4 in the same second (file order), then 5; pad = 6
+    data = fake_data([0] * 5, [1, 2, 3, 4, 5], [4, 3, 2, 1, 0], 1, 6, moments=[2, 1, 1, 1, 0])
+    orders = set()
+    for shuffle in (False, True):
+        source = SequenceSource(data, window_config(max_len=5, shuffle_ties=shuffle))
+        seen = {(*source.batches(epoch).inputs[0, 0, 1:], 5) for epoch in range(12)}
+        assert all(order[0] == 1 and order[-1] == 5 for order in seen)  # the burst stays between them
+        orders.add(frozenset(seen))
+    in_file_order, shuffled = sorted(orders, key=len)
+    assert in_file_order == {(1, 2, 3, 4, 5)}
+    assert len(shuffled) > 2 and all(sorted(order) == [1, 2, 3, 4, 5] for order in shuffled)
 
 
 def test_latest_items_appends_and_keeps_the_newest() -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import common
+import numpy as np
+import pandas as pd
 from baselines import (
     Axis,
     Ease,
@@ -115,6 +117,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help=f"comma-separated subset of {','.join(MODELS)} [default: all; with --quick: "
         f"{','.join(QUICK_MODELS)}]",
+    )
+    parser.add_argument(
+        "--shuffle-time",
+        action="store_true",
+        help="permute each user's timestamps first (seeded), so the order of interactions carries no"
+        " signal: checks that the sequence model holds NeuMF's level on data with weak order; write it"
+        " with --output, e.g. tests/benchmarks/results/quality-weak-order.json",
     )
     args = common.parse_run_args(parser, argv, "quality")
     if args.models is None:
@@ -315,13 +324,33 @@ def markdown(results: dict[str, Any]) -> str:
     return common.markdown_table(headers, rows) + "\n\n" + "\n".join(f"- {note}" for note in notes)
 
 
+def shuffled_times(data_dir: Path, work: Path) -> Path:
+    """A copy of MovieLens 100K's ratings with each user's timestamps permuted (seed PREPARE_SEED).
+
+    Every user keeps their items and their set of timestamps, so the split's sizes are unchanged, but
+    which item is "next" is random: the order of interactions carries no signal (issue 11's check that
+    the sequence model does not lose to NeuMF where order is weak).
+    """
+    ratings = pd.read_csv(
+        data_dir / common.MOVIELENS_100K_FILE, sep="\t", names=["user_id", "item_id", "rating", "timestamp"]
+    )
+    rng = np.random.default_rng(PREPARE_SEED)
+    permuted = ratings.groupby("user_id")["timestamp"].transform(lambda t: rng.permutation(t.to_numpy()))
+    ratings["timestamp"] = permuted
+    work.mkdir(parents=True, exist_ok=True)
+    path = work / "ratings-shuffled-time.csv"
+    ratings.to_csv(path, index=False)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     header = common.run_header("quality", args.quick)
     data_dir = common.find_movielens_100k(args.data)
     work = args.work_dir.resolve()
     prepared = work / "prepared"
-    print(f"preparing {data_dir} -> {prepared}", flush=True)
-    meta = common.prepare(data_dir, prepared, work, "--seed", str(PREPARE_SEED))
+    source = shuffled_times(data_dir, work) if args.shuffle_time else data_dir
+    print(f"preparing {source} -> {prepared}", flush=True)
+    meta = common.prepare(source, prepared, work, "--seed", str(PREPARE_SEED))
 
     selection_key = TrainConfig().selection_key
     try:
@@ -342,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
     results = {
         **header,
         "dataset": {
-            "name": "MovieLens 100K",
+            "name": "MovieLens 100K" + (", each user's timestamps permuted" if args.shuffle_time else ""),
             "path": str(data_dir),
             "files": meta["source"]["files"],
             "counts": meta["counts"],

@@ -37,6 +37,16 @@ class TrainingData:
     test: HeldOut
     item_features: FeatureMatrix | None = None
     sharded: bool = False
+    train_moments: np.ndarray | None = None  # None: every row its own moment (no timestamps)
+
+    @property
+    def moments(self) -> np.ndarray:
+        """Each training row's moment, counted from its user's latest (0): one moment, one timestamp.
+
+        Interactions logged in the same second (a user rating a page of movies at once) have no
+        order between them; the sequence model trains on them as a set (`ncf.sequence_training`).
+        """
+        return self.train_recency if self.train_moments is None else self.train_moments
 
     @property
     def popularity(self) -> np.ndarray:
@@ -92,7 +102,10 @@ class TrainingData:
             raise NcfError(f"training on {split} positives with explicit feedback needs the rating of each")
         else:
             targets = heldout.ratings
-        recency = self.train_recency + np.isin(self.train_users, heldout.users)
+        moved = np.isin(self.train_users, heldout.users)
+        recency = self.train_recency + moved
+        newest = np.zeros(len(heldout.users), recency.dtype)
+        moments = None if self.train_moments is None else np.concatenate([self.train_moments + moved, newest])
         users = np.concatenate([self.train_users, heldout.users])
         items = np.concatenate([self.train_items, heldout.positives])
         return dataclasses.replace(
@@ -100,7 +113,8 @@ class TrainingData:
             train_users=users,
             train_items=items,
             train_targets=np.concatenate([self.train_targets, targets]),
-            train_recency=np.concatenate([recency, np.zeros(len(heldout.users), recency.dtype)]),
+            train_recency=np.concatenate([recency, newest]),
+            train_moments=moments,
             seen=UserItemSets.build(users, items, len(self.users)),
             item_counts=item_counts,
         )
@@ -128,17 +142,35 @@ def recency_ranks(users: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
     Time is the `timestamp` column when there is one, with file order breaking ties; without
     it, file order alone (prepare.py writes each user's rows oldest first).
     """
+    return _ranks_from_latest(users, _times(frame), distinct_times=False)
+
+
+def moment_ranks(users: np.ndarray, frame: pd.DataFrame) -> np.ndarray | None:
+    """Each row's timestamp among its user's distinct ones, from the latest (0); None without times."""
+    times = _times(frame)
+    return None if times is None else _ranks_from_latest(users, times, distinct_times=True)
+
+
+def _times(frame: pd.DataFrame) -> np.ndarray | None:
+    if "timestamp" not in frame.columns:
+        return None
+    return pd.to_numeric(frame["timestamp"], errors="coerce").fillna(0).to_numpy(np.int64)
+
+
+def _ranks_from_latest(users: np.ndarray, times: np.ndarray | None, distinct_times: bool) -> np.ndarray:
+    """Rows (or, with `distinct_times`, timestamps) of each user counted from the latest (0)."""
     order = np.arange(len(users))
-    if "timestamp" in frame.columns:
-        times = pd.to_numeric(frame["timestamp"], errors="coerce").fillna(0).to_numpy(np.int64)
-        by_time = np.lexsort((order, times, users))
-    else:
-        by_time = np.lexsort((order, users))
+    by_time = np.lexsort((order, users) if times is None else (order, times, users))
     sorted_users = users[by_time]
-    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    ends = np.r_[starts[1:], len(users)]
-    position = np.arange(len(users)) - np.repeat(starts, ends - starts)
-    from_latest = np.repeat(ends - starts, ends - starts) - 1 - position
+    new_user = np.r_[True, sorted_users[1:] != sorted_users[:-1]]
+    if distinct_times:
+        sorted_times = times[by_time]
+        new_rank = new_user | np.r_[True, sorted_times[1:] != sorted_times[:-1]]
+    else:
+        new_rank = np.ones(len(users), bool)
+    rank = np.cumsum(new_rank)  # global, increasing along each user's time order
+    last = np.maximum.reduceat(rank, np.flatnonzero(new_user)) if len(users) else rank
+    from_latest = np.repeat(last, np.diff(np.r_[np.flatnonzero(new_user), len(users)])) - rank
     ranks = np.empty(len(users), np.int32)
     ranks[by_time] = from_latest
     return ranks
@@ -195,6 +227,7 @@ def load_training_data(
         train_items=train_items,
         train_targets=_training_targets(train, implicit, train_dir),
         train_recency=recency_ranks(train_users, train),
+        train_moments=moment_ranks(train_users, train),
         seen=UserItemSets.build(train_users, train_items, len(users)),
         item_counts=item_counts.astype(np.int64),
         validation=build_heldout(validation, users, items, validation_dir),

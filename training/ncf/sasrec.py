@@ -147,9 +147,17 @@ class SasRecModel(tf.Module):
         """The user representation (last position's state, plus the user embedding of known users), [B, d]."""
         out = self.encode(sequences)[:, -1, :]
         if self.spec.user_embedding:
-            user = tf.gather(self.embeddings["user"], users)
+            user = self.user_vectors(users)
             out += user if known is None else user * tf.cast(known, tf.float32)[:, None]
         return out
+
+    def user_vectors(self, users: tf.Tensor) -> tf.Tensor:
+        """The learned user embeddings, scaled by sqrt(d) as the input items are (see `encode`), [B, d].
+
+        The encoder's output is layer-normalised (each unit about 1); unscaled, rows that Adam moves
+        by about the learning rate per step stay too small to matter next to it.
+        """
+        return tf.gather(self.embeddings["user"], users) * self.spec.factors**0.5
 
     def item_table(self) -> tf.Tensor:
         """Every real item's embedding (the padding row left out), [num_items, d]."""

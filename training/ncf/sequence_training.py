@@ -31,7 +31,7 @@ from ncf.distribute import Workers
 from ncf.epoch_runner import EpochRunner
 from ncf.errors import NcfError
 from ncf.sampling import epoch_rng
-from ncf.sasrec import SasRecModel, time_ordered
+from ncf.sasrec import SasRecModel
 
 _INT3 = tf.TensorSpec([None, None, None], tf.int32)
 _INT2 = tf.TensorSpec([None, None], tf.int32)
@@ -54,10 +54,11 @@ class SequenceBatches:
         return self.users, self.inputs, self.targets, self.negatives, self.dropout_seeds
 
 
-def training_windows(data: TrainingData, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users [W], inputs [W, L], targets [W, L]) of every window; padding is `len(data.items)`."""
-    users, items, _ = time_ordered(data)
-    counts = np.bincount(users, minlength=len(data.users))
+def training_windows(
+    users: np.ndarray, items: np.ndarray, num_users: int, pad: int, max_len: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users [W], inputs [W, L], targets [W, L]) of every window of rows sorted by user, oldest first."""
+    counts = np.bincount(users, minlength=num_users)
     starts = np.cumsum(counts) - counts
     per_user = np.where(counts >= 2, -(-(counts - 1) // max_len), 0)
     owners = np.repeat(np.arange(len(counts)), per_user)
@@ -65,7 +66,6 @@ def training_windows(data: TrainingData, max_len: int) -> tuple[np.ndarray, np.n
     ends = starts[owners] + counts[owners] - 1 - max_len * nth
     target_rows = ends[:, None] - (max_len - 1) + np.arange(max_len)[None, :]
     valid = target_rows >= (starts[owners] + 1)[:, None]
-    pad = np.int32(len(data.items))
     targets = np.where(valid, items[np.maximum(target_rows, 0)], pad)
     inputs = np.where(valid, items[np.maximum(target_rows - 1, 0)], pad)
     return owners.astype(np.int32), inputs.astype(np.int32), targets.astype(np.int32)
@@ -81,13 +81,26 @@ class SequenceSource:
         self.num_items = len(data.items)
         self.num_neg = 0 if config.sequence_loss == "softmax" else config.num_neg
         self.per_step = max(1, config.batch_size // config.max_len)
-        self.users, self.inputs, self.targets = training_windows(data, config.max_len)
+        self.max_len = config.max_len
+        self.num_users = len(data.users)
+        self.shuffle_ties = config.shuffle_ties
+        self.rows = (data.train_users, data.train_items.astype(np.int32), data.moments.astype(np.int64))
+        self.users, self.inputs, self.targets = self._windows(None)
         if not len(self.users):
             raise NcfError("model_type sasrec needs users with at least two training interactions")
+
+    def _windows(self, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every window, from rows in time order; with `rng`, rows of one moment in a random order."""
+        users, items, moments = self.rows
+        ties = np.arange(len(users)) if rng is None else rng.random(len(users))
+        order = np.lexsort((ties, -moments, users))
+        return training_windows(users[order], items[order], self.num_users, self.num_items, self.max_len)
 
     def batches(self, epoch: int) -> SequenceBatches:
         """Epoch `epoch`'s windows (0-based), shuffled, shaped [steps, windows, max_len]."""
         rng = epoch_rng(self.seed, epoch)
+        if self.shuffle_ties:
+            self.users, self.inputs, self.targets = self._windows(rng)
         order = rng.permutation(len(self.users))
         steps = -(-len(order) // self.per_step)
         padded = np.full(steps * self.per_step - len(order), -1)
@@ -126,7 +139,7 @@ class SequenceRunner(EpochRunner):
         with tf.GradientTape() as tape:
             hidden = model.encode(inputs, dropout_seed=seed)
             if model.spec.user_embedding:
-                hidden += tf.gather(model.embeddings["user"], users)[:, None, :]
+                hidden += model.user_vectors(users)[:, None, :]
             states = tf.gather_nd(hidden, where)
             positives = tf.gather_nd(targets, where)
             losses = self._losses(states, positives, negatives)
