@@ -534,6 +534,7 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
         LOG.error("TF Serving at %s is unreachable: %s", rest_uri, err)
         raise InferenceError("the model server is unavailable", None, 503) from None
     if response.status_code != 200:
+        _refuse_missing_history_signature(body, response)
         LOG.error(
             "TF Serving answered HTTP %d for signature %s: %.2000s",
             response.status_code,
@@ -548,6 +549,21 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
     if not isinstance(document, dict) or not isinstance(document.get("outputs"), dict):
         raise _malformed(body, "no 'outputs' object")
     return document["outputs"]
+
+
+def _refuse_missing_history_signature(body: dict[str, Any], response: requests.Response) -> None:
+    """A `history` request to an export without `recommend_from_history` is the client's error, said clearly.
+
+    Every export of this version has the signature; one made before real-time events were supported
+    does not, and TF Serving answers 400 "... not found in signature def".
+    """
+    missing = response.status_code == 400 and "not found" in response.text
+    if body.get("signature_name") == FROM_HISTORY and missing:
+        raise InferenceError(
+            "this model has no recommend_from_history signature (it was exported before requests could"
+            " carry a history): retrain and redeploy it with this version, or drop 'history'",
+            "history",
+        )
 
 
 def _malformed(body: dict[str, Any], detail: str) -> InferenceError:

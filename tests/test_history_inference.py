@@ -105,6 +105,22 @@ def test_ncf_empty_history_of_a_known_user_is_the_plain_answer(ncf_served: Any) 
     assert folded["items"] == plain["items"] and folded["ignored_history"] == []
 
 
+def test_a_model_exported_without_the_history_signature_refuses_history_clearly(
+    inference: Any,  # noqa: F811
+    trained_model: Path,
+) -> None:
+    older_export = SavedModelServable(open_model(trained_model))
+    del older_export.signatures["recommend_from_history"]  # as exported before history requests existed
+    inference.SESSION.mount("http://localhost:8501/", InProcessAdapter(older_export))
+    try:
+        error = refusal(inference, {"user_id": "u1", "history": ["item-1"]})
+        answer, _ = invoke(inference, {"user_id": "u1", "k": 2})
+    finally:
+        inference.SESSION.adapters.pop("http://localhost:8501/")
+    assert error["status"] == 400 and error["field"] == "history" and "retrain" in error["error"]
+    assert len(answer["predictions"][0]["items"]) == 2  # everything else still answers
+
+
 @pytest.mark.slow
 def test_history_request_through_the_local_https_endpoint(sasrec_run: Path, tmp_path: Path) -> None:
     from serving_fixtures import runtime_client
