@@ -39,7 +39,7 @@ def test_refit_data_moves_validation_positives_into_training(tiny_channels: Path
     assert len(refit.train_users) == len(data.train_users) + added
     assert refit.train_recency[-added:].tolist() == [0] * added
     assert refit.train_recency[: len(data.train_users)].min() == 1  # every tiny user has a validation item
-    assert refit.moments[-added:].tolist() == [0] * added  # a held-out positive is its user's own newest moment
+    assert refit.moments[-added:].tolist() == [0] * added  # a held-out positive: its own newest moment
     assert refit.moments[: len(data.train_users)].tolist() == (data.moments + 1).tolist()
     for user, item in zip(data.validation.users, data.validation.positives, strict=True):
         assert item in refit.seen.items[refit.seen.offsets[user] : refit.seen.offsets[user + 1]]
