@@ -53,7 +53,8 @@ def test_histories_and_windows_follow_time_not_file_order() -> None:
 
 
 def window_config(**overrides) -> SimpleNamespace:
-    settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64, **overrides}
+    settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64}
+    settings.update({"prefix_windows": 0, "shuffle_ties": True, **overrides})
     return SimpleNamespace(**settings)
 
 
@@ -69,6 +70,24 @@ def test_interactions_with_one_timestamp_are_trained_as_a_set() -> None:
     in_file_order, shuffled = sorted(orders, key=len)
     assert in_file_order == {(1, 2, 3, 4, 5)}
     assert len(shuffled) > 2 and all(sorted(order) == [1, 2, 3, 4, 5] for order in shuffled)
+
+
+def test_each_user_also_trains_on_a_prefix_ending_at_the_newest_position() -> None:
+    # user 0: items 1..8 oldest first; user 1: a single item (nothing to predict, no prefix); pad = 9
+    data = fake_data([0] * 8 + [1], [1, 2, 3, 4, 5, 6, 7, 8, 0], [7, 6, 5, 4, 3, 2, 1, 0, 0], 2, 9)
+    source = SequenceSource(data, window_config(max_len=4, prefix_windows=4, shuffle_ties=False))
+    usual = [(5, 6, 7, 8), (9, 2, 3, 4)]  # newest first; the older window is left-padded
+    prefixes = set()
+    for epoch in range(20):
+        batch = source.batches(epoch)
+        windows = [tuple(w) for w in batch.targets.reshape(-1, 4).tolist() if any(t != 9 for t in w)]
+        assert len(windows) == 3 and all(windows.count(w) >= 1 for w in usual)
+        extra = list(windows)
+        for w in usual:
+            extra.remove(w)
+        prefixes.add(extra[0])
+    # the first 2, 3 or 4 items: 1, 2, 3 predictions of the user's first items, at the newest positions
+    assert prefixes == {(9, 9, 9, 2), (9, 9, 2, 3), (9, 2, 3, 4)}
 
 
 def test_latest_items_appends_and_keeps_the_newest() -> None:

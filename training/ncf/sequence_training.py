@@ -55,15 +55,28 @@ class SequenceBatches:
 
 
 def training_windows(
-    users: np.ndarray, items: np.ndarray, num_users: int, pad: int, max_len: int
+    users: np.ndarray,
+    items: np.ndarray,
+    num_users: int,
+    pad: int,
+    max_len: int,
+    prefix_lengths: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users [W], inputs [W, L], targets [W, L]) of every window of rows sorted by user, oldest first."""
+    """(users [W], inputs [W, L], targets [W, L]) of every window of rows sorted by user, oldest first.
+
+    With `prefix_lengths` (per user; under 2: none), each user also gets one window of their first
+    that-many items, which ends at the newest position as a new user's few events do at serving time.
+    """
     counts = np.bincount(users, minlength=num_users)
     starts = np.cumsum(counts) - counts
     per_user = np.where(counts >= 2, -(-(counts - 1) // max_len), 0)
     owners = np.repeat(np.arange(len(counts)), per_user)
     nth = np.arange(len(owners)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
     ends = starts[owners] + counts[owners] - 1 - max_len * nth
+    if prefix_lengths is not None:
+        extra = np.flatnonzero(prefix_lengths >= 2)
+        owners = np.concatenate([owners, extra])
+        ends = np.concatenate([ends, starts[extra] + prefix_lengths[extra] - 1])
     target_rows = ends[:, None] - (max_len - 1) + np.arange(max_len)[None, :]
     valid = target_rows >= (starts[owners] + 1)[:, None]
     targets = np.where(valid, items[np.maximum(target_rows, 0)], pad)
@@ -84,22 +97,32 @@ class SequenceSource:
         self.max_len = config.max_len
         self.num_users = len(data.users)
         self.shuffle_ties = config.shuffle_ties
+        self.prefix_windows = config.prefix_windows
         self.rows = (data.train_users, data.train_items.astype(np.int32), data.moments.astype(np.int64))
         self.users, self.inputs, self.targets = self._windows(None)
         if not len(self.users):
             raise NcfError("model_type sasrec needs users with at least two training interactions")
 
     def _windows(self, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every window, from rows in time order; with `rng`, rows of one moment in a random order."""
+        """Every window, from rows in time order; with `rng`, the epoch's draws: rows of one moment in a
+        random order (`shuffle_ties`), and each user's prefix window of 2..min(count, max_len,
+        prefix_windows) items."""
         users, items, moments = self.rows
-        ties = np.arange(len(users)) if rng is None else rng.random(len(users))
+        ties = rng.random(len(users)) if rng is not None and self.shuffle_ties else np.arange(len(users))
         order = np.lexsort((ties, -moments, users))
-        return training_windows(users[order], items[order], self.num_users, self.num_items, self.max_len)
+        prefixes = None
+        if rng is not None and self.prefix_windows:
+            cap = min(self.max_len, self.prefix_windows)
+            longest = np.minimum(np.bincount(users, minlength=self.num_users), cap)
+            prefixes = np.where(longest >= 2, rng.integers(2, np.maximum(longest, 2) + 1), 0)
+        return training_windows(
+            users[order], items[order], self.num_users, self.num_items, self.max_len, prefixes
+        )
 
     def batches(self, epoch: int) -> SequenceBatches:
         """Epoch `epoch`'s windows (0-based), shuffled, shaped [steps, windows, max_len]."""
         rng = epoch_rng(self.seed, epoch)
-        if self.shuffle_ties:
+        if self.shuffle_ties or self.prefix_windows:
             self.users, self.inputs, self.targets = self._windows(rng)
         order = rng.permutation(len(self.users))
         steps = -(-len(order) // self.per_step)
