@@ -1,7 +1,11 @@
 """How the sequence model (`ncf.sasrec`) trains: its epoch source and its step, inside the shared fit loop.
 
 Each user's time-ordered training items are cut into windows of `max_len` next-item predictions
-(the newest window first, then the ones before it, so long histories are not thrown away); a
+(the newest window first, then the ones before it, so long histories are not thrown away). Two
+draws per epoch shape them: a user's interactions of one timestamp are put in a random order
+(`shuffle_ties`: same-second events have no order to learn), and each user adds one window of their
+first few items ending at the newest position (`prefix_windows`: where a new user's events sit at
+serving time, which long histories alone never train on short contexts). A
 step takes `batch_size // max_len` windows, so `batch_size` stays "predictions per step". Every
 position predicts the next item, with one of three objectives (`sequence_loss`):
 
