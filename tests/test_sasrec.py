@@ -47,9 +47,10 @@ def test_histories_and_windows_follow_time_not_file_order() -> None:
     data = fake_data([0, 0, 1, 0, 0], [7, 5, 2, 8, 6], [1, 3, 0, 0, 2], num_users=3, num_items=9)
     np.testing.assert_array_equal(last_items(data, 3), [[6, 7, 8], [9, 9, 2], [9, 9, 9]])
     source = SequenceSource(data, window_config(max_len=2, shuffle_ties=True))
-    np.testing.assert_array_equal(source.users, [0, 0])  # user 0: 3 predictions, windows of 2
-    np.testing.assert_array_equal(source.inputs, [[6, 7], [9, 5]])
-    np.testing.assert_array_equal(source.targets, [[7, 8], [9, 6]])
+    users, inputs, targets = source.windows
+    np.testing.assert_array_equal(users, [0, 0])  # user 0: 3 predictions, windows of 2
+    np.testing.assert_array_equal(inputs, [[6, 7], [9, 5]])
+    np.testing.assert_array_equal(targets, [[7, 8], [9, 6]])
 
 
 def window_config(**overrides) -> SimpleNamespace:

@@ -103,8 +103,8 @@ class SequenceSource:
         self.shuffle_ties = config.shuffle_ties
         self.prefix_windows = config.prefix_windows
         self.rows = (data.train_users, data.train_items.astype(np.int32), data.moments.astype(np.int64))
-        self.users, self.inputs, self.targets = self._windows(None)
-        if not len(self.users):
+        self.windows = self._windows(None)  # time order, ties in file order, no prefix windows
+        if not len(self.windows[0]):
             raise NcfError("model_type sasrec needs users with at least two training interactions")
 
     def _windows(self, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -126,9 +126,9 @@ class SequenceSource:
     def batches(self, epoch: int) -> SequenceBatches:
         """Epoch `epoch`'s windows (0-based), shuffled, shaped [steps, windows, max_len]."""
         rng = epoch_rng(self.seed, epoch)
-        if self.shuffle_ties or self.prefix_windows:
-            self.users, self.inputs, self.targets = self._windows(rng)
-        order = rng.permutation(len(self.users))
+        draws = self.shuffle_ties or self.prefix_windows
+        users, inputs, targets = self._windows(rng) if draws else self.windows
+        order = rng.permutation(len(users))
         steps = -(-len(order) // self.per_step)
         padded = np.full(steps * self.per_step - len(order), -1)
         rows = np.concatenate([order, padded]).reshape(steps, self.per_step)
@@ -136,11 +136,11 @@ class SequenceSource:
         def take(values: np.ndarray, fill: int) -> np.ndarray:
             return np.where((rows >= 0)[..., None] if values.ndim > 1 else rows >= 0, values[rows], fill)
 
-        targets = take(self.targets, self.num_items).astype(np.int32)
+        targets = take(targets, self.num_items).astype(np.int32)
         weights = (targets != self.num_items).astype(np.float32)
         return SequenceBatches(
-            users=take(self.users, 0).astype(np.int32),
-            inputs=take(self.inputs, self.num_items).astype(np.int32),
+            users=take(users, 0).astype(np.int32),
+            inputs=take(inputs, self.num_items).astype(np.int32),
             targets=targets,
             weights=weights,
             negatives=rng.integers(0, self.num_items, (steps, self.num_neg), dtype=np.int32),
