@@ -116,7 +116,7 @@ class Recommender(tf.Module):
             indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k)
         else:  # every model type, the sequence model too, scores the catalog from user indices
             logits = self.model.logits_all_items(users, self.mlp_item_half)
-            indices, top_scores = self._ranked(logits, known, excluded, k)
+            indices, top_scores = self.ranked(logits, known, excluded, k)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
@@ -132,9 +132,9 @@ class Recommender(tf.Module):
         if self.retrieval is not None:
             vectors = user_vectors(self.model, rows)
             return self.retrieval.top_k_of_rows(vectors, lambda: rows, personal, self.popularity, excluded, k)
-        return self._ranked(self.model.catalog_logits(rows, self.mlp_item_half), personal, excluded, k)
+        return self.ranked(self.model.catalog_logits(rows, self.mlp_item_half), personal, excluded, k)
 
-    def _ranked(
+    def ranked(
         self, logits: tf.Tensor, personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """The exhaustive top-k of every item's logits; rows with `personal` false rank by popularity."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from ncf.topk import ids_of, top_k_excluding
+from ncf.topk import ids_of
 
 if TYPE_CHECKING:
     from ncf.export import Recommender
@@ -61,10 +61,9 @@ def _sequence_signature(recommender: Recommender) -> tf.types.experimental.Gener
         sequences = latest_items(tf.concat([stored, recent], axis=1), padding, model.spec.max_len)
         has_items = tf.reduce_any(sequences != padding, axis=1)
         reps = model.represent(sequences, users, known)
-        scores = recommender.scale(tf.matmul(reps, model.item_table(), transpose_b=True))
-        scores = tf.where(has_items[:, None], scores, recommender.popularity[None, :])
+        logits = tf.matmul(reps, model.item_table(), transpose_b=True)
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
-        indices, top_scores = top_k_excluding(scores, excluded, k)
+        indices, top_scores = recommender.ranked(logits, has_items, excluded, k)
         return _answer(recommender, indices, top_scores, has_items, listed, history)
 
     return recommend_from_history
