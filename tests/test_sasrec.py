@@ -55,7 +55,7 @@ def test_histories_and_windows_follow_time_not_file_order() -> None:
 
 def window_config(**overrides) -> SimpleNamespace:
     settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64}
-    settings.update({"prefix_windows": 0, "shuffle_ties": True, **overrides})
+    settings.update({"shuffle_ties": True, **overrides})
     return SimpleNamespace(**settings)
 
 
@@ -73,22 +73,20 @@ def test_interactions_with_one_timestamp_are_trained_as_a_set() -> None:
     assert len(shuffled) > 2 and all(sorted(order) == [1, 2, 3, 4, 5] for order in shuffled)
 
 
-def test_each_user_also_trains_on_a_prefix_ending_at_the_newest_position() -> None:
-    # user 0: items 1..8 oldest first; user 1: a single item (nothing to predict, no prefix); pad = 9
-    data = fake_data([0] * 8 + [1], [1, 2, 3, 4, 5, 6, 7, 8, 0], [7, 6, 5, 4, 3, 2, 1, 0, 0], 2, 9)
-    source = SequenceSource(data, window_config(max_len=4, prefix_windows=4, shuffle_ties=False))
-    usual = [(5, 6, 7, 8), (9, 2, 3, 4)]  # newest first; the older window is left-padded
-    prefixes = set()
-    for epoch in range(20):
-        batch = source.batches(epoch)
-        windows = [tuple(w) for w in batch.targets.reshape(-1, 4).tolist() if any(t != 9 for t in w)]
-        assert len(windows) == 3 and all(windows.count(w) >= 1 for w in usual)
-        extra = list(windows)
-        for w in usual:
-            extra.remove(w)
-        prefixes.add(extra[0])
-    # the first 2, 3 or 4 items: 1, 2, 3 predictions of the user's first items, at the newest positions
-    assert prefixes == {(9, 9, 9, 2), (9, 9, 2, 3), (9, 2, 3, 4)}
+def test_a_short_history_reads_the_same_whatever_padding_precedes_it() -> None:
+    # positions are relative (attention biased by distance): a new user's three events are read as
+    # every user's first three were in training, not at slots only long histories reach
+    data = fake_data([0, 0], [1, 2], [1, 0], num_users=1, num_items=6)
+    config = SimpleNamespace(
+        factors=8, max_len=6, attention_blocks=2, attention_heads=2, dropout=0.0, user_embedding=False, seed=3
+    )
+    model = build_sasrec(config, data)
+    model.dense["distance"].assign(tf.random.stateless_normal((6, 2), (1, 2)))
+    pad, users = model.padding, tf.constant([0, 0])
+    short = model.represent(tf.constant([[3, 1, 4], [4, 1, 3]]), users)
+    padded = model.represent(tf.constant([[pad, pad, pad, 3, 1, 4], [pad, pad, pad, 4, 1, 3]]), users)
+    np.testing.assert_allclose(short.numpy(), padded.numpy(), atol=1e-5)
+    assert not np.allclose(short[0].numpy(), short[1].numpy(), atol=1e-3)  # the order still counts
 
 
 def test_latest_items_appends_and_keeps_the_newest() -> None:

@@ -83,12 +83,6 @@ class TrainConfig:
         "sasrec: a user's interactions with the same timestamp are a set, trained in an order drawn"
         " afresh every epoch (false: in file order)",
     )
-    prefix_windows: int = _setting(
-        20,
-        "sasrec: every epoch, each user also trains on a window of their first 2..N items (N drawn, at"
-        " most this and max_len) ending at the newest position, as a new user's few events do at serving"
-        " time; 0: none",
-    )
     sequence_loss: str = _setting(
         "softmax",
         "sasrec objective: softmax (full-catalog cross-entropy), sampled_softmax (num_neg shared"
@@ -245,7 +239,7 @@ def _validate(config: TrainConfig) -> None:
     for name in ("learning_rate", "recency_half_life"):
         if not getattr(config, name) > 0:
             raise NcfError(f"hyperparameter {name}: must be positive, got {getattr(config, name)}")
-    non_negative = ("l2", "patience", "num_neg", "recency_boost", "eval_max_users", "prefix_windows")
+    non_negative = ("l2", "patience", "num_neg", "recency_boost", "eval_max_users")
     non_negative += ("retrieval_candidates", "retrieval_min_items")
     if any(getattr(config, n) < 0 for n in non_negative):
         bad = next(n for n in non_negative if getattr(config, n) < 0)

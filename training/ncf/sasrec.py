@@ -1,11 +1,19 @@
 """SASRec: a causal self-attention model over each user's most recent items (Kang & McAuley 2018).
 
 The user is the sequence of their last `max_len` items (oldest first, left-padded with the padding
-index `num_items`): item embeddings plus learned positions, `blocks` causal self-attention blocks
-(pre-norm, as in the paper: the query is the normalised input, keys and values the input), and the
-last position's output is the user's representation; an item's score is its dot product with the
-item embedding (shared between input and output). An optional learned user embedding is added to
-that representation, for data where order carries little signal.
+index `num_items`): item embeddings, `blocks` causal self-attention blocks (pre-norm, as in the paper:
+the query is the normalised input, keys and values the input), and the last position's output is the
+user's representation; an item's score is its dot product with the item embedding (shared between
+input and output). An optional learned user embedding is added to that representation, for data where
+order carries little signal.
+
+Positions are learned as relative ones: each attention head adds a learned bias for how many items
+back the key is from the query, in place of the paper's embedding per slot. Every position predicts
+the next item in training, so a reading position with three items before it is trained on every
+user's first three items, and a new user's three events at serving time read the same whatever
+padding precedes them; with slot embeddings a short history sat in slots only long histories had
+trained. Every reading position also gets the recency that slot embeddings give only the last one.
+The README's sequence-model section has the validation comparison that chose this.
 
 The model keeps the histories it scores from (`histories`, one row per known user): the evaluator's
 `Scorer` and the exported signatures call `logits(users, items)` / `logits_all_items(users)` exactly
@@ -80,7 +88,9 @@ class SasRecModel(tf.Module):
         self.embeddings: dict[str, tf.Variable] = {"item": normal((spec.num_items + 1, d), "item")}
         if spec.user_embedding:
             self.embeddings["user"] = tf.Variable(tf.zeros((spec.num_users, d)), name="user")
-        self.dense: dict[str, tf.Variable] = {"position": normal((spec.max_len, d), "position")}
+        self.dense: dict[str, tf.Variable] = {
+            "distance": tf.Variable(tf.zeros((spec.max_len, spec.heads)), name="distance")
+        }
         scale = (1.0 / d) ** 0.5
         for block in range(spec.blocks):
             for part in ("query", "key", "value", "ffn_in", "ffn_out"):
@@ -106,16 +116,28 @@ class SasRecModel(tf.Module):
         """Hidden states of every position, [B, L, d]; dropout only with a `dropout_seed` (int32 [2])."""
         d, dense = self.spec.factors, self.dense
         present = tf.cast(sequences != self.padding, tf.float32)[..., None]
-        x = tf.gather(self.embeddings["item"], sequences) * d**0.5 + dense["position"][None]
+        x = tf.gather(self.embeddings["item"], sequences) * d**0.5
         x = self._dropout(x * present, dropout_seed, 0)
         length = tf.shape(sequences)[1]
         causal = tf.linalg.band_part(tf.ones((length, length)), -1, 0)
         allowed = causal[None] * tf.transpose(present, [0, 2, 1])  # [B, query, key]
+        bias = self._distance_bias(length)
         for block in range(self.spec.blocks):
-            x = self._block(x, allowed, block, dropout_seed) * present
+            x = self._block(x, allowed, bias, block, dropout_seed) * present
         return _layer_norm(x, dense["final_gamma"], dense["final_beta"])
 
-    def _block(self, x: tf.Tensor, allowed: tf.Tensor, block: int, seed: tf.Tensor | None) -> tf.Tensor:
+    def _distance_bias(self, length: tf.Tensor) -> tf.Tensor:
+        """Each head's learned attention bias for a key `query - key` items back, [1, heads, L, L].
+
+        Real items are contiguous (padding only on the left), so slot distance is item distance.
+        """
+        slots = tf.range(length)
+        back = tf.clip_by_value(slots[:, None] - slots[None, :], 0, self.spec.max_len - 1)
+        return tf.transpose(tf.gather(self.dense["distance"], back), [2, 0, 1])[None]
+
+    def _block(
+        self, x: tf.Tensor, allowed: tf.Tensor, bias: tf.Tensor, block: int, seed: tf.Tensor | None
+    ) -> tf.Tensor:
         """One attention block: causal multi-head attention, then the point-wise feed-forward layer."""
         w = {name[len(f"b{block}_") :]: v for name, v in self.dense.items() if name.startswith(f"b{block}_")}
         query_in = _layer_norm(x, w["norm1_gamma"], w["norm1_beta"])
@@ -128,7 +150,7 @@ class SasRecModel(tf.Module):
         q, k, v = (
             split(tf.tensordot(t, w[n], 1)) for t, n in ((query_in, "query"), (x, "key"), (x, "value"))
         )
-        logits = tf.matmul(q, k, transpose_b=True) * (self.spec.factors // heads) ** -0.5
+        logits = tf.matmul(q, k, transpose_b=True) * (self.spec.factors // heads) ** -0.5 + bias
         logits += (1.0 - allowed[:, None]) * _NEG_LARGE
         attention = self._dropout(tf.nn.softmax(logits), seed, 2 * block + 1)
         mixed = tf.transpose(tf.matmul(attention, v), [0, 2, 1, 3])

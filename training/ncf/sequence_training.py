@@ -1,12 +1,10 @@
 """How the sequence model (`ncf.sasrec`) trains: its epoch source and its step, inside the shared fit loop.
 
 Each user's time-ordered training items are cut into windows of `max_len` next-item predictions
-(the newest window first, then the ones before it, so long histories are not thrown away). Two
-draws per epoch shape them: a user's interactions of one timestamp are put in a random order
-(`shuffle_ties`: same-second events have no order to learn), and each user adds one window of their
-first few items ending at the newest position (`prefix_windows`: where a new user's events sit at
-serving time, which long histories alone never train on short contexts). A
-step takes `batch_size // max_len` windows, so `batch_size` stays "predictions per step". Every
+(the newest window first, then the ones before it, so long histories are not thrown away; the oldest
+window starts at the user's first item, so short contexts train too). Every epoch, a user's
+interactions of one timestamp are put in a random order (`shuffle_ties`: same-second events have no
+order to learn). A step takes `batch_size // max_len` windows, so `batch_size` stays "predictions per step". Every
 position predicts the next item, with one of three objectives (`sequence_loss`):
 
 - `softmax`: cross-entropy over the whole catalog (gSASRec; Klenitskiy & Vasilev 2023 find it much
@@ -64,23 +62,14 @@ def training_windows(
     num_users: int,
     pad: int,
     max_len: int,
-    prefix_lengths: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users [W], inputs [W, L], targets [W, L]) of every window of rows sorted by user, oldest first.
-
-    With `prefix_lengths` (per user; under 2: none), each user also gets one window of their first
-    that-many items, which ends at the newest position as a new user's few events do at serving time.
-    """
+    """(users [W], inputs [W, L], targets [W, L]) of every window of rows sorted by user, oldest first."""
     counts = np.bincount(users, minlength=num_users)
     starts = np.cumsum(counts) - counts
     per_user = np.where(counts >= 2, -(-(counts - 1) // max_len), 0)
     owners = np.repeat(np.arange(len(counts)), per_user)
     nth = np.arange(len(owners)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
     ends = starts[owners] + counts[owners] - 1 - max_len * nth
-    if prefix_lengths is not None:
-        extra = np.flatnonzero(prefix_lengths >= 2)
-        owners = np.concatenate([owners, extra])
-        ends = np.concatenate([ends, starts[extra] + prefix_lengths[extra] - 1])
     target_rows = ends[:, None] - (max_len - 1) + np.arange(max_len)[None, :]
     valid = target_rows >= (starts[owners] + 1)[:, None]
     targets = np.where(valid, items[np.maximum(target_rows, 0)], pad)
@@ -101,33 +90,22 @@ class SequenceSource:
         self.max_len = config.max_len
         self.num_users = len(data.users)
         self.shuffle_ties = config.shuffle_ties
-        self.prefix_windows = config.prefix_windows
         self.rows = (data.train_users, data.train_items.astype(np.int32), data.moments.astype(np.int64))
-        self.windows = self._windows(None)  # time order, ties in file order, no prefix windows
+        self.windows = self._windows(None)  # time order, ties in file order
         if not len(self.windows[0]):
             raise NcfError("model_type sasrec needs users with at least two training interactions")
 
     def _windows(self, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every window, from rows in time order; with `rng`, the epoch's draws: rows of one moment in a
-        random order (`shuffle_ties`), and each user's prefix window of 2..min(count, max_len,
-        prefix_windows) items."""
+        """Every window, from rows in time order; with `rng`, rows of one moment in a random order."""
         users, items, moments = self.rows
-        ties = rng.random(len(users)) if rng is not None and self.shuffle_ties else np.arange(len(users))
+        ties = rng.random(len(users)) if rng is not None else np.arange(len(users))
         order = np.lexsort((ties, -moments, users))
-        prefixes = None
-        if rng is not None and self.prefix_windows:
-            cap = min(self.max_len, self.prefix_windows)
-            longest = np.minimum(np.bincount(users, minlength=self.num_users), cap)
-            prefixes = np.where(longest >= 2, rng.integers(2, np.maximum(longest, 2) + 1), 0)
-        return training_windows(
-            users[order], items[order], self.num_users, self.num_items, self.max_len, prefixes
-        )
+        return training_windows(users[order], items[order], self.num_users, self.num_items, self.max_len)
 
     def batches(self, epoch: int) -> SequenceBatches:
         """Epoch `epoch`'s windows (0-based), shuffled, shaped [steps, windows, max_len]."""
         rng = epoch_rng(self.seed, epoch)
-        draws = self.shuffle_ties or self.prefix_windows
-        users, inputs, targets = self._windows(rng) if draws else self.windows
+        users, inputs, targets = self._windows(rng) if self.shuffle_ties else self.windows
         order = rng.permutation(len(users))
         steps = -(-len(order) // self.per_step)
         padded = np.full(steps * self.per_step - len(order), -1)
