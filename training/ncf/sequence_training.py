@@ -4,8 +4,8 @@ Each user's time-ordered training items are cut into windows of `max_len` next-i
 (the newest window first, then the ones before it, so long histories are not thrown away; the oldest
 window starts at the user's first item, so short contexts train too). Every epoch, a user's
 interactions of one timestamp are put in a random order (`shuffle_ties`: same-second events have no
-order to learn). A step takes `batch_size // max_len` windows, so `batch_size` stays "predictions per step". Every
-position predicts the next item, with one of three objectives (`sequence_loss`):
+order to learn). A step takes `batch_size // max_len` windows, so `batch_size` stays "predictions per
+step". Every position predicts the next item, with one of three objectives (`sequence_loss`):
 
 - `softmax`: cross-entropy over the whole catalog (gSASRec; Klenitskiy & Vasilev 2023 find it much
   stronger than BCE); one [positions, items] product per step, cheap up to tens of thousands of items.
