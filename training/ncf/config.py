@@ -73,7 +73,9 @@ class TrainConfig:
         " hold most users' whole history, which matters where order carries little signal",
     )
     attention_blocks: int = _setting(2, "sasrec: causal self-attention blocks")
-    attention_heads: int = _setting(1, "sasrec: attention heads per block (must divide factors)")
+    attention_heads: int = _setting(
+        2, "sasrec: attention heads per block (must divide factors); each learns its own distance bias"
+    )
     dropout: float = _setting(0.2, "sasrec: dropout rate of embeddings, attention and feed-forward layers")
     user_embedding: bool = _setting(
         False, "sasrec: add a learned user embedding to the sequence representation (data with weak order)"
