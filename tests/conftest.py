@@ -159,6 +159,10 @@ SASREC_TEST_FLAGS = [
     "0.1",
     "--patience",
     "0",
+    # the sampled metric reaches 1.0 within a few epochs and would pick one of them for the refit;
+    # the full-catalog one keeps rising while the model sharpens
+    "--selection-metric",
+    "ndcg_full",
 ]
 
 
