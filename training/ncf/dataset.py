@@ -169,8 +169,9 @@ def _ranks_from_latest(users: np.ndarray, times: np.ndarray | None, distinct_tim
     else:
         new_rank = np.ones(len(users), bool)
     rank = np.cumsum(new_rank)  # global, increasing along each user's time order
-    last = np.maximum.reduceat(rank, np.flatnonzero(new_user)) if len(users) else rank
-    from_latest = np.repeat(last, np.diff(np.r_[np.flatnonzero(new_user), len(users)])) - rank
+    starts = np.flatnonzero(new_user)
+    counts = np.diff(np.r_[starts, len(users)])
+    from_latest = np.repeat(rank[starts + counts - 1], counts) - rank  # each user's last rank, minus
     ranks = np.empty(len(users), np.int32)
     ranks[by_time] = from_latest
     return ranks
