@@ -23,7 +23,7 @@ from ncf.settings import parse_value
 from ncf.settings import setting as _setting
 
 # Where the sequence model's defaults differ from the NCF types' (settings the user did not give).
-# Measured on MovieLens 100K validation only (README, "Choosing a model type"): its validation score
+# Measured on MovieLens 100K validation only (README, "The sequence model"): its validation score
 # still rises slowly after 30 epochs and plateaus with +-0.005 noise, where 5 stale epochs stop it early.
 SEQUENCE_DEFAULTS = {"epochs": 200, "patience": 10}
 
