@@ -176,7 +176,7 @@ def handler_context(body: bytes, content_type: str, accept: str) -> Context:
     return Context(None, None, None, REST_URI, None, None, None, content_type, accept, len(body))
 
 
-def bench_in_process(model_dir: Path, num_users: int, calls: int) -> dict[str, Any]:
+def bench_in_process(model_dir: Path, num_users: int, num_items: int, calls: int) -> dict[str, Any]:
     """Direct signature calls (1 user, 100 users) and the full handler in-process (1 user)."""
     servable, inference = in_process_handler(model_dir)
     recommend = servable.signatures["serving_default"]
@@ -191,7 +191,7 @@ def bench_in_process(model_dir: Path, num_users: int, calls: int) -> dict[str, A
         "signature_1_user": latency_ms(top10(recommend, user_batches(num_users, 1, 64)), calls),
         "signature_100_users": latency_ms(top10(recommend, user_batches(num_users, 100, 8)), calls, warmup=5),
         "handler_1_user": latency_ms(handler, calls),
-        "history_1_user": latency_ms(top10_from_history(servable.signatures, num_users, num_users), calls),
+        "history_1_user": latency_ms(top10_from_history(servable.signatures, num_users, num_items), calls),
     }
 
 
@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         measured: dict[str, Any] = {}
         if "latency" in args.parts:
             print("in-process latency", flush=True)
-            measured["in_process"] = bench_in_process(model_dir, users, args.calls)
+            measured["in_process"] = bench_in_process(model_dir, users, items, args.calls)
             print(json.dumps(measured["in_process"]), flush=True)
         if "https" in args.parts:
             measured["https"] = []
