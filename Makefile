@@ -17,6 +17,8 @@ PREPARED ?= $(RUN_DIR)/prepared
 MODEL_DIR ?= $(RUN_DIR)/model
 PREPARE_ARGS ?=
 TRAIN_ARGS ?=
+# e.g. DOWNLOAD_ARGS=--base-url=file:///folder/with/the/zip (a mirror, or a copied archive offline)
+DOWNLOAD_ARGS ?=
 
 # Local endpoint
 MODEL ?= $(MODEL_DIR)
@@ -28,7 +30,7 @@ USER_ID ?= $(if $(filter command line,$(origin USER)),$(USER),)
 # SageMaker (see deploy/config.py for every setting and its environment variable)
 DEPLOY_ARGS ?=
 
-# Quality benchmark options, e.g. BENCH_ARGS="--data ../shared/data/ml-100k"
+# Quality benchmark options, e.g. BENCH_ARGS="--data path/to/ml-100k"
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
@@ -48,7 +50,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## Create .venv/ with everything (training, serving, deploy, tests)
 
 data: $(STAMP) ## Download a MovieLens dataset into data/raw/ (DATASET=ml-100k|ml-1m|ml-20m|ml-25m|ml-latest-small)
-	$(PY) data/download.py --dataset $(DATASET) --dest data/raw
+	$(PY) data/download.py --dataset $(DATASET) --dest data/raw $(DOWNLOAD_ARGS)
 
 default-data: $(STAMP) ## Regenerate the embedded default dataset in data/default/ (deterministic)
 	$(PY) data/generate_default.py --output data/default

@@ -39,7 +39,8 @@ if str(TRAINING) not in sys.path:
 from ncf import reporting  # noqa: E402
 
 # Where MovieLens 100K is looked for, in order, relative to the repository root: what `make data`
-# downloads, then the shared read-only copy next to the repository.
+# downloads, then a read-only copy beside the checkout where a machine has one (this project's
+# development machines do; a user's checkout does not, and the error message never suggests it).
 MOVIELENS_100K_PLACES = (Path("data/raw/ml-100k"), Path("../shared/data/ml-100k"))
 MOVIELENS_100K_FILE = "u.data"
 
@@ -340,6 +341,5 @@ def find_movielens_100k(explicit: Path | None) -> Path:
     raise BenchError(
         f"MovieLens 100K not found (no {MOVIELENS_100K_FILE} in {looked}). Download it with "
         "`make data DATASET=ml-100k` (into data/raw/ml-100k), or pass the folder of an unpacked copy "
-        "with --data DIR (the folder you would give make train-local as DATA_DIR, e.g. "
-        "../shared/data/ml-100k)"
+        "with --data DIR (the folder you would give make train-local as DATA_DIR)"
     )
