@@ -172,11 +172,26 @@ def run_header(benchmark: str, quick: bool, argv: Sequence[str] | None = None) -
         "benchmark": benchmark,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shell_command([sys.executable, *(sys.argv if argv is None else argv)]),
+        "commit": code_version(),
         "quick": quick,
         "machine": machine(),
         # Other processes' load at the start (1, 5, 15 min): on a shared machine it explains timing noise.
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
+
+
+def code_version() -> str:
+    """The commit the measured code is at, with `+changes` when tracked files differ from it (such a
+    figure belongs to no commit), or `unknown` outside a git checkout."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _relative(part: str) -> str:
