@@ -48,7 +48,7 @@ from deploy.aws import (
     unique_name,
 )
 from deploy.config import Settings
-from deploy.packaging import has_handler, repackage_model
+from deploy.packaging import has_empty_requirements, has_handler, repackage_model
 from deploy.training import completed_model_data, latest_training_job
 
 LOG = logging.getLogger("deploy")
@@ -83,7 +83,8 @@ def resolve_model_data(
 
 
 def ensure_serving_code(settings: Settings, s3_client: Any, model_data: str, *, force: bool) -> str:
-    """`model_data` itself when it carries code/inference.py, else (or when forced) a repackaged copy."""
+    """`model_data` itself when it carries code/inference.py (and no empty code/requirements.txt),
+    else (or when forced) a repackaged copy."""
     ensure_bucket(s3_client, settings.bucket)
     if not s3_object_exists(s3_client, model_data):
         raise NcfError(f"model artifact {model_data} does not exist")
@@ -91,9 +92,11 @@ def ensure_serving_code(settings: Settings, s3_client: Any, model_data: str, *, 
         original = Path(tmp) / "model.tar.gz"
         bucket, key = split_s3_uri(model_data)
         s3_client.download_file(bucket, key, str(original))
-        if not force and has_handler(original):
+        stalls = has_empty_requirements(original)  # trained before inference/requirements.txt went
+        if not force and has_handler(original) and not stalls:
             return model_data
-        LOG.info("repackaging %s with the current inference/ as code/", model_data)
+        why = ": its code/requirements.txt lists nothing, yet the container would run pip" if stalls else ""
+        LOG.info("repackaging %s with the current inference/ as code/%s", model_data, why)
         repacked = repackage_model(original, Path(tmp) / "repacked.tar.gz")
         target = settings.s3_uri("models", "repackaged", sha256_file(repacked)[:16], "model.tar.gz")
         if not s3_object_exists(s3_client, target):

@@ -277,6 +277,7 @@ def test_scaling_that_cannot_be_restored_is_described_in_the_error(
 
     assert code == 1
     assert one_error_line(err).endswith(
-        f"{REASON}; its autoscaling could NOT be restored (RegisterScalableTarget failed: ValidationException: "
-        f"Endpoint is not InService): it was {RESOURCE_ID} 2-5 instances, policy {POLICY}"
+        f"{REASON}; its autoscaling could NOT be restored (RegisterScalableTarget failed: "
+        f"ValidationException: Endpoint is not InService): it was {RESOURCE_ID} 2-5 instances, "
+        f"policy {POLICY}"
     )
