@@ -52,7 +52,7 @@ def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str], 
 
 
 @pytest.fixture
-def scaling() -> Any:
+def scaling(moto_aws: None) -> Any:
     return boto3.client("application-autoscaling", region_name=REGION)
 
 
@@ -231,6 +231,7 @@ def test_update_without_autoscaling_removes_it_once_the_green_fleet_serves(
         (3, ["--max-instances", "4"], 3),  # scaled out: the green fleet starts as large
         (6, ["--max-instances", "4"], 4),  # ... but within the autoscaling maximum
         (1, ["--instance-count", "2", "--max-instances", "4"], 2),  # never below deploy_instance_count
+        (5, ["--no-autoscaling", "--instance-count", "2"], 2),  # a fixed fleet: the size the user asked for
     ],
 )
 def test_green_fleet_starts_with_as_many_instances_as_serve_now(
@@ -248,16 +249,6 @@ def test_green_fleet_starts_with_as_many_instances_as_serve_now(
     assert f"(blue/green, the new fleet starts with {green} instances" in err
     described = boto3.client("sagemaker", region_name=REGION).describe_endpoint(EndpointName=ENDPOINT)
     assert described["ProductionVariants"][0]["CurrentInstanceCount"] == green
-
-
-def test_green_fleet_without_autoscaling_has_the_configured_size(cli, recorder: Recorder) -> None:
-    assert cli("--autoscaling", "--max-instances", "6")[0] == 0
-    scale_out(5)
-    recorder.calls.clear()
-
-    assert cli("--instance-count", "2")[0] == 0  # a fixed fleet: what the user asked for
-
-    assert recorder.only("CreateEndpointConfig")["ProductionVariants"][0]["InitialInstanceCount"] == 2
 
 
 def test_scaling_that_cannot_be_restored_is_described_in_the_error(

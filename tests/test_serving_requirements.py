@@ -91,14 +91,18 @@ def model_with_code(path: Path, requirements: str | None) -> Path:
 
 
 @pytest.mark.parametrize(
-    ("requirements", "repackaged"),
-    [(LISTS_NOTHING[2], True), ("", True), (LISTS_A_PACKAGE, False), (None, False)],
+    ("requirements", "empty"),
+    [*((text, True) for text in LISTS_NOTHING), (LISTS_A_PACKAGE, False), (None, False)],
 )
+def test_has_empty_requirements(tmp_path: Path, requirements: str | None, empty: bool) -> None:
+    assert has_empty_requirements(model_with_code(tmp_path / "model.tar.gz", requirements)) is empty
+
+
+@pytest.mark.parametrize(("requirements", "repackaged"), [(LISTS_NOTHING[2], True), (LISTS_A_PACKAGE, False)])
 def test_deploy_repackages_a_model_whose_requirements_list_nothing(
-    moto_aws: None, recorder: Recorder, tmp_path: Path, requirements: str | None, repackaged: bool
+    moto_aws: None, recorder: Recorder, tmp_path: Path, requirements: str, repackaged: bool
 ) -> None:
     archive = model_with_code(tmp_path / "model.tar.gz", requirements)
-    assert has_empty_requirements(archive) is repackaged
     uri = f"s3://{BUCKET}/ncf/models/old/output/model.tar.gz"
     s3 = boto3.client("s3", region_name=REGION)
     s3.upload_file(str(archive), BUCKET, uri.removeprefix(f"s3://{BUCKET}/"))
