@@ -3,7 +3,8 @@
 Fixtures that use them live in tests/deploy_fixtures.py. Moto shims, each narrow and needed only
 because moto 5.2.5 differs from SageMaker:
 - UpdateEndpoint: moto does not implement it. `stub_update_endpoint` answers that one call and
-  makes its effect visible through moto's own API (the endpoint now uses the new config).
+  makes its effect visible through moto's own API (the endpoint now uses the new config), or, bound
+  to a status and reason, leaves the endpoint on its old config as a failed or rolled-back update does.
 - moto's Describe* answers carry `VpcConfig: {}` / `DataCaptureConfig: {}` and describe an
   endpoint's data capture with the endpoint config's shape (no CaptureStatus); sagemaker-core's
   response models reject both. `fix_moto_shapes` drops the empty dicts and adds the summary fields.
@@ -107,19 +108,32 @@ def fix_moto_shapes(parsed: dict[str, Any], model: Any, **_: Any) -> None:
         )
 
 
-def stub_update_endpoint(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+def stub_update_endpoint(
+    params: dict[str, Any], *, status: str = "InService", failure_reason: str | None = None, **_: Any
+) -> tuple[AWSResponse, dict[str, Any]]:
     """moto lacks UpdateEndpoint: re-point the endpoint at the new config through moto's own API.
 
     Only this one operation is answered here; the request itself has already been recorded. The
     endpoint keeps its name, ARN and tags, as a real blue/green update does.
+
+    An update that does not succeed is simulated by binding `status` and `failure_reason` (tests
+    monkeypatch this name with `functools.partial`; the Recorder looks it up when it builds a session):
+    the endpoint then stays on its old config, as SageMaker leaves it after a rollback, and reports
+    `status` (InService after a rollback, Failed, UpdateRollbackFailed, or Updating for an update that
+    outlasts the CLI's wait) with `failure_reason`. That goes through moto's in-process backend
+    (`moto_aws` tests only): its API cannot set a status or a reason.
     """
     request = json.loads(params["body"])  # before-call sees the serialized request
     raw = boto3.client("sagemaker", region_name=REGION)  # no hooks: plain moto
     name, config = request["EndpointName"], request["EndpointConfigName"]
     current = raw.describe_endpoint(EndpointName=name)
-    tags = raw.list_tags(ResourceArn=current["EndpointArn"])["Tags"]
-    raw.delete_endpoint(EndpointName=name)
-    raw.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+    if status == "InService" and failure_reason is None:
+        tags = raw.list_tags(ResourceArn=current["EndpointArn"])["Tags"]
+        raw.delete_endpoint(EndpointName=name)
+        raw.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+    else:
+        endpoint = sagemaker_backend().endpoints[name]
+        endpoint.endpoint_status, endpoint.failure_reason = status, failure_reason
     return AWSResponse("", 200, {}, None), {"EndpointArn": current["EndpointArn"]}
 
 

@@ -195,7 +195,8 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
             "TerminationWaitInSeconds": 60,
         }
     }
-    assert operations.index("DeregisterScalableTarget") < operations.index("UpdateEndpoint")
+    # a model-only update: the blue fleet keeps its autoscaling until the green fleet serves
+    assert operations.index("UpdateEndpoint") < operations.index("DeregisterScalableTarget")
     assert "CreateEndpoint" not in operations and "DeleteEndpoint" not in operations
     assert "RegisterScalableTarget" not in operations  # autoscaling is off in this deploy
     new_config = recorder.only("CreateEndpointConfig")["EndpointConfigName"]
