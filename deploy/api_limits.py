@@ -117,29 +117,28 @@ def violation(shape: Shape, value: Any) -> str | None:
     """How `value` breaks `shape`'s constraints (`must be ..., got ...`), or None when it does not."""
     low, high = shape.metadata.get("min"), shape.metadata.get("max")
     if shape.type_name in ("list", "map"):
-        return _out_of(len(value), low, high, " entries", f"{len(value)}")
+        return _outside(len(value), low or None, high, "must have {} entries", str(len(value)))
     if shape.type_name == "string":
         text = str(value)
         return (
-            _out_of(len(text), low, high, " characters long", f"{len(text)} ({text!r})")
+            _outside(len(text), low or None, high, "must be {} characters long", f"{len(text)} ({text!r})")
             or _off_enum(getattr(shape, "enum", None) or [], text)
             or _mismatch(shape.metadata.get("pattern"), text)
         )
     if shape.type_name in ("integer", "long", "float", "double"):
-        return _out_of(value, low, high, "", str(value))
+        return _outside(value, low, high, "must be {}", str(value))
     return None
 
 
-def _out_of(amount: float, low: float | None, high: float | None, unit: str, shown: str) -> str | None:
+def _outside(amount: float, low: float | None, high: float | None, rule: str, shown: str) -> str | None:
+    """`rule` with the bounds filled in and the value shown, when `amount` is outside [low, high]."""
     if (low is None or amount >= low) and (high is None or amount <= high):
         return None
     if low is not None and high is not None:
-        return f"must be between {low} and {high}{unit}, got {shown}"
-    return (
-        f"must be at least {low}{unit}, got {shown}"
-        if low is not None
-        else f"must be at most {high}{unit}, got {shown}"
-    )
+        bounds = f"between {low} and {high}"
+    else:
+        bounds = f"at least {low}" if low is not None else f"at most {high}"
+    return f"{rule.format(bounds)}, got {shown}"
 
 
 def _off_enum(allowed: list[str], value: str) -> str | None:
