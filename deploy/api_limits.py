@@ -13,6 +13,10 @@ deploy/config.py are all there is. The models are loaded once, on first use, wit
 
 Member paths: `A.B` walks structure members, `List[]` a list's items, `Map{key}` / `Map{value}` a
 map's keys / values; a bare list or map is checked for its number of entries.
+
+Required members are botocore's own client-side check of every request (a ParamValidationError
+before anything is sent); the one a setting could lose on the way, a 0 InitialSamplingPercentage
+that sagemaker-core drops, is put back in deploy/hosting.py.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ SAGEMAKER = "sagemaker"
 AUTOSCALING = "application-autoscaling"
 TRAIN = "CreateTrainingJob"
 TUNE = "CreateHyperParameterTuningJob"
+MODEL = "CreateModel"
+CONFIG = "CreateEndpointConfig"
+TRANSFORM = "CreateTransformJob"
+POLICY = "PutScalingPolicy"
 RANGES = "HyperParameterTuningJobConfig.ParameterRanges"
 #: What a tuning trial's hyperparameters hold besides the configured ones: the SDK's tuner adds the
 #: first two (sagemaker/train/tuner.py), SageMaker the third to each trial.
@@ -186,11 +194,11 @@ def _class_of(match: re.Match[str], pattern: str, value: str) -> str:
 
 def _inside_brackets(before: str) -> bool:
     """Whether a pattern position, preceded by `before`, is inside a `[...]` character class."""
-    depth = 0
+    inside = False
     for escaped, char in re.findall(r"(\\.)|(.)", before, flags=re.DOTALL):
         if not escaped and char in "[]":
-            depth = 1 if char == "[" else 0
-    return depth == 1
+            inside = char == "["
+    return inside
 
 
 # --- what the CLI sends, derived from the settings ----------------------------------------------
@@ -239,36 +247,37 @@ def _batch_input_uri(settings: Settings) -> list[str]:
     return [settings.s3_uri("batch", "input", unique_name(settings, "batch"), Path(source).name)]
 
 
-def _numbers(*pairs: tuple[str, str, str, str]) -> list[Limit]:
+def _direct(*pairs: tuple[str, str, str, str]) -> list[Limit]:
+    """Limits of settings that are themselves the member's value."""
     return [
         Limit(name, service, operation, member, _setting(name)) for name, service, operation, member in pairs
     ]
 
 
-_NUMBERS_AND_ENUMS = _numbers(
+_DIRECT = _direct(
     ("train_instance_type", SAGEMAKER, TRAIN, "ResourceConfig.InstanceType"),
     ("train_instance_count", SAGEMAKER, TRAIN, "ResourceConfig.InstanceCount"),
     ("train_volume_gb", SAGEMAKER, TRAIN, "ResourceConfig.VolumeSizeInGB"),
     ("max_run_seconds", SAGEMAKER, TRAIN, "StoppingCondition.MaxRuntimeInSeconds"),
     ("max_wait_seconds", SAGEMAKER, TRAIN, "StoppingCondition.MaxWaitTimeInSeconds"),
-    ("deploy_instance_type", SAGEMAKER, "CreateEndpointConfig", "ProductionVariants[].InstanceType"),
-    ("deploy_instance_count", SAGEMAKER, "CreateEndpointConfig", "ProductionVariants[].InitialInstanceCount"),
+    ("deploy_instance_type", SAGEMAKER, CONFIG, "ProductionVariants[].InstanceType"),
+    ("deploy_instance_count", SAGEMAKER, CONFIG, "ProductionVariants[].InitialInstanceCount"),
     (
         "serverless_memory_mb",
         SAGEMAKER,
-        "CreateEndpointConfig",
+        CONFIG,
         "ProductionVariants[].ServerlessConfig.MemorySizeInMB",
     ),
     (
         "serverless_max_concurrency",
         SAGEMAKER,
-        "CreateEndpointConfig",
+        CONFIG,
         "ProductionVariants[].ServerlessConfig.MaxConcurrency",
     ),
     (
         "data_capture_percent",
         SAGEMAKER,
-        "CreateEndpointConfig",
+        CONFIG,
         "DataCaptureConfig.InitialSamplingPercentage",
     ),
     (
@@ -282,28 +291,28 @@ _NUMBERS_AND_ENUMS = _numbers(
     (
         "autoscaling_target_invocations",
         AUTOSCALING,
-        "PutScalingPolicy",
+        POLICY,
         "TargetTrackingScalingPolicyConfiguration.TargetValue",
     ),
     (
         "autoscaling_scale_in_cooldown",
         AUTOSCALING,
-        "PutScalingPolicy",
+        POLICY,
         "TargetTrackingScalingPolicyConfiguration.ScaleInCooldown",
     ),
     (
         "autoscaling_scale_out_cooldown",
         AUTOSCALING,
-        "PutScalingPolicy",
+        POLICY,
         "TargetTrackingScalingPolicyConfiguration.ScaleOutCooldown",
     ),
-    ("batch_instance_type", SAGEMAKER, "CreateTransformJob", "TransformResources.InstanceType"),
-    ("batch_instance_count", SAGEMAKER, "CreateTransformJob", "TransformResources.InstanceCount"),
-    ("batch_max_payload_mb", SAGEMAKER, "CreateTransformJob", "MaxPayloadInMB"),
+    ("batch_instance_type", SAGEMAKER, TRANSFORM, "TransformResources.InstanceType"),
+    ("batch_instance_count", SAGEMAKER, TRANSFORM, "TransformResources.InstanceCount"),
+    ("batch_max_payload_mb", SAGEMAKER, TRANSFORM, "MaxPayloadInMB"),
     (
         "batch_invocation_timeout_seconds",
         SAGEMAKER,
-        "CreateTransformJob",
+        TRANSFORM,
         "ModelClientConfig.InvocationsTimeoutInSeconds",
     ),
     ("tune_strategy", SAGEMAKER, TUNE, "HyperParameterTuningJobConfig.Strategy"),
@@ -326,7 +335,7 @@ _NAMES = [
     Limit(
         "training_image", SAGEMAKER, TRAIN, "AlgorithmSpecification.TrainingImage", _if_set("training_image")
     ),
-    Limit("inference_image", SAGEMAKER, "CreateModel", "PrimaryContainer.Image", _if_set("inference_image")),
+    Limit("inference_image", SAGEMAKER, MODEL, "PrimaryContainer.Image", _if_set("inference_image")),
     Limit(
         "endpoint_name",
         SAGEMAKER,
@@ -354,7 +363,7 @@ _NAMES = [
     Limit(
         "project",
         SAGEMAKER,
-        "CreateModel",
+        MODEL,
         "ModelName",
         lambda s: [unique_name(s, "model")],
         "the model name",
@@ -362,7 +371,7 @@ _NAMES = [
     Limit(
         "project",
         SAGEMAKER,
-        "CreateEndpointConfig",
+        CONFIG,
         "EndpointConfigName",
         lambda s: [unique_name(s, "config")],
         "the endpoint config name",
@@ -370,7 +379,7 @@ _NAMES = [
     Limit(
         "project",
         SAGEMAKER,
-        "CreateTransformJob",
+        TRANSFORM,
         "TransformJobName",
         lambda s: [unique_name(s, "batch")],
         "the transform job name",
@@ -412,11 +421,11 @@ _TABLES = [
         lambda s: [v for k, v in trial_hyperparameters(s).items() if k in s.hyperparameters],
         "a value",
     ),
-    Limit("serving_env", SAGEMAKER, "CreateModel", "PrimaryContainer.Environment", lambda s: [s.serving_env]),
+    Limit("serving_env", SAGEMAKER, MODEL, "PrimaryContainer.Environment", lambda s: [s.serving_env]),
     Limit(
         "serving_env",
         SAGEMAKER,
-        "CreateModel",
+        MODEL,
         "PrimaryContainer.Environment{key}",
         lambda s: list(s.serving_env),
         "a name",
@@ -424,7 +433,7 @@ _TABLES = [
     Limit(
         "serving_env",
         SAGEMAKER,
-        "CreateModel",
+        MODEL,
         "PrimaryContainer.Environment{value}",
         lambda s: list(s.serving_env.values()),
         "a value",
@@ -497,7 +506,7 @@ _S3_URIS = [
     Limit(
         "bucket, prefix, project",
         SAGEMAKER,
-        "CreateModel",
+        MODEL,
         "PrimaryContainer.ModelDataUrl",
         _uri(lambda s: s.s3_uri("models", training_job_name(s), "output", "model.tar.gz")),
         "the model artifact's URI",
@@ -505,7 +514,7 @@ _S3_URIS = [
     Limit(
         "bucket, prefix, endpoint_name",
         SAGEMAKER,
-        "CreateEndpointConfig",
+        CONFIG,
         "DataCaptureConfig.DestinationS3Uri",
         _uri(lambda s: s.s3_uri("data-capture", s.endpoint)),
         "the data capture URI",
@@ -513,7 +522,7 @@ _S3_URIS = [
     Limit(
         "bucket, prefix, project",
         SAGEMAKER,
-        "CreateTransformJob",
+        TRANSFORM,
         "TransformOutput.S3OutputPath",
         _uri(lambda s: s.s3_uri("batch", "output", unique_name(s, "batch")) + "/"),
         "the batch output URI",
@@ -521,7 +530,7 @@ _S3_URIS = [
     Limit(
         "batch_input",
         SAGEMAKER,
-        "CreateTransformJob",
+        TRANSFORM,
         "TransformInput.DataSource.S3DataSource.S3Uri",
         _batch_input_uri,
         "the batch input URI",
@@ -529,4 +538,4 @@ _S3_URIS = [
 ]
 
 #: Every value a request carries that comes from the settings, with the API member it becomes.
-LIMITS: tuple[Limit, ...] = (*_NUMBERS_AND_ENUMS, *_NAMES, *_TABLES, *_TUNE_RANGES, *_S3_URIS)
+LIMITS: tuple[Limit, ...] = (*_DIRECT, *_NAMES, *_TABLES, *_TUNE_RANGES, *_S3_URIS)

@@ -259,6 +259,10 @@ def test_unicode_classes_decide_the_match_exactly() -> None:
     assert violation(tag_value, "tab\there") is not None  # \t is no \p{Z}
     assert violation(tag_value, "emoji 🙂") is not None  # So is none of L, Z, N
     assert python_pattern(r"\p{Alpha}+", "abc") is None  # a class Python cannot read: not checked
+    outside = python_pattern(r"\p{L}+-\p{N}", "ab-1")  # outside brackets: a class of its own
+    assert outside is not None and outside.fullmatch("ab-1")
+    assert not python_pattern(r"\p{L}+", "ab1").fullmatch("ab1")
+    assert not python_pattern(r"x\p{N}", "x").fullmatch("x")  # no digit in the value: nothing matches
 
 
 def test_validation_does_not_import_the_sagemaker_sdk() -> None:
