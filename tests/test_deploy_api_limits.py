@@ -315,9 +315,10 @@ def test_zero_data_capture_percent_reaches_the_request(cli, recorder: Recorder, 
 
 def test_tuning_objective_and_metric_names_follow_top_k(cli, recorder: Recorder, tiny_channels: Path) -> None:
     assert cli("upload", "--prepared", str(tiny_channels))[0] == 0
+    bodies = sent_bodies(recorder, "CreateHyperParameterTuningJob")
     status, err = cli("tune", "--hp", "top_k=5")
     assert status == 0, err
-    config = recorder.only("CreateHyperParameterTuningJob")
+    (config,) = bodies
     objective = config["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"]
     assert objective == "validation_ndcg_at_5"
     definitions = config["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
