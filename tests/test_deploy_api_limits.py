@@ -7,6 +7,7 @@ botocore upgrade the way the validation does; what the project adds is `PROJECT_
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -270,8 +271,9 @@ def test_validation_does_not_import_the_sagemaker_sdk() -> None:
         "import sys, deploy.config as c; c.load_settings(environ={}, overrides={'bucket': 'b-b'});"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'sagemaker', 'tensorflow'}))"
     )
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "training"), str(ROOT)])}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
 
