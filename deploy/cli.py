@@ -385,14 +385,14 @@ def _batch(args: argparse.Namespace, settings: Settings, factory: SessionFactory
 
 
 def _tune(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
-    from deploy.tuning import OBJECTIVE, tune
+    from deploy.tuning import tune
 
     cfg.require(settings, "role_arn", "bucket")
     report = tune(settings, open_session(settings, factory), wait=args.wait)
     lines = [f"tuning job: {report.job_name} ({report.status})"]
     if report.best_training_job:
         lines += [
-            f"best training job: {report.best_training_job} ({OBJECTIVE} {report.best_objective})",
+            f"best training job: {report.best_training_job} ({report.objective} {report.best_objective})",
             f"best hyperparameters: {json.dumps(report.best_hyperparameters, sort_keys=True)}",
             f"model: {report.best_model_data}",
         ]

@@ -159,6 +159,7 @@ def create_endpoint_config(settings: Settings, session: boto3.Session, model_nam
         )
     capture = {}
     if settings.data_capture:
+        _keep_zero_sampling_percentage(session)
         capture["data_capture_config"] = DataCaptureConfig(
             enable_capture=True,
             initial_sampling_percentage=settings.data_capture_percent,
@@ -176,6 +177,28 @@ def create_endpoint_config(settings: Settings, session: boto3.Session, model_nam
         **capture,
     )
     return name
+
+
+def _keep_zero_sampling_percentage(session: boto3.Session) -> None:
+    """sagemaker-core 3.27 drops zeros inside nested shapes when it serializes a request, so a
+    `data_capture_percent` of 0 (a legal InitialSamplingPercentage, 0-100) would leave the required
+    member out and botocore would refuse the request. On the SDK's own client for `session`, put a
+    missing InitialSamplingPercentage back as 0: nothing else goes missing (every other value
+    survives the serializer), and a request that carries it is left alone."""
+    from sagemaker.core.resources import Base
+
+    client = Base.get_sagemaker_client(session=session, region_name=session.region_name)
+    client.meta.events.register(
+        "before-parameter-build.sagemaker.CreateEndpointConfig",
+        _restore_sampling_percentage,
+        unique_id="ncf-restore-sampling-percentage",
+    )
+
+
+def _restore_sampling_percentage(params: dict[str, Any], **_: Any) -> None:
+    capture = params.get("DataCaptureConfig")
+    if capture is not None:
+        capture.setdefault("InitialSamplingPercentage", 0)
 
 
 def _fix_serverless_field_name() -> None:

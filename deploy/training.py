@@ -65,11 +65,12 @@ class TrainingResult:
     model_data: str
 
 
-def metric_definitions() -> list[dict[str, str]]:
-    """`[{Name, Regex}]` for every metric line train.py prints (owned by ncf.reporting)."""
+def metric_definitions(settings: Settings) -> list[dict[str, str]]:
+    """`[{Name, Regex}]` for every metric line train.py prints with the job's `top_k` (the cut-off in
+    the names of its ranking metrics; owned by ncf.reporting)."""
     from ncf.reporting import metric_definitions as definitions
 
-    return definitions()
+    return definitions(settings.top_k)
 
 
 def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
@@ -152,11 +153,11 @@ def job_arguments(settings: Settings) -> dict[str, Any]:
     }
 
 
-def sdk_metric_definitions() -> list[Any]:
-    """`metric_definitions()` as the SDK's `MetricDefinition` objects."""
+def sdk_metric_definitions(settings: Settings) -> list[Any]:
+    """`metric_definitions(settings)` as the SDK's `MetricDefinition` objects."""
     from sagemaker.core.training.configs import MetricDefinition
 
-    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions(settings)]
 
 
 def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs, *, checkpoints: bool) -> Any:
@@ -185,7 +186,7 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
         output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
         input_data_config=[channel_input(settings, c) for c in inputs.channels],
         **job_arguments(settings),
-    ).with_metric_definitions(sdk_metric_definitions())
+    ).with_metric_definitions(sdk_metric_definitions(settings))
     if checkpoints:
         # No S3 URI: the SDK uses <prefix>/<base job name>/<job name>/checkpoints, one prefix per job,
         # which /opt/ml/checkpoints syncs with (and which a spot restart of the same job downloads).

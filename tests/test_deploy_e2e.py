@@ -80,7 +80,7 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     assert job.startswith(f"{PROJECT}-train-")
     algorithm = request["AlgorithmSpecification"]
     assert algorithm["TrainingImage"] == TRAINING_IMAGE
-    assert algorithm["MetricDefinitions"] == metric_definitions()
+    assert algorithm["MetricDefinitions"] == metric_definitions(10)
     assert request["HyperParameters"] == {"epochs": "3", "mlp_layers": "64,32,16,8", "learning_rate": "0.002"}
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
@@ -273,7 +273,7 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         {"Name": "num_neg", "MinValue": "2", "MaxValue": "10", "ScalingType": "Auto"}
     ]
     definition = tuning["TrainingJobDefinition"]
-    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions(10)
     assert definition["StaticHyperParameters"] == {
         "epochs": "3",
         "sagemaker_program": "train.py",
