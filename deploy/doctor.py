@@ -307,7 +307,7 @@ def check_image(session: boto3.Session, name: str, uri: str, setting: str) -> Ch
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("ImageNotFoundException", "RepositoryNotFoundException"):
-            return fail(name, f"{repository}:{tag} missing in {region}", f"set {setting}")
+            return fail(name, f"{repository}:{tag} missing", f"set {setting}")
         if code in _DENIED:
             return not_checked(name, f"no rights to ecr:DescribeImages on {registry}; {POLICY_HINT}")
         raise
