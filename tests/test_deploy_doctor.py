@@ -190,6 +190,16 @@ def fake_docker(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return state
 
 
+def test_an_unexpected_aws_answer_fails_its_line_and_the_rest_still_run(
+    doctor_cli, recorder: Recorder
+) -> None:
+    inject(recorder, "before-call.ecr.DescribeImages", deny("ThrottlingException", 400))
+    status, lines = doctor_cli()
+    assert status == 1
+    assert "DescribeImages failed: ThrottlingException" in line(lines, "images")
+    assert line(lines, "quota", TRAINING_QUOTA).startswith("ok")
+
+
 def test_json_lists_every_check_and_the_failures(doctor_cli, account: Account) -> None:
     account.pass_decision = "implicitDeny"
     status, lines = doctor_cli("--json")
@@ -350,6 +360,8 @@ def test_an_assumed_role_is_simulated_as_its_role(recorder: Recorder, account: A
         f"arn:aws:iam::{ACCOUNT}:role/gone"
     )
     assert doctor.principal_arn(iam, f"arn:aws:iam::{ACCOUNT}:root") is None
+    root = doctor.check_role_pass(iam, f"arn:aws:iam::{ACCOUNT}:root", ROLE_ARN)
+    assert root.status == doctor.NOT_CHECKED and "not a user or role IAM can simulate" in root.found
 
 
 # --- images -------------------------------------------------------------------------------------------
