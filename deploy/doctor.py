@@ -31,7 +31,7 @@ from deploy.config import Settings
 
 OK, FAIL, NOT_CHECKED = "ok", "fail", "not checked"
 _MARKS = {OK: "ok", FAIL: "FAIL", NOT_CHECKED: "--"}
-#: Lines longer than this are wrapped (the whole report fits an 100-column terminal).
+#: Lines longer than this are wrapped (the whole report fits a 100-column terminal).
 WIDTH = 100
 SAGEMAKER = "sagemaker.amazonaws.com"
 POLICY_HINT = "`deploy iam-policy` grants it"
