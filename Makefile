@@ -36,7 +36,7 @@ BENCH_ARGS ?=
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
         bench-features bench-scale bench-distributed bench-local-mode tf-serving-venv serve-local invoke-local \
         local-images \
-        upload train deploy invoke batch tune status teardown iam-policy clean
+        upload train deploy invoke batch tune status teardown iam-policy doctor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "%-18s %s\n", $$1, $$2 }'
@@ -143,6 +143,9 @@ teardown: $(STAMP) ## Delete this project's endpoints, configs, models and scali
 
 iam-policy: $(STAMP) ## Print the least-privilege IAM policy and trust policy
 	$(PY) -m deploy iam-policy $(DEPLOY_ARGS)
+
+doctor: $(STAMP) ## Check credentials, region, bucket, role, image tags and quotas before a first run
+	$(PY) -m deploy doctor $(DEPLOY_ARGS)
 
 clean: ## Remove run outputs (keeps .venv and downloaded data)
 	rm -rf runs .pytest_cache

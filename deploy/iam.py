@@ -5,7 +5,8 @@
   only the TensorFlow images, write only SageMaker's logs and metrics.
 - TrustPolicy: lets only SageMaker, acting for this account, assume the role.
 - OperatorPolicy: for whoever runs this CLI: the SageMaker calls it makes, restricted to resources
-  named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling.
+  named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling,
+  and the read-only questions of `doctor` (`doctor_statements`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def policies(settings: Settings, account: str, image_uris: list[str]) -> dict[st
     return {
         "ExecutionRolePolicy": execution_role_policy(settings, account, image_uris),
         "TrustPolicy": trust_policy(account),
-        "OperatorPolicy": operator_policy(settings, account),
+        "OperatorPolicy": _with_statements(
+            operator_policy(settings, account), doctor_statements(settings, account, image_uris)
+        ),
     }
 
 
@@ -160,6 +163,31 @@ def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
             f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
         ),
     )
+
+
+def doctor_statements(settings: Settings, account: str, image_uris: list[str]) -> tuple[dict[str, Any], ...]:
+    """What `deploy doctor` asks beyond the commands' own calls, all read-only: the image tags in
+    AWS's repositories, the SageMaker quotas (list actions take no resource), the execution role,
+    and the caller itself: `SimulatePrincipalPolicy` takes the simulated principal as its resource,
+    and `GetRole` on the caller's own role gives a role session that role's full ARN."""
+    role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
+    caller = "${aws:PrincipalArn}"  # a policy variable: the user or role making the request
+    return (
+        _statement(
+            "DoctorImageTags", ["ecr:DescribeImages"], sorted({_repository_arn(uri) for uri in image_uris})
+        ),
+        _statement(
+            "DoctorQuotas",
+            ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"],
+            "*",
+        ),
+        _statement("DoctorReadRoles", ["iam:GetRole"], [role, caller]),
+        _statement("DoctorSimulateSelf", ["iam:SimulatePrincipalPolicy"], caller),
+    )
+
+
+def _with_statements(document: dict[str, Any], statements: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    return {**document, "Statement": [*document["Statement"], *statements]}
 
 
 def _s3_statements(settings: Settings, object_actions: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
