@@ -4,9 +4,10 @@ The table follows AWS's Service Authorization Reference (the actions, resource t
 keys of each operation) and the services' own documentation of what a call checks:
 - S3 HeadBucket is `s3:ListBucket` on the bucket with no `s3:prefix` in the context; ListObjects(V2)
   is the same action with `s3:prefix` (and `s3:max-keys`) set from the request; HeadObject is
-  `s3:GetObject`; the multipart upload calls are `s3:PutObject`; DeleteObjects checks
+  `s3:GetObject`, and on a missing key also `s3:ListBucket` without a prefix (S3 answers 403, not
+  404, without it); the multipart upload calls are `s3:PutObject`; DeleteObjects checks
   `s3:DeleteObject` on every key.
-- Creating a training, tuning or transform job or a model passes a role: `iam:PassRole` on it with
+- Creating a training or tuning job or a model passes a role: `iam:PassRole` on it with
   `iam:PassedToService = sagemaker.amazonaws.com`. Tags in a SageMaker create request are
   authorized as `aws:RequestTag/<key>` / `aws:TagKeys`, and also need `sagemaker:AddTags` on the new
   resource (tag-on-create).
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Context = dict[str, str | list[str]]
-ServiceLinkedRole = "sagemaker.application-autoscaling.amazonaws.com"
+SCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
 
 
 @dataclass(frozen=True)
@@ -97,10 +98,6 @@ def _anything(_: Where) -> list[str]:
     return ["*"]
 
 
-def _role(param: str) -> Callable[[Where], list[str]]:
-    return lambda w: [w.params[param]]
-
-
 def _scalable_target(where: Where) -> list[str]:
     """Application Auto Scaling names a target by an id it assigns; any id stands for it here."""
     return [f"arn:aws:application-autoscaling:{where.region}:{where.account}:scalable-target/0example"]
@@ -133,7 +130,7 @@ def _quota(where: Where) -> list[str]:
 
 def _service_linked_role(where: Where) -> list[str]:
     return [
-        f"arn:aws:iam::{where.account}:role/aws-service-role/{ServiceLinkedRole}/"
+        f"arn:aws:iam::{where.account}:role/aws-service-role/{SCALING_SERVICE}/"
         "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
     ]
 
@@ -175,7 +172,7 @@ def _scaling_target_keys(where: Where) -> Context:
 
 
 def _service_linked_role_name(_: Where) -> Context:
-    return {"iam:AWSServiceName": ServiceLinkedRole}
+    return {"iam:AWSServiceName": SCALING_SERVICE}
 
 
 def rule(
@@ -225,14 +222,13 @@ def _scaling(action: str) -> Rule:
     return rule(f"application-autoscaling:{action}", _scalable_target, _scaling_target_keys)
 
 
-_SAGEMAKER_NOUNS = {
+# The API's noun of each SageMaker resource -> its resource type in ARNs.
+_JOBS = {
     "TrainingJob": "training-job",
     "HyperParameterTuningJob": "hyper-parameter-tuning-job",
     "TransformJob": "transform-job",
-    "Model": "model",
-    "EndpointConfig": "endpoint-config",
-    "Endpoint": "endpoint",
 }
+_HOSTING = {"Model": "model", "EndpointConfig": "endpoint-config", "Endpoint": "endpoint"}
 
 RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     # S3: the bucket, the project's prefix, and the objects under it.
@@ -283,8 +279,9 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     ),
     **{
         ("sagemaker", f"{verb}{noun}"): (_sagemaker(f"{verb}{noun}", kind, f"{noun}Name"),)
-        for noun, kind in _SAGEMAKER_NOUNS.items()
-        for verb in ("Describe", "Delete", "Stop")
+        for verbs, nouns in ((("Describe", "Stop"), _JOBS), (("Describe", "Delete"), _HOSTING))
+        for noun, kind in nouns.items()
+        for verb in verbs
     },
     ("sagemaker", "ListTrainingJobsForHyperParameterTuningJob"): (
         _sagemaker(
@@ -295,7 +292,7 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     ),
     ("sagemaker", "AddTags"): (rule("sagemaker:AddTags", _param("ResourceArn"), _request_tags),),
     ("sagemaker", "ListTags"): (rule("sagemaker:ListTags", _param("ResourceArn")),),
-    **{("sagemaker", f"List{noun}s"): (rule(f"sagemaker:List{noun}s"),) for noun in _SAGEMAKER_NOUNS},
+    **{("sagemaker", f"List{noun}s"): (rule(f"sagemaker:List{noun}s"),) for noun in {**_JOBS, **_HOSTING}},
     ("sagemaker-runtime", "InvokeEndpoint"): (_sagemaker("InvokeEndpoint", "endpoint", "EndpointName"),),
     # Autoscaling of the endpoint's variant.
     ("application-autoscaling", "RegisterScalableTarget"): (
@@ -321,10 +318,10 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     # The job's logs, while `--wait` follows it.
     ("logs", "DescribeLogStreams"): (rule("logs:DescribeLogStreams", _log_group),),
     ("logs", "GetLogEvents"): (rule("logs:GetLogEvents", _log_stream),),
-    # What `doctor` checks: identity, the role, AWS's image registry, quotas.
-    ("sts", "GetCallerIdentity"): (),
     # ModelTrainer asks whether the role may write to the staging bucket (a denial only logs).
     ("iam", "SimulatePrincipalPolicy"): (rule("iam:SimulatePrincipalPolicy", _param("PolicySourceArn")),),
+    # What `doctor` checks: identity (no permission needed), the role, AWS's image registry, quotas.
+    ("sts", "GetCallerIdentity"): (),
     ("iam", "GetRole"): (
         rule("iam:GetRole", lambda w: [f"arn:aws:iam::{w.account}:role/{w.params['RoleName']}"]),
     ),
