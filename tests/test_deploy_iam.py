@@ -18,7 +18,18 @@ from typing import Any
 
 import boto3
 import pytest
-from deploy_helpers import ACCOUNT, BUCKET, PROJECT, REGION, ROLE_ARN, Call, Recorder, write_model_archive
+from deploy_helpers import (
+    ACCOUNT,
+    BUCKET,
+    PROJECT,
+    REGION,
+    ROLE_ARN,
+    Call,
+    Recorder,
+    sagemaker_backend,
+    shim_requests,
+    write_model_archive,
+)
 from iam_requests import IamRequest, Unmapped, Where, to_iam
 from iam_simulator import decisions, require_simulator
 
@@ -306,8 +317,29 @@ def test_train_with_spot_and_checkpoints(cli: Cli, uploaded: None, audit: Audit)
     audit()
 
 
+def name_the_best_trial(parsed: dict[str, Any], **_: Any) -> None:
+    """moto names every tuning job's best trial "FakeTrainingJobName"; SageMaker names a trial
+    `<tuning job>-NNN-<hash>` and tags it like its tuning job. Make moto's look like that."""
+    name = parsed["HyperParameterTuningJobArn"].rsplit("/", 1)[1]
+    job = sagemaker_backend().hyper_parameter_tuning_jobs[name]
+    trial = f"{name}-001-0a1b2c3d"
+    job.best_training_job = {**job.best_training_job, "TrainingJobName": trial, "TuningJobName": name}
+    definition = job.training_job_definition
+    with shim_requests():
+        boto3.client("sagemaker", region_name=REGION).create_training_job(
+            TrainingJobName=trial,
+            AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+            RoleArn=definition["RoleArn"],
+            OutputDataConfig=definition["OutputDataConfig"],
+            ResourceConfig=definition["ResourceConfig"],
+            StoppingCondition={"MaxRuntimeInSeconds": 60},
+            Tags=job.tags,
+        )
+
+
 def test_tune(cli: Cli, uploaded: None, audit: Audit) -> None:
-    cli("tune")
+    cli.recorder.hooks.append(("after-call.sagemaker.CreateHyperParameterTuningJob", name_the_best_trial))
+    assert "best training job: " in cli("tune", "--wait")
     audit()
 
 
