@@ -192,10 +192,9 @@ def cli(account: dict[str, set[str]], recorder: Recorder, capsys: pytest.Capture
     return Cli(recorder, capsys)
 
 
-@pytest.fixture
-def operator_policy(cli: Cli) -> dict[str, Any]:
-    """The OperatorPolicy that `iam-policy` prints for the test account's settings."""
-    return json.loads(cli("iam-policy", "--which", "operator"))
+def operator_policy(cli: Cli, *settings: str) -> dict[str, Any]:
+    """The OperatorPolicy that `iam-policy` prints for the test account's settings (and `settings`)."""
+    return json.loads(cli("iam-policy", "--which", "operator", *settings))
 
 
 def iam_requests(calls: list[Call]) -> list[tuple[str, IamRequest]]:
@@ -225,20 +224,20 @@ Audit = Callable[..., None]
 
 
 @pytest.fixture
-def audit(
-    node: str, recorder: Recorder, operator_policy: dict[str, Any], account: dict[str, set[str]]
-) -> Audit:
-    """Check every request recorded so far: allowed by the OperatorPolicy, none names team B's resources."""
+def audit(node: str, cli: Cli, account: dict[str, set[str]]) -> Audit:
+    """Check every request recorded so far (or `calls`): allowed by the OperatorPolicy that `iam-policy`
+    prints with the same `settings` flags, and none names team B's resources."""
 
-    def check(calls: list[Call] | None = None) -> None:
-        calls = recorder.calls if calls is None else calls
+    def check(calls: list[Call] | None = None, settings: tuple[str, ...] = ()) -> None:
+        calls = list(cli.recorder.calls if calls is None else calls)
         assert calls, "no request was recorded"
+        policy = operator_policy(cli, *settings)
         foreign = {name for names in TEAM_B.values() for name in names} | set().union(*account.values())
         for call in calls:
             named = foreign.intersection(strings(call.params))
             assert not named, f"{call.service} {call.operation} names another team's {named}"
         mapped = iam_requests(calls)
-        answers = decisions(OPERATOR, {"OperatorPolicy": operator_policy}, [r for _, r in mapped])
+        answers = decisions(OPERATOR, {"OperatorPolicy": policy}, [r for _, r in mapped])
         denied = [
             f"{api}: {r.action} on {r.resource} {r.context or ''} -> {a['decision']} {a.get('errors', '')}"
             for (api, r), a in zip(mapped, answers, strict=True)
@@ -414,3 +413,14 @@ def test_teardown(cli: Cli, deployed: None, account: dict[str, set[str]], audit:
     assert "nothing to delete" in cli("teardown")
     assert team_b_resources() == account
     audit()
+
+
+def test_status_and_teardown_of_an_endpoint_not_named_after_the_project(
+    cli: Cli, model_data: str, audit: Audit
+) -> None:
+    named = ("--set", "endpoint_name=recs-live")
+    cli("deploy", "--model-data", model_data, *named)
+    listed = {(r["kind"], r["name"]) for r in json.loads(cli("status", "--json", *named))["resources"]}
+    assert ("endpoint", "recs-live") in listed
+    assert "endpoint recs-live: deleted" in cli("teardown", *named)
+    audit(settings=named)
