@@ -47,7 +47,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -e ".[deploy,serve,dev]"
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv/ with everything (training, serving, deploy, tests)
+# The IAM simulator of tests/test_deploy_iam.py (node package, pinned by tests/iam/package-lock.json).
+# Without npm the IAM test is skipped on a developer machine; CI (CI set) must have it.
+IAM_SIMULATOR := tests/iam/node_modules/.package-lock.json
+
+$(IAM_SIMULATOR): tests/iam/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/iam --no-audit --no-fund; \
+	elif [ -n "$$CI" ]; then echo "error: npm not found: CI needs Node.js 20+ for the IAM test (tests/iam)" >&2; exit 1; \
+	else echo "npm not found: tests/test_deploy_iam.py will be skipped (install Node.js 20+ and run make install)"; fi
+
+install: $(STAMP) $(IAM_SIMULATOR) ## Create .venv/ with everything (training, serving, deploy, tests)
 
 data: $(STAMP) ## Download a MovieLens dataset into data/raw/ (DATASET=ml-100k|ml-1m|ml-20m|ml-25m|ml-latest-small)
 	$(PY) data/download.py --dataset $(DATASET) --dest data/raw $(DOWNLOAD_ARGS)
@@ -64,7 +73,7 @@ train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evalua
 	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
 	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
 
-test: $(STAMP) ## Run the whole test suite (offline)
+test: $(STAMP) $(IAM_SIMULATOR) ## Run the whole test suite (offline)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines

@@ -413,7 +413,13 @@ def _status(args: argparse.Namespace, settings: Settings, factory: SessionFactor
 
     session = open_session(settings, factory)
     sagemaker_client = session.client("sagemaker")
-    found = inventory.find(sagemaker_client, settings.project, tuple(inventory.KINDS), limit=args.limit)
+    found = inventory.find(
+        sagemaker_client,
+        settings.project,
+        tuple(inventory.KINDS),
+        limit=args.limit,
+        endpoint=settings.endpoint,
+    )
     found = inventory.with_endpoint_details(
         sagemaker_client, session.client("application-autoscaling"), found
     )
@@ -446,7 +452,7 @@ def _teardown(args: argparse.Namespace, settings: Settings, factory: SessionFact
         return commands.teardown(settings)
     session = open_session(settings, factory)
     sagemaker_client = session.client("sagemaker")
-    found = inventory.find(sagemaker_client, settings.project, inventory.HOSTING)
+    found = inventory.find(sagemaker_client, settings.project, inventory.HOSTING, endpoint=settings.endpoint)
     if not found:
         print(f"nothing to delete: no endpoints, endpoint configs or models tagged {settings.project!r}")
         return 0

@@ -152,7 +152,7 @@ def check_bucket(s3: Any, settings: Settings) -> Check:
     if not settings.bucket:
         return fail("bucket", "none configured", "set bucket, NCF_BUCKET or --bucket")
     try:
-        ensure_bucket(s3, settings.bucket)
+        ensure_bucket(s3, settings)
     except NcfError as exc:
         return fail("bucket", str(exc))
     return ok("bucket", f"{settings.s3_uri()}/ reachable")

@@ -85,7 +85,7 @@ def resolve_model_data(
 def ensure_serving_code(settings: Settings, s3_client: Any, model_data: str, *, force: bool) -> str:
     """`model_data` itself when it carries code/inference.py (and no empty code/requirements.txt),
     else (or when forced) a repackaged copy."""
-    ensure_bucket(s3_client, settings.bucket)
+    ensure_bucket(s3_client, settings)
     if not s3_object_exists(s3_client, model_data):
         raise NcfError(f"model artifact {model_data} does not exist")
     with TemporaryDirectory(prefix="ncf-model-") as tmp:

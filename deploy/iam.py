@@ -7,6 +7,7 @@
 - OperatorPolicy: for whoever runs this CLI: the SageMaker calls it makes, restricted to resources
   named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling,
   and the read-only questions of `doctor` (`doctor_statements`).
+  tests/test_deploy_iam.py evaluates every request each command makes against it.
 """
 
 from __future__ import annotations
@@ -29,9 +30,7 @@ def policies(settings: Settings, account: str, image_uris: list[str]) -> dict[st
     return {
         "ExecutionRolePolicy": execution_role_policy(settings, account, image_uris),
         "TrustPolicy": trust_policy(account),
-        "OperatorPolicy": _with_statements(
-            operator_policy(settings, account), doctor_statements(settings, account, image_uris)
-        ),
+        "OperatorPolicy": operator_policy(settings, account, image_uris),
     }
 
 
@@ -72,36 +71,47 @@ def trust_policy(account: str) -> dict[str, Any]:
     )
 
 
-def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
+def operator_policy(settings: Settings, account: str, image_uris: list[str]) -> dict[str, Any]:
     """What the CLI's own calls need (see the module docstring)."""
     region = settings.region or "*"
-    arn = f"arn:aws:sagemaker:{region}:{account}"
-    named = [f"{arn}:{kind}/{settings.project}-*" for kind in SAGEMAKER_JOB_RESOURCES]
-    endpoint = f"{arn}:endpoint/{settings.endpoint}"
     role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
     return _document(
+        _sagemaker_statements(settings, f"arn:aws:sagemaker:{region}:{account}"),
+        _statement(
+            "PassExecutionRole",
+            ["iam:PassRole"],
+            role,
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        _statement("CheckExecutionRole", ["iam:GetRole", "iam:SimulatePrincipalPolicy"], role),
+        *_s3_statements(settings, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+        _autoscaling_statements(account),
+        _statement(
+            "ReadJobLogs",
+            ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
+            f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+        ),
+        doctor_statements(settings, account, image_uris),
+    )
+
+
+def _sagemaker_statements(settings: Settings, arn: str) -> tuple[dict[str, Any], ...]:
+    """SageMaker: this project's resources (named `<project>-...`), the endpoint, and listing."""
+    named = [f"{arn}:{kind}/{settings.project}-*" for kind in SAGEMAKER_JOB_RESOURCES]
+    # Any `<project>-...` endpoint (an earlier endpoint_name that `status` lists and `teardown`
+    # deletes), and the configured one.
+    endpoints = [f"{arn}:endpoint/{settings.project}-*"]
+    if not settings.endpoint.startswith(f"{settings.project}-"):
+        endpoints.append(f"{arn}:endpoint/{settings.endpoint}")
+    jobs = ("TrainingJob", "HyperParameterTuningJob", "TransformJob")
+    hosting = ("Model", "EndpointConfig")
+    return (
         _statement(
             "ManageProjectResources",
-            [
-                "sagemaker:CreateTrainingJob",
-                "sagemaker:DescribeTrainingJob",
-                "sagemaker:StopTrainingJob",
-                "sagemaker:CreateHyperParameterTuningJob",
-                "sagemaker:DescribeHyperParameterTuningJob",
-                "sagemaker:StopHyperParameterTuningJob",
-                "sagemaker:CreateTransformJob",
-                "sagemaker:DescribeTransformJob",
-                "sagemaker:StopTransformJob",
-                "sagemaker:CreateModel",
-                "sagemaker:DescribeModel",
-                "sagemaker:DeleteModel",
-                "sagemaker:CreateEndpointConfig",
-                "sagemaker:DescribeEndpointConfig",
-                "sagemaker:DeleteEndpointConfig",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [*named, endpoint],
+            [f"sagemaker:{verb}{noun}" for noun in jobs for verb in ("Create", "Describe", "Stop")]
+            + [f"sagemaker:{verb}{noun}" for noun in hosting for verb in ("Create", "Describe", "Delete")]
+            + ["sagemaker:AddTags", "sagemaker:ListTags"],
+            [*named, *endpoints],
         ),
         _statement(
             "ManageEndpoint",
@@ -113,38 +123,36 @@ def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
                 "sagemaker:InvokeEndpoint",
                 "sagemaker:UpdateEndpointWeightsAndCapacities",
             ],
-            [endpoint, f"{arn}:endpoint-config/{settings.project}-*"],
+            [*endpoints, f"{arn}:endpoint-config/{settings.project}-*"],
         ),
         _statement(
             "ListForStatusAndTeardown",
-            [
-                "sagemaker:ListEndpoints",
-                "sagemaker:ListEndpointConfigs",
-                "sagemaker:ListModels",
-                "sagemaker:ListTrainingJobs",
-                "sagemaker:ListHyperParameterTuningJobs",
-                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
-                "sagemaker:ListTransformJobs",
-            ],
+            [f"sagemaker:List{noun}s" for noun in ("Endpoint", "EndpointConfig", "Model", *jobs)]
+            + ["sagemaker:ListTrainingJobsForHyperParameterTuningJob"],
             "*",
         ),
-        _statement(
-            "PassExecutionRole",
-            ["iam:PassRole"],
-            role,
-            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
-        _statement("CheckExecutionRole", ["iam:GetRole", "iam:SimulatePrincipalPolicy"], role),
-        *_s3_statements(settings, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+    )
+
+
+def _autoscaling_statements(account: str) -> tuple[dict[str, Any], ...]:
+    """Target tracking on the endpoint's variant: the scalable target, its policy and alarms, and the
+    service-linked role that registering the first SageMaker target creates."""
+    service = "sagemaker.application-autoscaling.amazonaws.com"
+    return (
         _statement(
             "Autoscaling",
             [
-                "application-autoscaling:RegisterScalableTarget",
-                "application-autoscaling:DeregisterScalableTarget",
-                "application-autoscaling:PutScalingPolicy",
-                "application-autoscaling:DeleteScalingPolicy",
-                "application-autoscaling:DescribeScalableTargets",
-                "application-autoscaling:DescribeScalingPolicies",
+                *(
+                    f"application-autoscaling:{action}"
+                    for action in (
+                        "RegisterScalableTarget",
+                        "DeregisterScalableTarget",
+                        "PutScalingPolicy",
+                        "DeleteScalingPolicy",
+                        "DescribeScalableTargets",
+                        "DescribeScalingPolicies",
+                    )
+                ),
                 "cloudwatch:PutMetricAlarm",
                 "cloudwatch:DescribeAlarms",
                 "cloudwatch:DeleteAlarms",
@@ -154,13 +162,8 @@ def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
         _statement(
             "AutoscalingServiceLinkedRole",
             ["iam:CreateServiceLinkedRole"],
-            f"arn:aws:iam::{account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*",
-            {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
-        ),
-        _statement(
-            "ReadJobLogs",
-            ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
-            f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+            f"arn:aws:iam::{account}:role/aws-service-role/{service}/*",
+            {"StringLike": {"iam:AWSServiceName": service}},
         ),
     )
 
@@ -186,21 +189,18 @@ def doctor_statements(settings: Settings, account: str, image_uris: list[str]) -
     )
 
 
-def _with_statements(document: dict[str, Any], statements: tuple[dict[str, Any], ...]) -> dict[str, Any]:
-    return {**document, "Statement": [*document["Statement"], *statements]}
-
-
 def _s3_statements(settings: Settings, object_actions: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    """Listing under the prefix, and `object_actions` on the objects under it.
+
+    Every listing the CLI (and the SDK) makes names the prefix (`s3:prefix`); a request without one
+    (HeadBucket) is denied by the condition, so the code lists instead. Without a prefix the
+    whole bucket is the project's and listing needs no condition.
+    """
     bucket = f"arn:aws:s3:::{settings.bucket}"
     keys = f"{settings.prefix}/*" if settings.prefix else "*"
-    listing = _statement(
-        "ListProjectPrefix",
-        ["s3:ListBucket"],
-        bucket,
-        {"StringLike": {"s3:prefix": [settings.prefix, keys] if settings.prefix else ["*"]}},
-    )
+    prefixes = {"StringLike": {"s3:prefix": [settings.prefix, keys]}} if settings.prefix else None
     return (
-        listing,
+        _statement("ListProjectPrefix", ["s3:ListBucket"], bucket, prefixes),
         _statement("LocateBucket", ["s3:GetBucketLocation"], bucket),
         _statement("ProjectObjects", list(object_actions), f"{bucket}/{keys}"),
     )

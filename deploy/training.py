@@ -197,7 +197,7 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
 def prepare_job(settings: Settings, session: boto3.Session) -> JobInputs:
     """The checks and the source upload that `train` and `tune` share."""
     s3_client = session.client("s3")
-    ensure_bucket(s3_client, settings.bucket)
+    ensure_bucket(s3_client, settings)
     channels = data_channels(settings, s3_client)
     return JobInputs(upload_source_bundle(settings, s3_client), channels)
 
@@ -276,7 +276,13 @@ def latest_training_job(settings: Settings, sagemaker_client: Any) -> str:
     pages = sagemaker_client.get_paginator("list_training_jobs").paginate(
         NameContains=f"{settings.project}-train-", StatusEquals="Completed"
     )
-    summaries = [s for page in pages for s in page["TrainingJobSummaries"]]
+    # NameContains matches anywhere: another team's `x-<project>-train-...` job is not asked for its tags.
+    summaries = [
+        s
+        for page in pages
+        for s in page["TrainingJobSummaries"]
+        if s["TrainingJobName"].startswith(f"{settings.project}-train-")
+    ]
     for summary in sorted(summaries, key=lambda s: s["CreationTime"], reverse=True):
         tags = resource_tags(sagemaker_client, summary["TrainingJobArn"]) or []
         if is_project_resource(tags, settings.project):

@@ -41,7 +41,8 @@ class Cli:
         self.recorder, self.capsys = recorder, capsys
 
     def __call__(self, *argv: str, expect: int = 0) -> str:
-        status = main(list(argv), session_factory=self.recorder)
+        with self.recorder.recording():
+            status = main(list(argv), session_factory=self.recorder)
         out, err = self.capsys.readouterr()
         assert status == expect, f"exit {status}\nstdout: {out}\nstderr: {err}"
         return out

@@ -28,7 +28,8 @@ def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str]):
     """Run the CLI in-process; returns (exit status, stdout, stderr)."""
 
     def run(*argv: str) -> tuple[int, str, str]:
-        status = main(list(argv), session_factory=recorder)
+        with recorder.recording():
+            status = main(list(argv), session_factory=recorder)
         out, err = capsys.readouterr()
         return status, out, err
 

@@ -38,10 +38,11 @@ def test_training_request_runs_like_the_container(
 ) -> None:
     from sagemaker.train.container_drivers.common.utils import hyperparameters_to_cli_args
 
-    assert main(["upload", "--prepared", str(tiny_channels)], session_factory=recorder) == 0
     hps = ["--hp", "epochs=2", "--hp", "batch_size=256", "--hp", "factors=4", "--hp", "mlp_layers=8,4"]
     hps += ["--hp", "top_k=5"]
-    assert main(["train", *hps], session_factory=recorder) == 0, capsys.readouterr().err
+    with recorder.recording():
+        assert main(["upload", "--prepared", str(tiny_channels)], session_factory=recorder) == 0
+        assert main(["train", *hps], session_factory=recorder) == 0, capsys.readouterr().err
     request = recorder.only("CreateTrainingJob")
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
