@@ -240,10 +240,15 @@ def check_role_pass(iam: Any, caller_arn: str, role_arn: str) -> Check:
         )
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
+        if code in _DENIED and ":role/" in source:  # the operator policy lets IAM users simulate themselves
+            return not_checked("role pass", "a role session may not simulate its role's policies")
         if code in _DENIED:
             return not_checked("role pass", f"no rights to iam:SimulatePrincipalPolicy; {POLICY_HINT}")
         return not_checked("role pass", f"iam:SimulatePrincipalPolicy answered {code}")
-    decision = answer["EvaluationResults"][0]["EvalDecision"]
+    results = answer.get("EvaluationResults") or [{}]
+    decision = results[0].get("EvalDecision")
+    if decision is None:
+        return not_checked("role pass", "iam:SimulatePrincipalPolicy returned no decision")
     if decision == "allowed":
         return ok("role pass", "you may pass it to SageMaker (iam:PassRole)")
     return fail("role pass", f"iam:PassRole: {decision}", "attach `deploy iam-policy --which operator`")
@@ -257,8 +262,8 @@ def principal_arn(iam: Any, caller_arn: str) -> str | None:
     if len(parts) < 6:
         return None
     partition, account, resource = parts[1], parts[4], parts[5]
-    if resource.startswith("user/"):
-        return caller_arn
+    if resource.startswith("user/"):  # also when the caller ARN is spelled arn:aws:sts::...:user/...
+        return f"arn:{partition}:iam::{account}:{resource}"
     if not resource.startswith("assumed-role/"):
         return None
     name = resource.split("/")[1]

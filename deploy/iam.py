@@ -170,11 +170,11 @@ def _autoscaling_statements(account: str) -> tuple[dict[str, Any], ...]:
 
 def doctor_statements(settings: Settings, account: str, image_uris: list[str]) -> tuple[dict[str, Any], ...]:
     """What `deploy doctor` asks beyond the commands' own calls, all read-only: the image tags in
-    AWS's repositories, the SageMaker quotas (list actions take no resource), the execution role,
-    and the caller itself: `SimulatePrincipalPolicy` takes the simulated principal as its resource,
-    and `GetRole` on the caller's own role gives a role session that role's full ARN."""
+    AWS's repositories, the SageMaker quotas (the list actions take no resource), the execution role,
+    and a simulation of the caller's own policies. `SimulatePrincipalPolicy` acts on the simulated
+    principal: an IAM user may simulate itself (`${aws:username}`, AWS's documented self-service
+    pattern); for a role session doctor says "not checked" instead of asking for rights on roles."""
     role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
-    caller = "${aws:PrincipalArn}"  # a policy variable: the user or role making the request
     return (
         _statement(
             "DoctorImageTags", ["ecr:DescribeImages"], sorted({_repository_arn(uri) for uri in image_uris})
@@ -184,8 +184,12 @@ def doctor_statements(settings: Settings, account: str, image_uris: list[str]) -
             ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"],
             "*",
         ),
-        _statement("DoctorReadRoles", ["iam:GetRole"], [role, caller]),
-        _statement("DoctorSimulateSelf", ["iam:SimulatePrincipalPolicy"], caller),
+        _statement("DoctorReadRole", ["iam:GetRole"], role),
+        _statement(
+            "DoctorSimulateSelf",
+            ["iam:SimulatePrincipalPolicy"],
+            f"arn:aws:iam::{account}:user/${{aws:username}}",
+        ),
     )
 
 

@@ -123,11 +123,6 @@ def _ecr_repository(where: Where) -> list[str]:
     return [f"arn:aws:ecr:{where.region}:{registry}:repository/{where.params['repositoryName']}"]
 
 
-def _quota(where: Where) -> list[str]:
-    service, code = where.params["ServiceCode"], where.params["QuotaCode"]
-    return [f"arn:aws:servicequotas:{where.region}:{where.account}:{service}/{code}"]
-
-
 def _service_linked_role(where: Where) -> list[str]:
     return [
         f"arn:aws:iam::{where.account}:role/aws-service-role/{SCALING_SERVICE}/"
@@ -326,12 +321,6 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
         rule("iam:GetRole", lambda w: [f"arn:aws:iam::{w.account}:role/{w.params['RoleName']}"]),
     ),
     ("ecr", "DescribeImages"): (rule("ecr:DescribeImages", _ecr_repository),),
-    ("service-quotas", "GetServiceQuota"): (
-        rule(
-            "servicequotas:GetServiceQuota",
-            _quota,
-            lambda w: {"servicequotas:service": w.params["ServiceCode"]},
-        ),
-    ),
     ("service-quotas", "ListServiceQuotas"): (rule("servicequotas:ListServiceQuotas"),),
+    ("service-quotas", "ListAWSDefaultServiceQuotas"): (rule("servicequotas:ListAWSDefaultServiceQuotas"),),
 }

@@ -44,7 +44,8 @@ def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str], 
     )
 
     def run(*argv: str) -> tuple[int, str, str]:
-        status = main(["deploy", "--model-data", MODEL_URI, *argv], session_factory=recorder)
+        with recorder.recording():
+            status = main(["deploy", "--model-data", MODEL_URI, *argv], session_factory=recorder)
         out, err = capsys.readouterr()
         return status, out, err
 

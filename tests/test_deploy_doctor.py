@@ -9,7 +9,6 @@ denied, expired credentials) are injected the same way, with `deny`.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +108,8 @@ def doctor_cli(account: Account, recorder: Recorder, capsys: pytest.CaptureFixtu
     """Run `doctor` in-process; returns (exit status, stdout lines)."""
 
     def run(*argv: str) -> tuple[int, list[str]]:
-        status = main(["doctor", *argv], session_factory=recorder)
+        with recorder.recording():
+            status = main(["doctor", *argv], session_factory=recorder)
         out, err = capsys.readouterr()
         assert "Traceback" not in err
         return status, out.splitlines()
@@ -364,6 +364,18 @@ def test_an_assumed_role_is_simulated_as_its_role(recorder: Recorder, account: A
     assert root.status == doctor.NOT_CHECKED and "not a user or role IAM can simulate" in root.found
 
 
+def test_a_role_session_denied_its_own_simulation_is_not_checked(
+    recorder: Recorder, account: Account
+) -> None:
+    """The operator policy lets IAM users simulate themselves only: a role session is told so."""
+    inject(recorder, "before-call.iam.SimulatePrincipalPolicy", deny())
+    iam = recorder(REGION).client("iam")
+    iam.create_role(RoleName="operator", AssumeRolePolicyDocument="{}")
+    check = doctor.check_role_pass(iam, f"arn:aws:sts::{ACCOUNT}:assumed-role/operator/alice", ROLE_ARN)
+    assert check.status == doctor.NOT_CHECKED
+    assert "a role session may not simulate its role's policies" in check.found
+
+
 # --- images -------------------------------------------------------------------------------------------
 
 
@@ -502,60 +514,6 @@ def test_quotas_without_rights_are_not_checked(doctor_cli, recorder: Recorder) -
 def test_serverless_needs_no_endpoint_quota(aws_env) -> None:
     settings = load_settings(overrides={"serverless": True})
     assert ENDPOINT_QUOTA not in doctor.quota_needs(settings)
-
-
-# --- the operator policy -----------------------------------------------------------------------------
-
-
-def iam_request(call: Any, caller: str) -> tuple[str, str]:
-    """(IAM action, resource ARN) of one of doctor's own requests (AWS's Service Authorization
-    Reference: DescribeImages acts on the repository, SimulatePrincipalPolicy on the simulated
-    principal, the Service Quotas lists on no resource)."""
-    params = call.params
-    if call.operation == "DescribeImages":
-        arn = f"arn:aws:ecr:{REGION}:{params['registryId']}:repository/{params['repositoryName']}"
-        return "ecr:DescribeImages", arn
-    if call.operation == "GetRole":
-        role = ROLE_ARN if ROLE_ARN.endswith("/" + params["RoleName"]) else caller
-        return "iam:GetRole", role
-    if call.operation == "SimulatePrincipalPolicy":
-        return "iam:SimulatePrincipalPolicy", params["PolicySourceArn"]
-    return f"servicequotas:{call.operation}", "*"
-
-
-def allows(policy: dict[str, Any], action: str, resource: str, caller: str) -> bool:
-    """An Allow statement names the action and, `${aws:PrincipalArn}` resolved, matches the resource."""
-    for statement in policy["Statement"]:
-        actions, resources = statement["Action"], statement["Resource"]
-        resources = [resources] if isinstance(resources, str) else resources
-        if statement["Effect"] == "Allow" and action in actions and "Condition" not in statement:
-            patterns = [r.replace("${aws:PrincipalArn}", caller) for r in resources]
-            if any(fnmatch.fnmatchcase(resource, pattern) for pattern in patterns):
-                return True
-    return False
-
-
-def test_the_operator_policy_allows_doctors_own_requests(
-    doctor_cli, account: Account, recorder: Recorder
-) -> None:
-    """Every iam, ecr and service-quotas request doctor makes (its reads beyond the commands'
-    calls; S3 is the commands' own check) is allowed by `iam-policy`'s OperatorPolicy."""
-    account.quotas = {}  # also ask for AWS's defaults
-    doctor_cli("--set", "batch_instance_type=ml.g4dn.xlarge")
-    settings = load_settings(overrides={"batch_instance_type": "ml.g4dn.xlarge"})
-    uris = [uri for uri, _ in doctor.project_images(settings, REGION).values()]
-    policy = iam.policies(settings, ACCOUNT, uris)["OperatorPolicy"]
-    caller = f"arn:aws:sts::{ACCOUNT}:user/moto"  # moto's caller, simulated as itself
-    own = [c for c in recorder.calls if c.service in ("iam", "ecr", "service-quotas")]
-    assert {c.operation for c in own} >= {
-        "GetRole",
-        "SimulatePrincipalPolicy",
-        "DescribeImages",
-        "ListServiceQuotas",
-    }
-    for call in own:
-        action, resource = iam_request(call, caller)
-        assert allows(policy, action, resource, caller), f"{action} on {resource} is not allowed"
 
 
 # --- formatting ---------------------------------------------------------------------------------------

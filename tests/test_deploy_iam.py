@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from deploy_helpers import (
     ACCOUNT,
     BUCKET,
@@ -278,30 +279,38 @@ def test_an_object_exists_only_under_its_exact_key(account: dict[str, set[str]])
     assert s3_object_exists(s3, uri)
 
 
-def test_what_doctor_will_read_is_allowed(audit: Audit) -> None:
-    """`deploy doctor` (written separately) reads the identity, the role, AWS's image tags and quotas."""
-    registry = "763104351884"
-    audit(
-        [
-            Call("sts", "GetCallerIdentity", {}, REGION),
-            Call("iam", "GetRole", {"RoleName": ROLE_ARN.rsplit("/", 1)[1]}, "aws-global"),
-            Call("s3", "ListObjectsV2", {"Bucket": BUCKET, "Prefix": "ncf/", "MaxKeys": 1}, REGION),
-            Call(
-                "ecr",
-                "DescribeImages",
-                {
-                    "registryId": registry,
-                    "repositoryName": "tensorflow-training",
-                    "imageIds": [{"imageTag": "2.21-cpu-py312"}],
-                },
-                REGION,
-            ),
-            Call(
-                "service-quotas", "GetServiceQuota", {"ServiceCode": "sagemaker", "QuotaCode": "L-1"}, REGION
-            ),
-            Call("service-quotas", "ListServiceQuotas", {"ServiceCode": "sagemaker"}, REGION),
-        ]
+def test_doctor(cli: Cli, uploaded: None, audit: Audit) -> None:
+    """Every question `deploy doctor` asks is allowed, whatever it finds: the role exists (so its trust
+    and its passing are asked about too); AWS's image repositories do
+    not exist in the test account, and the two APIs moto lacks answer with empty results."""
+    boto3.client("iam").create_role(
+        RoleName=ROLE_ARN.rsplit("/", 1)[-1], AssumeRolePolicyDocument=json.dumps(iam.trust_policy(ACCOUNT))
     )
+    empty = {"SimulatePrincipalPolicy": {"EvaluationResults": []}, "ListServiceQuotas": {"Quotas": []}}
+    for operation, parsed in empty.items():
+        service = "iam" if operation.startswith("Simulate") else "service-quotas"
+        answer = (AWSResponse("", 200, {}, None), parsed)
+        cli.recorder.hooks.append((f"before-call.{service}.{operation}", lambda answer=answer, **_: answer))
+
+    def as_the_operator(parsed: dict[str, Any], **_: Any) -> None:  # moto answers with its own user
+        parsed["Arn"] = OPERATOR
+
+    cli.recorder.hooks.append(("after-call.sts.GetCallerIdentity", as_the_operator))
+    with cli.recorder.recording():
+        status = main(["doctor"], session_factory=cli.recorder)
+    out = cli.capsys.readouterr().out
+    assert status in (0, 1), out
+    for check in ("credentials", "bucket", "role", "train image", "serve image", "quota"):
+        assert check in out, out
+    called = {c.operation for c in cli.recorder.calls}
+    assert {
+        "GetCallerIdentity",
+        "GetRole",
+        "DescribeImages",
+        "ListServiceQuotas",
+        "SimulatePrincipalPolicy",
+    } <= called
+    audit()
 
 
 def test_upload(cli: Cli, tiny_channels: Path, tmp_path: Path, audit: Audit) -> None:

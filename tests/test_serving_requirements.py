@@ -107,7 +107,8 @@ def test_deploy_repackages_a_model_whose_requirements_list_nothing(
     s3 = boto3.client("s3", region_name=REGION)
     s3.upload_file(str(archive), BUCKET, uri.removeprefix(f"s3://{BUCKET}/"))
 
-    assert main(["deploy", "--model-data", uri], session_factory=recorder) == 0
+    with recorder.recording():
+        assert main(["deploy", "--model-data", uri], session_factory=recorder) == 0
 
     served = recorder.only("CreateModel")["PrimaryContainer"]["ModelDataUrl"]
     assert (served != uri) is repackaged

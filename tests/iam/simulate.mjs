@@ -15,6 +15,12 @@ async function readStdin() {
   return JSON.parse(Buffer.concat(chunks).toString('utf8'))
 }
 
+// aws:username: present (the user's friendly name) only when the principal is an IAM user.
+function userName(principal) {
+  const resource = principal.split(':')[5] ?? ''
+  return resource.startsWith('user/') ? { 'aws:username': resource.split('/').pop() } : {}
+}
+
 async function decide(batch, request) {
   const account = batch.principal.split(':')[4]
   const response = await runSimulation(
@@ -26,7 +32,14 @@ async function decide(batch, request) {
         principal: batch.principal,
         action: request.action,
         resource: { resource: request.resource, accountId: account },
-        contextVariables: request.context ?? {},
+        // Keys AWS puts in every request's context (policy variables such as ${aws:PrincipalArn}
+        // resolve from them); the request's own keys come on top.
+        contextVariables: {
+          'aws:PrincipalArn': batch.principal,
+          'aws:PrincipalAccount': account,
+          ...userName(batch.principal),
+          ...(request.context ?? {}),
+        },
       },
     },
     {},
