@@ -167,9 +167,10 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
         OutputDataConfig,
         SourceCode,
     )
-    from sagemaker.train import ModelTrainer
 
-    trainer = ModelTrainer(
+    from deploy.signals import SignalForwardingTrainer
+
+    trainer = SignalForwardingTrainer(
         sagemaker_session=sdk_session(session, settings),
         role=settings.role_arn,
         training_image=images.training_image(settings, session.region_name),
