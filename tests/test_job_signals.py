@@ -39,9 +39,13 @@ from ncf import interruption
 from process_lines import wait_for_line
 
 from deploy.cli import main
+from deploy.config import Settings
 from deploy.localmode import build
 from deploy.localmode.docker import docker_problem
+from deploy.localmode.training import build_local_trainer
+from deploy.packaging import stage_source
 from deploy.signals import FORWARDER, FORWARDER_NAME, forwarding_command
+from deploy.upload import CHANNELS
 
 pytest_plugins = ["deploy_fixtures"]
 
@@ -53,11 +57,16 @@ GRACE_SECONDS = 120  # SIGKILL follows SIGTERM after this long (StopTrainingJob'
 STOP_WITHIN = 30  # seconds: well inside the grace period (train.py checks for the signal every ~2 s)
 
 
-def sdk_default_command() -> list[str]:
-    """The main process the SDK gives a `ModelTrainer` job with `source_code` (its entrypoint + arguments)."""
+def sdk_default_command_parts() -> tuple[list[str], list[str]]:
+    """The (entrypoint, arguments) the SDK gives a `ModelTrainer` job with `source_code`."""
     from sagemaker.train.constants import DEFAULT_CONTAINER_ARGUMENTS, DEFAULT_CONTAINER_ENTRYPOINT
 
-    return [*DEFAULT_CONTAINER_ENTRYPOINT, *DEFAULT_CONTAINER_ARGUMENTS]
+    return DEFAULT_CONTAINER_ENTRYPOINT, DEFAULT_CONTAINER_ARGUMENTS
+
+
+def sdk_default_command() -> list[str]:
+    """The SDK's main process for such a job: its entrypoint + arguments."""
+    return [part for parts in sdk_default_command_parts() for part in parts]
 
 
 def submitted_job(recorder: Recorder, channels: Path, hyperparameters: dict[str, str]) -> dict[str, Any]:
@@ -80,16 +89,27 @@ def test_the_job_runs_the_sdks_command_under_the_forwarder(
 
 
 def test_the_forwarder_fits_the_apis_limits() -> None:
-    from sagemaker.train.constants import DEFAULT_CONTAINER_ARGUMENTS, DEFAULT_CONTAINER_ENTRYPOINT
-
     model = botocore.session.get_session().get_service_model("sagemaker")
     members = model.shape_for("AlgorithmSpecification").members
 
-    command = forwarding_command(DEFAULT_CONTAINER_ENTRYPOINT, DEFAULT_CONTAINER_ARGUMENTS)
+    command = forwarding_command(*sdk_default_command_parts())
     for values, name in zip(command, ("ContainerEntrypoint", "ContainerArguments"), strict=True):
         shape = members[name]
         assert len(values) <= shape.metadata["max"], name
         assert max(len(value) for value in values) <= shape.member.metadata["max"], name
+
+
+@pytest.mark.parametrize("tuning_style", [False, True])
+def test_local_mode_runs_the_jobs_command(tmp_path: Path, tuning_style: bool) -> None:
+    """`deploy train --local` forwards as the job does; its tuning-trial form keeps the image's `train`."""
+    channels = {name: tmp_path / "prepared" / name for name in CHANNELS}
+    for folder in channels.values():
+        folder.mkdir(parents=True)
+    source = stage_source(tmp_path / "source")
+    trainer = build_local_trainer(Settings(), "image", tmp_path, source, channels, tuning_style=tuning_style)
+    spec = trainer._create_training_job_args()["algorithm_specification"]
+    expected = [None, None] if tuning_style else list(forwarding_command(*sdk_default_command_parts()))
+    assert [spec.container_entrypoint, spec.container_arguments] == expected
 
 
 def forwarded(command: str, **popen: Any) -> subprocess.Popen:
