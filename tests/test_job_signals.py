@@ -243,7 +243,7 @@ def lay_out_opt_ml(request: dict[str, Any], root: Path) -> Path:
         ("inputdataconfig.json", inputs),
     ):
         (config / name).write_text(json.dumps(content))
-    assert request["CheckpointConfig"]
+    assert request["CheckpointConfig"].get("LocalPath", "/opt/ml/checkpoints") == "/opt/ml/checkpoints"
     for folder in ("checkpoints", "model", "output/data"):
         (root / folder).mkdir(parents=True)
     return root
@@ -304,6 +304,7 @@ def test_a_stop_reaches_train_py_in_the_job_container_and_not_with_the_sdks_entr
 
         # Forwarded: train.py stopped on the signal, kept its checkpoint, and the container exited 143.
         assert process.returncode == interruption.EXIT_INTERRUPTED, out[-4000:]
+        assert STOPPED in out, out[-4000:]
         epochs = int(out.split(STOPPED, 1)[1].split()[0])
         assert epochs >= 2
         checkpoint = next(forwarded_root.glob("checkpoints/**/checkpoint"))
