@@ -17,6 +17,8 @@ PREPARED ?= $(RUN_DIR)/prepared
 MODEL_DIR ?= $(RUN_DIR)/model
 PREPARE_ARGS ?=
 TRAIN_ARGS ?=
+# e.g. DOWNLOAD_ARGS=--base-url=file:///folder/with/the/zip (a mirror, or a copied archive offline)
+DOWNLOAD_ARGS ?=
 
 # Local endpoint
 MODEL ?= $(MODEL_DIR)
@@ -28,13 +30,13 @@ USER_ID ?= $(if $(filter command line,$(origin USER)),$(USER),)
 # SageMaker (see deploy/config.py for every setting and its environment variable)
 DEPLOY_ARGS ?=
 
-# Quality benchmark options, e.g. BENCH_ARGS="--data ../shared/data/ml-100k"
+# Quality benchmark options, e.g. BENCH_ARGS="--data path/to/ml-100k"
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
         bench-features bench-scale bench-distributed bench-local-mode tf-serving-venv serve-local invoke-local \
         local-images \
-        upload train deploy invoke batch tune status teardown iam-policy clean
+        upload train deploy invoke batch tune status teardown iam-policy doctor clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{ printf "%-18s %s\n", $$1, $$2 }'
@@ -45,10 +47,19 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -e ".[deploy,serve,dev]"
 	touch $(STAMP)
 
-install: $(STAMP) ## Create .venv/ with everything (training, serving, deploy, tests)
+# The IAM simulator of tests/test_deploy_iam.py (node package, pinned by tests/iam/package-lock.json).
+# Without npm the IAM test is skipped on a developer machine; CI (CI set) must have it.
+IAM_SIMULATOR := tests/iam/node_modules/.package-lock.json
+
+$(IAM_SIMULATOR): tests/iam/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/iam --no-audit --no-fund; \
+	elif [ -n "$$CI" ]; then echo "error: npm not found: CI needs Node.js 20+ for the IAM test (tests/iam)" >&2; exit 1; \
+	else echo "npm not found: tests/test_deploy_iam.py will be skipped (install Node.js 20+ and run make install)"; fi
+
+install: $(STAMP) $(IAM_SIMULATOR) ## Create .venv/ with everything (training, serving, deploy, tests)
 
 data: $(STAMP) ## Download a MovieLens dataset into data/raw/ (DATASET=ml-100k|ml-1m|ml-20m|ml-25m|ml-latest-small)
-	$(PY) data/download.py --dataset $(DATASET) --dest data/raw
+	$(PY) data/download.py --dataset $(DATASET) --dest data/raw $(DOWNLOAD_ARGS)
 
 default-data: $(STAMP) ## Regenerate the embedded default dataset in data/default/ (deterministic)
 	$(PY) data/generate_default.py --output data/default
@@ -62,7 +73,7 @@ train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evalua
 	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
 	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
 
-test: $(STAMP) ## Run the whole test suite (offline)
+test: $(STAMP) $(IAM_SIMULATOR) ## Run the whole test suite (offline)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines
@@ -141,6 +152,9 @@ teardown: $(STAMP) ## Delete this project's endpoints, configs, models and scali
 
 iam-policy: $(STAMP) ## Print the least-privilege IAM policy and trust policy
 	$(PY) -m deploy iam-policy $(DEPLOY_ARGS)
+
+doctor: $(STAMP) ## Check credentials, region, bucket, role, image tags and quotas before a first run
+	$(PY) -m deploy doctor $(DEPLOY_ARGS)
 
 clean: ## Remove run outputs (keeps .venv and downloaded data)
 	rm -rf runs .pytest_cache

@@ -35,8 +35,10 @@ from ncf.errors import NcfError
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 META_FILE = "meta.json"
 OFFLINE_HINT = (
-    "without network, train on the MovieLens 100K copy you have: "
-    "make train-local DATA_DIR=../shared/data/ml-100k (or on the embedded data: make train-local)"
+    "without network, copy <dataset>.zip from a machine that has it into a folder and install it from there "
+    "(checksums still checked): make data DOWNLOAD_ARGS=--base-url=file:///path/to/that/folder; "
+    "or train on an unpacked copy: make train-local DATA_DIR=<folder with its ratings file>; "
+    "or on the embedded data: make train-local"
 )
 
 

@@ -53,10 +53,20 @@ def open_session(settings: Settings, factory: SessionFactory = default_session_f
 
 
 def sdk_session(session: boto3.Session, settings: Settings) -> Any:
-    """A SageMaker SDK session that stages its uploads under s3://<bucket>/<prefix>/."""
+    """A SageMaker SDK session that stages its uploads under s3://<bucket>/<prefix>/.
+
+    Its `default_bucket()` is the configured bucket as it is: the SDK's own version first looks the
+    bucket up with ListBuckets (`s3:ListAllMyBuckets`, which a least-privilege operator lacks and
+    does not need) and creates it when missing. `ensure_bucket` has already checked the bucket with
+    the operator's own rights, and this CLI never creates one.
+    """
     from sagemaker.core.helper.session_helper import Session
 
-    return Session(
+    class ConfiguredBucketSession(Session):
+        def default_bucket(self) -> str:
+            return settings.bucket
+
+    return ConfiguredBucketSession(
         boto_session=session, default_bucket=settings.bucket, default_bucket_prefix=settings.prefix or None
     )
 
@@ -91,10 +101,17 @@ def resource_tags(sagemaker_client: Any, arn: str) -> list[dict[str, str]] | Non
         raise
 
 
-def ensure_bucket(s3_client: Any, bucket: str) -> None:
-    """Fail clearly when the configured bucket does not exist or cannot be reached."""
+def ensure_bucket(s3_client: Any, settings: Settings) -> None:
+    """Fail clearly when the configured bucket does not exist or cannot be reached.
+
+    The check lists (at most one key) under the project's prefix, as the SageMaker SDK checks a
+    bucket it may only use under a prefix: HeadBucket is authorized as `s3:ListBucket` with no
+    `s3:prefix` in the request, which a ListBucket limited to the prefix denies.
+    """
+    bucket = settings.bucket
+    under_prefix = {"Prefix": f"{settings.prefix}/"} if settings.prefix else {}
     try:
-        s3_client.head_bucket(Bucket=bucket)
+        s3_client.list_objects_v2(Bucket=bucket, MaxKeys=1, **under_prefix)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("404", "NoSuchBucket", "NotFound"):
@@ -117,15 +134,15 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def s3_object_exists(s3_client: Any, uri: str) -> bool:
-    """True when the object (not a prefix) exists."""
+    """True when the object (not a prefix) exists.
+
+    Listed rather than HeadObject'ed: S3 answers a HeadObject on a missing key with 403, not 404,
+    unless the caller may list the bucket without a prefix condition, which the project's
+    least-privilege policy does not allow. A listing under the key itself is allowed.
+    """
     bucket, key = split_s3_uri(uri)
-    try:
-        s3_client.head_object(Bucket=bucket, Key=key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return False
-        raise
-    return True
+    listed = s3_client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1).get("Contents", [])
+    return bool(listed) and listed[0]["Key"] == key
 
 
 def unique_name(settings: Settings, kind: str) -> str:

@@ -91,7 +91,7 @@ def run_batch(
     )
 
     s3_client = session.client("s3")
-    ensure_bucket(s3_client, settings.bucket)
+    ensure_bucket(s3_client, settings)
     job_name = unique_name(settings, "batch")
     input_uri = _stage_input(settings, s3_client, source, job_name)
     model = hosting.create_model(settings, session, model_data, settings.batch_instance_type)

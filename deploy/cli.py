@@ -10,6 +10,7 @@
     teardown    delete this project's endpoints, endpoint configs, models and scaling policies
     iam-policy  the least-privilege execution role, trust and operator policies (JSON)
     show-config the resolved settings
+    doctor      check credentials, region, bucket, role, images, local mode and quotas before a first run
 
 Results go to stdout (`--json` for machine-readable output), progress to stderr. Exit status: 0 done,
 1 AWS-side failure (a job or endpoint failed, an API call was refused), 2 a problem with the input
@@ -133,6 +134,13 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
         help="print one document only",
     )
     command("show-config", _show_config, "Print the resolved settings (defaults, file, NCF_*, flags).")
+    doctor = command(
+        "doctor", _doctor, "Check what a first run needs (credentials to quotas) and say what to fix."
+    )
+    doctor.add_argument(
+        "--local", action="store_true", help="also require what `--local` runs need (Docker, local images)"
+    )
+    _json_option(doctor)
     return parser
 
 
@@ -385,14 +393,14 @@ def _batch(args: argparse.Namespace, settings: Settings, factory: SessionFactory
 
 
 def _tune(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
-    from deploy.tuning import OBJECTIVE, tune
+    from deploy.tuning import tune
 
     cfg.require(settings, "role_arn", "bucket")
     report = tune(settings, open_session(settings, factory), wait=args.wait)
     lines = [f"tuning job: {report.job_name} ({report.status})"]
     if report.best_training_job:
         lines += [
-            f"best training job: {report.best_training_job} ({OBJECTIVE} {report.best_objective})",
+            f"best training job: {report.best_training_job} ({report.objective} {report.best_objective})",
             f"best hyperparameters: {json.dumps(report.best_hyperparameters, sort_keys=True)}",
             f"model: {report.best_model_data}",
         ]
@@ -405,7 +413,13 @@ def _status(args: argparse.Namespace, settings: Settings, factory: SessionFactor
 
     session = open_session(settings, factory)
     sagemaker_client = session.client("sagemaker")
-    found = inventory.find(sagemaker_client, settings.project, tuple(inventory.KINDS), limit=args.limit)
+    found = inventory.find(
+        sagemaker_client,
+        settings.project,
+        tuple(inventory.KINDS),
+        limit=args.limit,
+        endpoint=settings.endpoint,
+    )
     found = inventory.with_endpoint_details(
         sagemaker_client, session.client("application-autoscaling"), found
     )
@@ -438,7 +452,7 @@ def _teardown(args: argparse.Namespace, settings: Settings, factory: SessionFact
         return commands.teardown(settings)
     session = open_session(settings, factory)
     sagemaker_client = session.client("sagemaker")
-    found = inventory.find(sagemaker_client, settings.project, inventory.HOSTING)
+    found = inventory.find(sagemaker_client, settings.project, inventory.HOSTING, endpoint=settings.endpoint)
     if not found:
         print(f"nothing to delete: no endpoints, endpoint configs or models tagged {settings.project!r}")
         return 0
@@ -478,6 +492,14 @@ def _iam_policy(args: argparse.Namespace, settings: Settings, factory: SessionFa
 def _show_config(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
     print(json.dumps(cfg.describe(settings), indent=2, sort_keys=True))
     return 0
+
+
+def _doctor(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import doctor
+
+    checks = doctor.run(settings, factory, local=args.local)
+    _emit(args, doctor.as_data(checks), doctor.format_lines(checks))
+    return doctor.exit_status(checks)
 
 
 # --- output and errors --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ncf.config import TrainConfig
 from ncf.errors import NcfError
 
 ENV_PREFIX = "NCF_"
@@ -44,9 +45,10 @@ DEFAULT_TUNE_RANGES: dict[str, dict[str, Any]] = {
     "batch_size": {"type": "categorical", "values": ["512", "2048", "8192"]},
 }
 TUNE_RANGE_TYPES = ("continuous", "integer", "categorical")
-TUNE_SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
-TUNE_STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
-SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+#: Serverless memory comes in steps of 1 GiB (AWS's guide; the API model gives only 1024-6144).
+SERVERLESS_MEMORY_STEP_MB = 1024
+#: train.py's own default `top_k`, used when the `hyperparameters` table does not set one.
+TRAIN_TOP_K = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "top_k")
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,12 @@ class Settings:
     def endpoint(self) -> str:
         """The endpoint's name: `endpoint_name`, or `<project>-endpoint`."""
         return self.endpoint_name or f"{self.project}-endpoint"
+
+    @property
+    def top_k(self) -> int:
+        """The `top_k` train.py runs with: the cut-off in the names of the ranking metrics it prints
+        (`validation_ndcg_at_<top_k>`), so in the metric regexes and the tuning objective."""
+        return int(str(self.hyperparameters.get("top_k", TRAIN_TOP_K)))
 
     def s3_uri(self, *parts: str) -> str:
         """`s3://<bucket>/<prefix>/<parts...>`: every object this project writes lives under it."""
@@ -257,59 +265,62 @@ _EXPECTED = {
     "str": "a string",
 }
 
+#: Rules of this project for string settings that no API model states (S3 and region names, the
+#: project's naming). The API's own limits (names, ARNs, instance types) are in deploy/api_limits.py.
 _PATTERNS = {
     "region": (r"[a-z]{2}(-[a-z]+)+-\d", "an AWS region such as eu-west-1"),
-    "role_arn": (
-        r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+",
-        "an IAM role ARN arn:aws:iam::<account>:role/<name>",
-    ),
     "bucket": (
         r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
         "an S3 bucket name (3-63 lowercase letters, digits, '.', '-')",
     ),
     "prefix": (r"[A-Za-z0-9!_.*'()/-]*", "an S3 key prefix of letters, digits and !_.*'()/-"),
-    "project": (r"[a-z][a-z0-9-]{0,11}", "1-12 lowercase letters, digits or '-', starting with a letter"),
+    "project": (
+        r"[a-z][a-z0-9-]*",
+        "lowercase letters, digits or '-', starting with a letter (the names it starts must fit the API)",
+    ),
     "dataset": (r"[A-Za-z0-9._-]+", "a dataset name of letters, digits, '.', '_' or '-'"),
-    "endpoint_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", "an endpoint name (letters, digits, '-', max 63)"),
     "py_version": (r"py3\d+", "a Python tag such as py312"),
     "framework_version": (r"\d+\.\d+(\.\d+)?", "a TensorFlow version such as 2.21"),
     "inference_framework_version": (r"\d+\.\d+(\.\d+)?", "a TensorFlow version such as 2.20"),
-    "train_instance_type": (r"ml\.[a-z0-9]+\.[a-z0-9]+", "a SageMaker instance type such as ml.m5.xlarge"),
-    "deploy_instance_type": (r"ml\.[a-z0-9]+\.[a-z0-9]+", "a SageMaker instance type such as ml.m5.large"),
-    "batch_instance_type": (r"ml\.[a-z0-9]+\.[a-z0-9]+", "a SageMaker instance type such as ml.m5.large"),
 }
-_OPTIONAL = {"region", "role_arn", "bucket", "endpoint_name", "prefix"}
-_AT_LEAST_ONE = (
-    "train_instance_count",
-    "train_volume_gb",
-    "max_run_seconds",
-    "max_wait_seconds",
-    "deploy_instance_count",
-    "autoscaling_min_instances",
-    "autoscaling_max_instances",
-    "autoscaling_scale_in_cooldown",
-    "autoscaling_scale_out_cooldown",
-    "deploy_timeout_seconds",
-    "batch_instance_count",
-    "batch_max_payload_mb",
-    "batch_invocation_timeout_seconds",
-    "tune_max_jobs",
-    "tune_max_parallel_jobs",
-    "poll_seconds",
-)
+_OPTIONAL = {"region", "bucket", "prefix"}
+#: This project's own bounds (low, high; None: open), where the API's are wider or absent: a job or
+#: fleet needs an instance, the API leaves autoscaling and cooldowns unbounded, AWS's guide caps
+#: MaxPayloadInMB at 100 (the model does not), and the rest are not API fields.
+PROJECT_BOUNDS: dict[str, tuple[int | None, int | None]] = {
+    "train_instance_count": (1, None),
+    "train_volume_gb": (1, None),
+    "autoscaling_min_instances": (1, None),
+    "autoscaling_max_instances": (1, None),
+    "autoscaling_scale_in_cooldown": (1, None),
+    "autoscaling_scale_out_cooldown": (1, None),
+    "batch_max_payload_mb": (1, 100),
+    "deploy_timeout_seconds": (1, None),
+    "poll_seconds": (1, None),
+    "local_port": (1, 65535),
+}
 
 
 def validate(settings: Settings) -> None:
-    """Refuse values SageMaker would reject (or that make no sense together), naming the setting."""
+    """Refuse values AWS would reject (or that make no sense together), naming the setting.
+
+    The project's own rules come first, then the limits of the API members the settings become
+    (`deploy.api_limits`, read from botocore's service models), then combinations of settings.
+    """
     for name, (pattern, expected) in _PATTERNS.items():
         value = getattr(settings, name)
         if (value or name not in _OPTIONAL) and not re.fullmatch(pattern, value):
             raise NcfError(f"setting {name}: expected {expected}, got {value!r}")
-    for name in _AT_LEAST_ONE:
-        if getattr(settings, name) < 1:
-            raise NcfError(f"setting {name}: must be at least 1, got {getattr(settings, name)}")
+    for name, (low, high) in PROJECT_BOUNDS.items():
+        value = getattr(settings, name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            allowed = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise NcfError(f"setting {name}: must be {allowed}, got {value}")
     _check_tables(settings)
     check_tune_ranges(settings.tune_ranges)
+    from deploy import api_limits  # imports deploy.aws, which imports this module
+
+    api_limits.check(settings)
     _check_combinations(settings)
 
 
@@ -319,16 +330,10 @@ def _check_combinations(s: Settings) -> None:
             s.spot and s.max_wait_seconds < s.max_run_seconds,
             "max_wait_seconds must be >= max_run_seconds with spot",
         ),
-        (not 0 <= s.data_capture_percent <= 100, "data_capture_percent must be between 0 and 100"),
-        (not 1 <= s.local_port <= 65535, "local_port must be between 1 and 65535"),
         (not s.local_dir.strip(), "local_dir must not be empty"),
         (
-            s.serverless_memory_mb not in SERVERLESS_MEMORY_MB,
-            f"serverless_memory_mb must be one of {SERVERLESS_MEMORY_MB}",
-        ),
-        (
-            not 1 <= s.serverless_max_concurrency <= 200,
-            "serverless_max_concurrency must be between 1 and 200",
+            s.serverless_memory_mb % SERVERLESS_MEMORY_STEP_MB,
+            f"serverless_memory_mb must be a multiple of {SERVERLESS_MEMORY_STEP_MB}",
         ),
         (s.serverless and s.data_capture, "serverless endpoints do not support data capture (data_capture)"),
         (s.serverless and s.autoscaling, "serverless endpoints scale by themselves: turn autoscaling off"),
@@ -337,23 +342,15 @@ def _check_combinations(s: Settings) -> None:
             "autoscaling_min_instances > autoscaling_max_instances",
         ),
         (s.autoscaling_target_invocations <= 0, "autoscaling_target_invocations must be positive"),
-        (s.bluegreen_wait_seconds < 0, "bluegreen_wait_seconds must not be negative"),
         (s.tune_max_parallel_jobs > s.tune_max_jobs, "tune_max_parallel_jobs must not exceed tune_max_jobs"),
-        (
-            s.tune_strategy not in TUNE_STRATEGIES,
-            f"tune_strategy must be one of {', '.join(TUNE_STRATEGIES)}",
-        ),
         (
             s.tune_strategy == "Grid" and any(r["type"] != "categorical" for r in s.tune_ranges.values()),
             "tune_strategy Grid needs categorical tune_ranges only",
         ),
         (
-            s.batch_max_payload_mb > 100,
-            "batch_max_payload_mb must be at most 100 (SageMaker's MaxPayloadInMB)",
-        ),
-        (
-            s.batch_invocation_timeout_seconds > 3600,
-            "batch_invocation_timeout_seconds must be at most 3600 (SageMaker's InvocationsTimeoutInSeconds)",
+            "top_k" in s.tune_ranges,
+            "tune_ranges.top_k: top_k names the tuning objective (validation_ndcg_at_<top_k>), which is one"
+            " metric for every trial, so it cannot vary: set it in [hyperparameters]",
         ),
     ]
     for failed, message in problems:
@@ -367,6 +364,12 @@ def _check_tables(s: Settings) -> None:
             raise NcfError(f"setting hyperparameters: {name!r} is not a snake_case hyperparameter name")
         if not isinstance(value, str | int | float | bool):
             raise NcfError(f"setting hyperparameters.{name}: expected a string or a number, got {value!r}")
+    top_k = s.hyperparameters.get("top_k", TRAIN_TOP_K)
+    if isinstance(top_k, bool) or not re.fullmatch(r"[1-9][0-9]*", str(top_k).strip()):
+        raise NcfError(
+            f"setting hyperparameters.top_k: expected a whole number of at least 1 (it names the metrics"
+            f" train.py reports), got {top_k!r}"
+        )
     for table in ("tags", "serving_env"):
         for key, value in getattr(s, table).items():
             if not isinstance(value, str) or not key:
@@ -393,8 +396,6 @@ def check_tune_ranges(ranges: Mapping[str, Any]) -> None:
         number = int if spec["type"] == "integer" else int | float
         if not (isinstance(low, number) and isinstance(high, number)) or isinstance(low, bool) or low >= high:
             raise NcfError(f"{where}: needs numbers min < max, got min={low!r} max={high!r}")
-        if spec.get("scaling", "Auto") not in TUNE_SCALINGS:
-            raise NcfError(f"{where}: scaling must be one of {', '.join(TUNE_SCALINGS)}")
         if spec.get("scaling") == "Logarithmic" and low <= 0:
             raise NcfError(f"{where}: Logarithmic scaling needs min > 0")
 

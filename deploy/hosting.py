@@ -7,14 +7,21 @@
   UpdateEndpoint with a blue/green policy: SageMaker brings up the new fleet, shifts all traffic,
   and keeps the old fleet `bluegreen_wait_seconds` for a rollback before removing it. Only when the
   endpoint is InService on the new config are the old config and its models deleted.
-- Autoscaling is Application Auto Scaling target tracking on invocations per instance. It is
-  removed before an update (an update that changes the instance type of a scaled variant fails)
-  and registered again afterwards.
+- Autoscaling is Application Auto Scaling target tracking on invocations per instance. AWS refuses
+  an update that changes the instance type of a scaled variant (or removes it) but allows one that
+  changes only the model ("Update endpoints that use auto scaling" in the SageMaker guide). So the
+  blue fleet's scaling is read first and taken off only when the update would be refused; if the
+  update then fails, rolls back or outlasts `deploy_timeout_seconds`, it is registered again exactly
+  as it was. Once the new config serves, autoscaling is set as this deploy asks (or removed).
+- With autoscaling, the new (green) fleet starts with as many instances as the blue one serves with
+  now when it has scaled out beyond `deploy_instance_count` (at most `autoscaling_max_instances`), so
+  the traffic shift does not land on fewer instances. A fixed-size fleet keeps the configured count.
 - Resources are named `<project>-model-...`/`<project>-config-...` and tagged with the project tag.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +36,7 @@ from ncf.errors import NcfError
 from deploy import autoscaling, images, inventory
 from deploy.aws import (
     RemoteFailure,
+    describe_client_error,
     ensure_bucket,
     is_not_found,
     is_project_resource,
@@ -40,7 +48,7 @@ from deploy.aws import (
     unique_name,
 )
 from deploy.config import Settings
-from deploy.packaging import has_handler, repackage_model
+from deploy.packaging import has_empty_requirements, has_handler, repackage_model
 from deploy.training import completed_model_data, latest_training_job
 
 LOG = logging.getLogger("deploy")
@@ -75,17 +83,20 @@ def resolve_model_data(
 
 
 def ensure_serving_code(settings: Settings, s3_client: Any, model_data: str, *, force: bool) -> str:
-    """`model_data` itself when it carries code/inference.py, else (or when forced) a repackaged copy."""
-    ensure_bucket(s3_client, settings.bucket)
+    """`model_data` itself when it carries code/inference.py (and no empty code/requirements.txt),
+    else (or when forced) a repackaged copy."""
+    ensure_bucket(s3_client, settings)
     if not s3_object_exists(s3_client, model_data):
         raise NcfError(f"model artifact {model_data} does not exist")
     with TemporaryDirectory(prefix="ncf-model-") as tmp:
         original = Path(tmp) / "model.tar.gz"
         bucket, key = split_s3_uri(model_data)
         s3_client.download_file(bucket, key, str(original))
-        if not force and has_handler(original):
+        stalls = has_empty_requirements(original)  # trained before inference/requirements.txt went
+        if not force and has_handler(original) and not stalls:
             return model_data
-        LOG.info("repackaging %s with the current inference/ as code/", model_data)
+        why = ": its code/requirements.txt lists nothing, yet the container would run pip" if stalls else ""
+        LOG.info("repackaging %s with the current inference/ as code/%s", model_data, why)
         repacked = repackage_model(original, Path(tmp) / "repacked.tar.gz")
         target = settings.s3_uri("models", "repackaged", sha256_file(repacked)[:16], "model.tar.gz")
         if not s3_object_exists(s3_client, target):
@@ -148,6 +159,7 @@ def create_endpoint_config(settings: Settings, session: boto3.Session, model_nam
         )
     capture = {}
     if settings.data_capture:
+        _keep_zero_sampling_percentage(session)
         capture["data_capture_config"] = DataCaptureConfig(
             enable_capture=True,
             initial_sampling_percentage=settings.data_capture_percent,
@@ -167,6 +179,28 @@ def create_endpoint_config(settings: Settings, session: boto3.Session, model_nam
     return name
 
 
+def _keep_zero_sampling_percentage(session: boto3.Session) -> None:
+    """sagemaker-core 3.27 drops zeros inside nested shapes when it serializes a request, so a
+    `data_capture_percent` of 0 (a legal InitialSamplingPercentage, 0-100) would leave the required
+    member out and botocore would refuse the request. On the SDK's own client for `session`, put a
+    missing InitialSamplingPercentage back as 0: nothing else goes missing (every other value
+    survives the serializer), and a request that carries it is left alone."""
+    from sagemaker.core.resources import Base
+
+    client = Base.get_sagemaker_client(session=session, region_name=session.region_name)
+    client.meta.events.register(
+        "before-parameter-build.sagemaker.CreateEndpointConfig",
+        _restore_sampling_percentage,
+        unique_id="ncf-restore-sampling-percentage",
+    )
+
+
+def _restore_sampling_percentage(params: dict[str, Any], **_: Any) -> None:
+    capture = params.get("DataCaptureConfig")
+    if capture is not None:
+        capture.setdefault("InitialSamplingPercentage", 0)
+
+
 def _fix_serverless_field_name() -> None:
     """sagemaker-core 3.27 sends `MemorySizeInMb`, which CreateEndpointConfig rejects (it wants
     `MemorySizeInMB`; aws/sagemaker-core#225). Teach its name table the one spelling; `setdefault`
@@ -184,23 +218,15 @@ def deploy(settings: Settings, session: boto3.Session, model_data: str) -> Deplo
         _check_updatable(settings, sagemaker_client, current)
     instance_type = None if settings.serverless else settings.deploy_instance_type
     model_name = create_model(settings, session, model_data, instance_type)
-    config_name = create_endpoint_config(settings, session, model_name)
-    scaling_client = session.client("application-autoscaling")
+    green = _green_fleet(settings, current)
+    config_name = create_endpoint_config(green, session, model_name)
     if current is None:
         _create_endpoint(settings, session, config_name)
         removed: tuple[str, ...] = ()
     else:
-        autoscaling.remove(scaling_client, current)  # an update may not change a scaled variant's type
-        _update_endpoint(settings, session, config_name)
+        _update_endpoint(green, session, current, config_name)
         removed = _delete_previous(settings, sagemaker_client, current["EndpointConfigName"])
-    if settings.autoscaling:
-        resource_id = autoscaling.enable(settings, scaling_client, VARIANT)
-        LOG.info(
-            "autoscaling %s between %d and %d instances",
-            resource_id,
-            settings.autoscaling_min_instances,
-            settings.autoscaling_max_instances,
-        )
+    _set_autoscaling(settings, session.client("application-autoscaling"), current)
     action = "created" if current is None else "updated"
     return DeployReport(settings.endpoint, action, config_name, model_name, model_data, removed)
 
@@ -248,10 +274,86 @@ def _create_endpoint(settings: Settings, session: boto3.Session, config_name: st
     _wait_in_service(settings, endpoint)
 
 
-def _update_endpoint(settings: Settings, session: boto3.Session, config_name: str) -> None:
+def _green_fleet(settings: Settings, current: dict[str, Any] | None) -> Settings:
+    """The settings of the new endpoint config. With autoscaling, its fleet starts as large as the
+    one serving now when that has scaled out beyond `deploy_instance_count` (but at most
+    `autoscaling_max_instances`): the blue/green shift moves all traffic at once, and autoscaling
+    cannot add instances before the green fleet takes it. A fixed-size fleet keeps its configured
+    count: that is the size it will have for good."""
+    if current is None or settings.serverless or not settings.autoscaling:
+        return settings
+    serving = min(_serving_instances(current), settings.autoscaling_max_instances)
+    return dataclasses.replace(settings, deploy_instance_count=max(settings.deploy_instance_count, serving))
+
+
+def _serving_instances(endpoint: dict[str, Any]) -> int:
+    """The instances the endpoint's variant runs now (0 when serverless), from DescribeEndpoint."""
+    return sum(
+        v.get("CurrentInstanceCount", 0)
+        for v in endpoint.get("ProductionVariants", [])
+        if v["VariantName"] == VARIANT
+    )
+
+
+def _update_endpoint(
+    settings: Settings, session: boto3.Session, current: dict[str, Any], config_name: str
+) -> None:
+    """Blue/green update to `config_name`. The blue fleet's autoscaling is taken off first only where
+    AWS would refuse the update otherwise, and registered again as it was when the update does not
+    end InService on the new config (rolled back, failed, refused or still running at the timeout)."""
+    scaling_client = session.client("application-autoscaling")
+    in_the_way = _scaling_in_the_way(
+        settings, session.client("sagemaker"), current, autoscaling.read(scaling_client, current)
+    )
+    autoscaling.deregister(scaling_client, in_the_way)
+    try:
+        _blue_green_update(settings, session, current, config_name)
+    except (RemoteFailure, ClientError) as exc:
+        if not in_the_way:
+            raise
+        failure = describe_client_error(exc) if isinstance(exc, ClientError) else str(exc)
+        raise RemoteFailure(f"{failure}; {_restore_scaling(scaling_client, in_the_way)}") from None
+
+
+def _scaling_in_the_way(
+    settings: Settings,
+    sagemaker_client: Any,
+    current: dict[str, Any],
+    scaled: tuple[autoscaling.VariantScaling, ...],
+) -> tuple[autoscaling.VariantScaling, ...]:
+    """The scaled variants AWS refuses to update while they autoscale: those whose instance type the
+    new config changes (a serverless variant has none) and those it drops. A new model is allowed."""
+    if not scaled:
+        return ()
+    blue = sagemaker_client.describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
+    blue_types = {v["VariantName"]: v.get("InstanceType") for v in blue["ProductionVariants"]}
+    green_type = None if settings.serverless else settings.deploy_instance_type
+    return tuple(s for s in scaled if s.variant != VARIANT or blue_types.get(s.variant) != green_type)
+
+
+def _restore_scaling(scaling_client: Any, scaled: tuple[autoscaling.VariantScaling, ...]) -> str:
+    """Register the blue fleet's autoscaling again; says how that went, for the error message."""
+    described = "; ".join(s.summary() for s in scaled)
+    try:
+        autoscaling.restore(scaling_client, scaled)
+    except ClientError as exc:
+        return f"its autoscaling could NOT be restored ({describe_client_error(exc)}): it was {described}"
+    return f"autoscaling restored as it was: {described}"
+
+
+def _blue_green_update(
+    settings: Settings, session: boto3.Session, current: dict[str, Any], config_name: str
+) -> None:
+    """UpdateEndpoint to `config_name`; `RemoteFailure` unless it ends InService on that config."""
     from sagemaker.core.resources import Endpoint
 
-    LOG.info("updating endpoint %s to %s (blue/green)", settings.endpoint, config_name)
+    fleet = (
+        "serverless"
+        if settings.serverless
+        else f"blue/green, the new fleet starts with {settings.deploy_instance_count} instances, "
+        f"{_serving_instances(current)} serve now"
+    )
+    LOG.info("updating endpoint %s to %s (%s)", settings.endpoint, config_name, fleet)
     endpoint = Endpoint.get(endpoint_name=settings.endpoint, session=session, region=session.region_name)
     endpoint.endpoint_config_name = config_name
     endpoint.update(**_deployment_config(settings))
@@ -296,6 +398,21 @@ def _wait_in_service(settings: Settings, endpoint: Any) -> None:
             f"endpoint {endpoint.endpoint_name} is still {endpoint.endpoint_status} after "
             f"{settings.deploy_timeout_seconds} s (deploy_timeout_seconds)"
         ) from None
+
+
+def _set_autoscaling(settings: Settings, scaling_client: Any, current: dict[str, Any] | None) -> None:
+    """Once the endpoint serves the new config: autoscaling with this deploy's range and policy, or
+    none when this deploy does not autoscale (whatever the previous fleet had is removed)."""
+    if settings.autoscaling:
+        resource_id = autoscaling.enable(settings, scaling_client, VARIANT)
+        LOG.info(
+            "autoscaling %s between %d and %d instances",
+            resource_id,
+            settings.autoscaling_min_instances,
+            settings.autoscaling_max_instances,
+        )
+    elif current is not None and (removed := autoscaling.remove(scaling_client, current)):
+        LOG.info("autoscaling off: removed the %s", ", ".join(removed))
 
 
 def _delete_previous(settings: Settings, sagemaker_client: Any, config_name: str) -> tuple[str, ...]:

@@ -5,7 +5,9 @@
   only the TensorFlow images, write only SageMaker's logs and metrics.
 - TrustPolicy: lets only SageMaker, acting for this account, assume the role.
 - OperatorPolicy: for whoever runs this CLI: the SageMaker calls it makes, restricted to resources
-  named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling.
+  named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling,
+  and the read-only questions of `doctor` (`doctor_statements`).
+  tests/test_deploy_iam.py evaluates every request each command makes against it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def policies(settings: Settings, account: str, image_uris: list[str]) -> dict[st
     return {
         "ExecutionRolePolicy": execution_role_policy(settings, account, image_uris),
         "TrustPolicy": trust_policy(account),
-        "OperatorPolicy": operator_policy(settings, account),
+        "OperatorPolicy": operator_policy(settings, account, image_uris),
     }
 
 
@@ -69,36 +71,47 @@ def trust_policy(account: str) -> dict[str, Any]:
     )
 
 
-def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
+def operator_policy(settings: Settings, account: str, image_uris: list[str]) -> dict[str, Any]:
     """What the CLI's own calls need (see the module docstring)."""
     region = settings.region or "*"
-    arn = f"arn:aws:sagemaker:{region}:{account}"
-    named = [f"{arn}:{kind}/{settings.project}-*" for kind in SAGEMAKER_JOB_RESOURCES]
-    endpoint = f"{arn}:endpoint/{settings.endpoint}"
     role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
     return _document(
+        _sagemaker_statements(settings, f"arn:aws:sagemaker:{region}:{account}"),
+        _statement(
+            "PassExecutionRole",
+            ["iam:PassRole"],
+            role,
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        _statement("CheckExecutionRole", ["iam:GetRole", "iam:SimulatePrincipalPolicy"], role),
+        *_s3_statements(settings, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+        _autoscaling_statements(account),
+        _statement(
+            "ReadJobLogs",
+            ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
+            f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+        ),
+        doctor_statements(settings, account, image_uris),
+    )
+
+
+def _sagemaker_statements(settings: Settings, arn: str) -> tuple[dict[str, Any], ...]:
+    """SageMaker: this project's resources (named `<project>-...`), the endpoint, and listing."""
+    named = [f"{arn}:{kind}/{settings.project}-*" for kind in SAGEMAKER_JOB_RESOURCES]
+    # Any `<project>-...` endpoint (an earlier endpoint_name that `status` lists and `teardown`
+    # deletes), and the configured one.
+    endpoints = [f"{arn}:endpoint/{settings.project}-*"]
+    if not settings.endpoint.startswith(f"{settings.project}-"):
+        endpoints.append(f"{arn}:endpoint/{settings.endpoint}")
+    jobs = ("TrainingJob", "HyperParameterTuningJob", "TransformJob")
+    hosting = ("Model", "EndpointConfig")
+    return (
         _statement(
             "ManageProjectResources",
-            [
-                "sagemaker:CreateTrainingJob",
-                "sagemaker:DescribeTrainingJob",
-                "sagemaker:StopTrainingJob",
-                "sagemaker:CreateHyperParameterTuningJob",
-                "sagemaker:DescribeHyperParameterTuningJob",
-                "sagemaker:StopHyperParameterTuningJob",
-                "sagemaker:CreateTransformJob",
-                "sagemaker:DescribeTransformJob",
-                "sagemaker:StopTransformJob",
-                "sagemaker:CreateModel",
-                "sagemaker:DescribeModel",
-                "sagemaker:DeleteModel",
-                "sagemaker:CreateEndpointConfig",
-                "sagemaker:DescribeEndpointConfig",
-                "sagemaker:DeleteEndpointConfig",
-                "sagemaker:AddTags",
-                "sagemaker:ListTags",
-            ],
-            [*named, endpoint],
+            [f"sagemaker:{verb}{noun}" for noun in jobs for verb in ("Create", "Describe", "Stop")]
+            + [f"sagemaker:{verb}{noun}" for noun in hosting for verb in ("Create", "Describe", "Delete")]
+            + ["sagemaker:AddTags", "sagemaker:ListTags"],
+            [*named, *endpoints],
         ),
         _statement(
             "ManageEndpoint",
@@ -110,38 +123,36 @@ def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
                 "sagemaker:InvokeEndpoint",
                 "sagemaker:UpdateEndpointWeightsAndCapacities",
             ],
-            [endpoint, f"{arn}:endpoint-config/{settings.project}-*"],
+            [*endpoints, f"{arn}:endpoint-config/{settings.project}-*"],
         ),
         _statement(
             "ListForStatusAndTeardown",
-            [
-                "sagemaker:ListEndpoints",
-                "sagemaker:ListEndpointConfigs",
-                "sagemaker:ListModels",
-                "sagemaker:ListTrainingJobs",
-                "sagemaker:ListHyperParameterTuningJobs",
-                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
-                "sagemaker:ListTransformJobs",
-            ],
+            [f"sagemaker:List{noun}s" for noun in ("Endpoint", "EndpointConfig", "Model", *jobs)]
+            + ["sagemaker:ListTrainingJobsForHyperParameterTuningJob"],
             "*",
         ),
-        _statement(
-            "PassExecutionRole",
-            ["iam:PassRole"],
-            role,
-            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
-        _statement("CheckExecutionRole", ["iam:GetRole", "iam:SimulatePrincipalPolicy"], role),
-        *_s3_statements(settings, ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")),
+    )
+
+
+def _autoscaling_statements(account: str) -> tuple[dict[str, Any], ...]:
+    """Target tracking on the endpoint's variant: the scalable target, its policy and alarms, and the
+    service-linked role that registering the first SageMaker target creates."""
+    service = "sagemaker.application-autoscaling.amazonaws.com"
+    return (
         _statement(
             "Autoscaling",
             [
-                "application-autoscaling:RegisterScalableTarget",
-                "application-autoscaling:DeregisterScalableTarget",
-                "application-autoscaling:PutScalingPolicy",
-                "application-autoscaling:DeleteScalingPolicy",
-                "application-autoscaling:DescribeScalableTargets",
-                "application-autoscaling:DescribeScalingPolicies",
+                *(
+                    f"application-autoscaling:{action}"
+                    for action in (
+                        "RegisterScalableTarget",
+                        "DeregisterScalableTarget",
+                        "PutScalingPolicy",
+                        "DeleteScalingPolicy",
+                        "DescribeScalableTargets",
+                        "DescribeScalingPolicies",
+                    )
+                ),
                 "cloudwatch:PutMetricAlarm",
                 "cloudwatch:DescribeAlarms",
                 "cloudwatch:DeleteAlarms",
@@ -151,28 +162,45 @@ def operator_policy(settings: Settings, account: str) -> dict[str, Any]:
         _statement(
             "AutoscalingServiceLinkedRole",
             ["iam:CreateServiceLinkedRole"],
-            f"arn:aws:iam::{account}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/*",
-            {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+            f"arn:aws:iam::{account}:role/aws-service-role/{service}/*",
+            {"StringLike": {"iam:AWSServiceName": service}},
+        ),
+    )
+
+
+def doctor_statements(settings: Settings, account: str, image_uris: list[str]) -> tuple[dict[str, Any], ...]:
+    """What `deploy doctor` asks beyond the commands' own calls, all read-only: the image tags in
+    AWS's repositories, the SageMaker quotas (list actions take no resource), the execution role,
+    and the caller itself: `SimulatePrincipalPolicy` takes the simulated principal as its resource,
+    and `GetRole` on the caller's own role gives a role session that role's full ARN."""
+    role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
+    caller = "${aws:PrincipalArn}"  # a policy variable: the user or role making the request
+    return (
+        _statement(
+            "DoctorImageTags", ["ecr:DescribeImages"], sorted({_repository_arn(uri) for uri in image_uris})
         ),
         _statement(
-            "ReadJobLogs",
-            ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
-            f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
+            "DoctorQuotas",
+            ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas"],
+            "*",
         ),
+        _statement("DoctorReadRoles", ["iam:GetRole"], [role, caller]),
+        _statement("DoctorSimulateSelf", ["iam:SimulatePrincipalPolicy"], caller),
     )
 
 
 def _s3_statements(settings: Settings, object_actions: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    """Listing under the prefix, and `object_actions` on the objects under it.
+
+    Every listing the CLI (and the SDK) makes names the prefix (`s3:prefix`); a request without one
+    (HeadBucket) is denied by the condition, so the code lists instead. Without a prefix the
+    whole bucket is the project's and listing needs no condition.
+    """
     bucket = f"arn:aws:s3:::{settings.bucket}"
     keys = f"{settings.prefix}/*" if settings.prefix else "*"
-    listing = _statement(
-        "ListProjectPrefix",
-        ["s3:ListBucket"],
-        bucket,
-        {"StringLike": {"s3:prefix": [settings.prefix, keys] if settings.prefix else ["*"]}},
-    )
+    prefixes = {"StringLike": {"s3:prefix": [settings.prefix, keys]}} if settings.prefix else None
     return (
-        listing,
+        _statement("ListProjectPrefix", ["s3:ListBucket"], bucket, prefixes),
         _statement("LocateBucket", ["s3:GetBucketLocation"], bucket),
         _statement("ProjectObjects", list(object_actions), f"{bucket}/{keys}"),
     )

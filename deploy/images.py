@@ -7,6 +7,8 @@ TensorFlow Serving image (see deploy/config.py for why they differ). `training_i
 
 from __future__ import annotations
 
+import functools
+
 from ncf.errors import NcfError
 
 from deploy.config import Settings
@@ -44,6 +46,7 @@ def inference_image(settings: Settings, region: str, instance_type: str | None =
     )
 
 
+@functools.cache  # the SDK reads its image tables from disk at every call (~0.3 s); they are fixed
 def _retrieve(region: str, version: str, scope: str, instance_type: str, setting: str, **extra: str) -> str:
     from sagemaker.core import image_uris
 

@@ -1,7 +1,10 @@
 """`status` and `teardown`: find this project's SageMaker resources by tag, and delete the hosting ones.
 
 A resource belongs to the project only when it carries the project tag (see deploy/aws.py) with
-this project's value; names are only used to narrow the listing. `teardown` deletes endpoints
+this project's value. Only resources whose names this CLI generates (`<project>-...`, checked
+here because the List APIs' NameContains matches anywhere in a name) or the configured endpoint
+are ever asked for their tags or described: in an account shared with other teams, the operator
+has no rights on theirs, and needs none. `teardown` deletes endpoints
 (after their scaling policies and scalable targets), endpoint configs and models, in that order.
 It is idempotent: a resource that is already gone counts as deleted, and a second run finds
 nothing. Jobs are listed, never deleted (SageMaker keeps job records; stop one in the console).
@@ -27,7 +30,6 @@ class Kind:
     noun: str  # the API's resource noun: Endpoint, EndpointConfig, ...
     plural: str  # the List* response key
     status_key: str | None
-    filter_by_name: bool  # names this CLI generates start with "<project>-"
 
     @property
     def snake(self) -> str:
@@ -40,18 +42,17 @@ class Kind:
 KINDS = {
     k.name: k
     for k in (
-        Kind("endpoint", "Endpoint", "Endpoints", "EndpointStatus", False),
-        Kind("endpoint-config", "EndpointConfig", "EndpointConfigs", None, True),
-        Kind("model", "Model", "Models", None, True),
-        Kind("training-job", "TrainingJob", "TrainingJobSummaries", "TrainingJobStatus", True),
+        Kind("endpoint", "Endpoint", "Endpoints", "EndpointStatus"),
+        Kind("endpoint-config", "EndpointConfig", "EndpointConfigs", None),
+        Kind("model", "Model", "Models", None),
+        Kind("training-job", "TrainingJob", "TrainingJobSummaries", "TrainingJobStatus"),
         Kind(
             "tuning-job",
             "HyperParameterTuningJob",
             "HyperParameterTuningJobSummaries",
             "HyperParameterTuningJobStatus",
-            True,
         ),
-        Kind("transform-job", "TransformJob", "TransformJobSummaries", "TransformJobStatus", True),
+        Kind("transform-job", "TransformJob", "TransformJobSummaries", "TransformJobStatus"),
     )
 }
 HOSTING = ("endpoint", "endpoint-config", "model")
@@ -68,28 +69,51 @@ class Resource:
     detail: str = ""
 
 
+def is_project_name(name: str, project: str, endpoint: str | None = None) -> bool:
+    """True for a name this CLI generates (`<project>-...`) or the configured endpoint's name."""
+    return name.startswith(f"{project}-") or name == endpoint
+
+
 def find(
-    sagemaker_client: Any, project: str, kinds: tuple[str, ...], limit: int | None = None
+    sagemaker_client: Any,
+    project: str,
+    kinds: tuple[str, ...],
+    limit: int | None = None,
+    endpoint: str | None = None,
 ) -> list[Resource]:
-    """The project's resources of `kinds`, newest first (at most `limit` of each kind)."""
+    """The project's resources of `kinds`, newest first (at most `limit` of each kind).
+
+    Only resources named by `is_project_name` are asked for their tags (see the module docstring).
+    """
     found = []
     for kind in (KINDS[k] for k in kinds):
-        options = {"NameContains": f"{project}-"} if kind.filter_by_name else {}
+        # The endpoint may be named anything (endpoint_name): list them all, then pick by name.
+        options = {} if kind.name == "endpoint" else {"NameContains": f"{project}-"}
         pages = sagemaker_client.get_paginator(f"list_{kind.snake}s").paginate(**options)
-        summaries = [s for page in pages for s in page[kind.plural]]
+        summaries = [
+            s
+            for page in pages
+            for s in page[kind.plural]
+            if is_project_name(s[f"{kind.noun}Name"], project, endpoint)
+        ]
         summaries.sort(key=lambda s: s["CreationTime"], reverse=True)
-        mine = []
-        for summary in summaries:
-            if limit is not None and len(mine) >= limit:
-                break
-            tags = resource_tags(sagemaker_client, summary[f"{kind.noun}Arn"])
-            if tags is not None and is_project_resource(tags, project):
-                status = summary.get(kind.status_key, "") if kind.status_key else ""
-                mine.append(
-                    Resource(kind.name, summary[f"{kind.noun}Name"], status, summary.get("CreationTime"))
-                )
-        found.extend(mine)
+        found.extend(_tagged(sagemaker_client, kind, summaries, project, limit))
     return found
+
+
+def _tagged(
+    sagemaker_client: Any, kind: Kind, summaries: list[dict[str, Any]], project: str, limit: int | None
+) -> list[Resource]:
+    """The summaries whose resource carries the project tag, as `Resource`s (at most `limit`)."""
+    mine: list[Resource] = []
+    for summary in summaries:
+        if limit is not None and len(mine) >= limit:
+            break
+        tags = resource_tags(sagemaker_client, summary[f"{kind.noun}Arn"])
+        if tags is not None and is_project_resource(tags, project):
+            status = summary.get(kind.status_key, "") if kind.status_key else ""
+            mine.append(Resource(kind.name, summary[f"{kind.noun}Name"], status, summary.get("CreationTime")))
+    return mine
 
 
 def with_endpoint_details(
@@ -135,7 +159,12 @@ def delete(sagemaker_client: Any, autoscaling_client: Any, resources: list[Resou
 
 
 def delete_if_tagged(sagemaker_client: Any, kind: str, name: str, project: str) -> bool:
-    """Delete one resource when it carries the project tag; True when it was deleted."""
+    """Delete one resource when it carries the project tag; True when it was deleted.
+
+    A resource not named `<project>-...` is left alone without a look (see the module docstring).
+    """
+    if not is_project_name(name, project):
+        return False
     spec = KINDS[kind]
     try:
         description = spec.call(sagemaker_client, "describe", name)

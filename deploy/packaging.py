@@ -4,6 +4,11 @@
   copies that folder into MODEL_DIR/code, so every model.tar.gz a job writes can be served as is.
 - `repackage_model` swaps the `code/` of any model.tar.gz for the current `inference/`, so a fix to
   the handler reaches an endpoint without retraining.
+- `inference/requirements.txt` travels only when it lists a package: AWS's serving container runs
+  `pip install -r code/requirements.txt` at every start whenever the file exists, even empty, which
+  stalls startup on an endpoint without internet access (`code/inference.py` alone turns its Python
+  service on). A model.tar.gz whose `code/` has such a file (`has_empty_requirements`) is worth
+  repackaging.
 
 Archives are written deterministically (sorted names, fixed owners and times, gzip without a
 timestamp): the same input gives the same bytes, so S3 keys can be content addressed and an
@@ -28,6 +33,7 @@ TRAINING_DIR = REPO_ROOT / "training"
 INFERENCE_DIR = REPO_ROOT / "inference"
 ENTRY_POINT = "train.py"
 HANDLER = "code/inference.py"
+REQUIREMENTS = "requirements.txt"
 
 _IGNORED = ("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache", "*.egg-info", ".DS_Store")
 
@@ -39,9 +45,11 @@ def stage_source(
     for folder, must_have in ((training_dir, ENTRY_POINT), (inference_dir, "inference.py")):
         if not (folder / must_have).is_file():
             raise NcfError(f"{folder / must_have} is missing: run the CLI from an ncf-sagemaker checkout")
-    ignore = shutil.ignore_patterns(*_IGNORED)
-    shutil.copytree(training_dir, destination, ignore=ignore, dirs_exist_ok=True)
-    shutil.copytree(inference_dir, destination / "inference", ignore=ignore, dirs_exist_ok=True)
+    shutil.copytree(training_dir, destination, ignore=shutil.ignore_patterns(*_IGNORED), dirs_exist_ok=True)
+    for relative, path in _serving_code(inference_dir):
+        target = destination / "inference" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
     return destination
 
 
@@ -59,6 +67,20 @@ def has_handler(model_archive: Path) -> bool:
         return any(_normalise(m.name) == HANDLER and m.isfile() for m in tar)
 
 
+def has_empty_requirements(model_archive: Path) -> bool:
+    """True when the model.tar.gz's `code/requirements.txt` exists but lists no package."""
+    with tarfile.open(model_archive, "r:gz") as tar:
+        for member in tar:
+            if _normalise(member.name) == f"code/{REQUIREMENTS}" and member.isfile():
+                return not lists_packages(tar.extractfile(member).read().decode("utf-8", "replace"))
+    return False
+
+
+def lists_packages(requirements: str) -> bool:
+    """True when a requirements file's text has a line that is neither blank nor a comment."""
+    return any(line.strip() and not line.lstrip().startswith("#") for line in requirements.splitlines())
+
+
 def repackage_model(model_archive: Path, output: Path, inference_dir: Path = INFERENCE_DIR) -> Path:
     """A copy of `model_archive` whose `code/` is exactly the current `inference/` folder."""
     if not (inference_dir / "inference.py").is_file():
@@ -72,7 +94,7 @@ def repackage_model(model_archive: Path, output: Path, inference_dir: Path = INF
             raise NcfError(f"{model_archive.name} has no SavedModel under 1/: not a model.tar.gz of train.py")
         for member in kept:
             tar.addfile(member, source.extractfile(member) if member.isfile() else None)
-        for relative, path in _source_files(inference_dir):
+        for relative, path in _serving_code(inference_dir):
             _add_file(tar, f"code/{relative}", path.read_bytes())
     return output
 
@@ -95,6 +117,14 @@ def _source_files(folder: Path) -> Iterator[tuple[str, Path]]:
         ignored = any(fnmatch(part, pattern) for part in relative.parts for pattern in _IGNORED)
         if path.is_file() and not ignored:
             yield relative.as_posix(), path
+
+
+def _serving_code(inference_dir: Path) -> Iterator[tuple[str, Path]]:
+    """The files of `inference/` that become a model's `code/`: all but caches, and a requirements.txt
+    only when it lists a package (see the module docstring)."""
+    for relative, path in _source_files(inference_dir):
+        if relative != REQUIREMENTS or lists_packages(path.read_text()):
+            yield relative, path
 
 
 def _add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:

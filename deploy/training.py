@@ -66,11 +66,12 @@ class TrainingResult:
     model_data: str
 
 
-def metric_definitions() -> list[dict[str, str]]:
-    """`[{Name, Regex}]` for every metric line train.py prints (owned by ncf.reporting)."""
+def metric_definitions(settings: Settings) -> list[dict[str, str]]:
+    """`[{Name, Regex}]` for every metric line train.py prints with the job's `top_k` (the cut-off in
+    the names of its ranking metrics; owned by ncf.reporting)."""
     from ncf.reporting import metric_definitions as definitions
 
-    return definitions()
+    return definitions(settings.top_k)
 
 
 def data_channels(settings: Settings, s3_client: Any) -> tuple[str, ...]:
@@ -153,11 +154,11 @@ def job_arguments(settings: Settings) -> dict[str, Any]:
     }
 
 
-def sdk_metric_definitions() -> list[Any]:
-    """`metric_definitions()` as the SDK's `MetricDefinition` objects."""
+def sdk_metric_definitions(settings: Settings) -> list[Any]:
+    """`metric_definitions(settings)` as the SDK's `MetricDefinition` objects."""
     from sagemaker.core.training.configs import MetricDefinition
 
-    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+    return [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions(settings)]
 
 
 def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs, *, checkpoints: bool) -> Any:
@@ -191,7 +192,7 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
         output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
         input_data_config=[channel_input(settings, c) for c in inputs.channels],
         **job_arguments(settings),
-    ).with_metric_definitions(sdk_metric_definitions())
+    ).with_metric_definitions(sdk_metric_definitions(settings))
     if checkpoints:
         # No S3 URI: the SDK uses <prefix>/<base job name>/<job name>/checkpoints, one prefix per job,
         # which /opt/ml/checkpoints syncs with (and which a spot restart of the same job downloads).
@@ -202,7 +203,7 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
 def prepare_job(settings: Settings, session: boto3.Session) -> JobInputs:
     """The checks and the source upload that `train` and `tune` share."""
     s3_client = session.client("s3")
-    ensure_bucket(s3_client, settings.bucket)
+    ensure_bucket(s3_client, settings)
     channels = data_channels(settings, s3_client)
     return JobInputs(upload_source_bundle(settings, s3_client), channels)
 
@@ -281,7 +282,13 @@ def latest_training_job(settings: Settings, sagemaker_client: Any) -> str:
     pages = sagemaker_client.get_paginator("list_training_jobs").paginate(
         NameContains=f"{settings.project}-train-", StatusEquals="Completed"
     )
-    summaries = [s for page in pages for s in page["TrainingJobSummaries"]]
+    # NameContains matches anywhere: another team's `x-<project>-train-...` job is not asked for its tags.
+    summaries = [
+        s
+        for page in pages
+        for s in page["TrainingJobSummaries"]
+        if s["TrainingJobName"].startswith(f"{settings.project}-train-")
+    ]
     for summary in sorted(summaries, key=lambda s: s["CreationTime"], reverse=True):
         tags = resource_tags(sagemaker_client, summary["TrainingJobArn"]) or []
         if is_project_resource(tags, settings.project):

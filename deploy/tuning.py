@@ -1,8 +1,10 @@
 """`tune`: a hyperparameter tuning job (the SDK's `HyperparameterTuner` over the training `ModelTrainer`).
 
-Objective: maximise `validation_ndcg_at_10`, read from train.py's log with the same metric regexes
-as `train`. The ranges come from the `tune_ranges` setting (learning rate, factors, MLP layers,
-negatives, batch size by default); the other hyperparameters stay as configured.
+Objective: maximise `validation_ndcg_at_<top_k>` (`validation_ndcg_at_10` with train.py's default
+`top_k`), read from train.py's log with the same metric regexes as `train`, whose names follow the
+job's `top_k` too (a `top_k` range is refused: one objective name must fit every trial). The ranges
+come from the `tune_ranges` setting (learning rate, factors, MLP layers, negatives, batch size by
+default); the other hyperparameters stay as configured.
 
 Trials get no checkpoint config: all trials of a tuning job share one CheckpointConfig, and a
 trial must never resume from another trial's checkpoint. With spot, an interrupted trial starts
@@ -22,7 +24,6 @@ from deploy.config import Settings
 from deploy.training import build_trainer, channel_source, metric_definitions, prepare_job
 
 LOG = logging.getLogger("deploy")
-OBJECTIVE = "validation_ndcg_at_10"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,13 @@ class TuningReport:
     best_objective: float | None = None
     best_hyperparameters: dict[str, str] | None = None
     best_model_data: str = ""
+    objective: str = ""
+
+
+def objective_metric(settings: Settings) -> str:
+    """The metric a tuning job maximises: validation NDCG at the `top_k` its trials run with, as
+    train.py names it (and prints it last, for the selected epoch)."""
+    return f"validation_ndcg_at_{settings.top_k}"
 
 
 def parameter_ranges(ranges: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -71,10 +79,10 @@ def tune(settings: Settings, session: boto3.Session, *, wait: bool) -> TuningRep
     grid = settings.tune_strategy == "Grid"
     tuner = HyperparameterTuner(
         model_trainer=trainer,
-        objective_metric_name=OBJECTIVE,
+        objective_metric_name=objective_metric(settings),
         objective_type="Maximize",
         hyperparameter_ranges=parameter_ranges(settings.tune_ranges),
-        metric_definitions=metric_definitions(),
+        metric_definitions=metric_definitions(settings),
         strategy=settings.tune_strategy,
         max_jobs=None if grid else settings.tune_max_jobs,
         max_parallel_jobs=settings.tune_max_parallel_jobs,
@@ -88,7 +96,9 @@ def tune(settings: Settings, session: boto3.Session, *, wait: bool) -> TuningRep
     job = tuner.latest_tuning_job
     LOG.info("tuning job %s started", job_name)
     if not wait:
-        return TuningReport(job_name, job.hyper_parameter_tuning_job_status)
+        return TuningReport(
+            job_name, job.hyper_parameter_tuning_job_status, objective=objective_metric(settings)
+        )
     wait_for_job(job, "tuning job", "hyper_parameter_tuning_job_status", settings.poll_seconds)
     return _best(settings, session, job)
 
@@ -97,7 +107,11 @@ def _best(settings: Settings, session: boto3.Session, job: Any) -> TuningReport:
     best = job.best_training_job
     name = text_or(getattr(best, "training_job_name", None), "")
     if not name:
-        return TuningReport(job.hyper_parameter_tuning_job_name, job.hyper_parameter_tuning_job_status)
+        return TuningReport(
+            job.hyper_parameter_tuning_job_name,
+            job.hyper_parameter_tuning_job_status,
+            objective=objective_metric(settings),
+        )
     described = session.client("sagemaker").describe_training_job(TrainingJobName=name)
     objective = getattr(best, "final_hyper_parameter_tuning_job_objective_metric", None)
     return TuningReport(
@@ -107,4 +121,5 @@ def _best(settings: Settings, session: boto3.Session, job: Any) -> TuningReport:
         best_objective=getattr(objective, "value", None),
         best_hyperparameters=dict(getattr(best, "tuned_hyper_parameters", None) or {}),
         best_model_data=described.get("ModelArtifacts", {}).get("S3ModelArtifacts", ""),
+        objective=objective_metric(settings),
     )

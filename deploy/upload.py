@@ -55,7 +55,7 @@ def prepared_files(prepared: Path) -> dict[str, Path]:
 def upload(settings: Settings, s3_client: Any, prepared: Path) -> UploadReport:
     """Upload changed files, skip unchanged ones, delete remote leftovers under the dataset prefix."""
     files = prepared_files(prepared)
-    ensure_bucket(s3_client, settings.bucket)
+    ensure_bucket(s3_client, settings)
     destination = settings.data_uri()
     bucket, root = split_s3_uri(destination)
     remote = _remote_digests(s3_client, bucket, root)

@@ -5,7 +5,8 @@
   and a project config file (role, bucket, small timings) in NCF_CONFIG.
 - `moto_aws` (in-process `mock_aws`) and `moto_server` (one `moto_server` process per test session
   on 127.0.0.1 and a free port, reset for each test, reached through AWS_ENDPOINT_URL).
-- `recorder`: a session factory for `deploy.cli.main` that records every request (see deploy_helpers).
+- `recorder`: a session factory for `deploy.cli.main` with the moto shims; inside `recorder.recording()`
+  it records every request any client makes (see deploy_helpers).
 - `no_sdk_sleep`: the SDK's wait loops (`sagemaker.core.resources`) poll without sleeping.
 """
 

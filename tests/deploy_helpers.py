@@ -3,7 +3,8 @@
 Fixtures that use them live in tests/deploy_fixtures.py. Moto shims, each narrow and needed only
 because moto 5.2.5 differs from SageMaker:
 - UpdateEndpoint: moto does not implement it. `stub_update_endpoint` answers that one call and
-  makes its effect visible through moto's own API (the endpoint now uses the new config).
+  makes its effect visible through moto's own API (the endpoint now uses the new config), or, bound
+  to a status and reason, leaves the endpoint on its old config as a failed or rolled-back update does.
 - moto's Describe* answers carry `VpcConfig: {}` / `DataCaptureConfig: {}` and describe an
   endpoint's data capture with the endpoint config's shape (no CaptureStatus); sagemaker-core's
   response models reject both. `fix_moto_shapes` drops the empty dicts and adds the summary fields.
@@ -14,12 +15,17 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -54,6 +60,20 @@ SageMaker:
 """
 
 
+#: Set while a moto shim talks to moto itself: those requests are the test's, not the CLI's.
+_SHIM_REQUEST: ContextVar[bool] = ContextVar("shim_request", default=False)
+
+
+@contextmanager
+def shim_requests() -> Iterator[None]:
+    """Requests made inside are not recorded (a moto shim standing in for AWS)."""
+    token = _SHIM_REQUEST.set(True)
+    try:
+        yield
+    finally:
+        _SHIM_REQUEST.reset(token)
+
+
 @dataclass
 class Call:
     """One API request as the CLI or the SDK made it."""
@@ -61,26 +81,58 @@ class Call:
     service: str
     operation: str
     params: dict[str, Any]
+    region: str | None = None
+    error: str = ""  # the error code AWS (moto) answered with, if any
 
 
 @dataclass
 class Recorder:
-    """Session factory for `deploy.cli.main` that records requests and installs the moto shims."""
+    """Session factory for `deploy.cli.main` that installs the moto shims, and the record of every
+    request any botocore client made while `recording()` was active.
+
+    Recording happens in `BaseClient._make_api_call`, not on the factory's sessions: the SDK also
+    makes clients of its own (sagemaker-core's CloudWatch Logs client comes from a fresh
+    `boto3.Session()`, `invoke` builds its runtime client itself), and those requests count too.
+    """
 
     calls: list[Call] = field(default_factory=list)
     hooks: list[tuple[str, Any]] = field(default_factory=list)
+    active: bool = False
 
     def __call__(self, region: str | None) -> boto3.Session:
         session = boto3.Session(region_name=region or REGION)
-        session.events.register("provide-client-params", self._record)
         session.events.register("after-call.sagemaker", fix_moto_shapes)
         session.events.register("before-call.sagemaker.UpdateEndpoint", stub_update_endpoint)
         for event, handler in self.hooks:
             session.events.register(event, handler)
         return session
 
-    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
-        self.calls.append(Call(model.service_model.service_name, model.name, dict(params)))
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record every request made inside (by any client, in any thread) except the shims'."""
+        original = BaseClient._make_api_call
+        recorder = self
+
+        def record(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+            if not recorder.active or _SHIM_REQUEST.get():
+                return original(client, operation, params)
+            call = Call(
+                client.meta.service_model.service_name, operation, dict(params), client.meta.region_name
+            )
+            recorder.calls.append(call)
+            try:
+                return original(client, operation, params)
+            except ClientError as exc:
+                call.error = exc.response.get("Error", {}).get("Code", "")
+                raise
+
+        BaseClient._make_api_call = record
+        self.active = True
+        try:
+            yield
+        finally:
+            self.active = False
+            BaseClient._make_api_call = original
 
     def requests(self, operation: str) -> list[dict[str, Any]]:
         """The parameters of every `operation` request, in order."""
@@ -100,26 +152,41 @@ def fix_moto_shapes(parsed: dict[str, Any], model: Any, **_: Any) -> None:
     capture = parsed.get("DataCaptureConfig")
     if model.name == "DescribeEndpoint" and capture and "CaptureStatus" not in capture:
         raw = boto3.client("sagemaker", region_name=REGION)  # no hooks: plain moto
-        configured = raw.describe_endpoint_config(EndpointConfigName=parsed["EndpointConfigName"])
+        with shim_requests():
+            configured = raw.describe_endpoint_config(EndpointConfigName=parsed["EndpointConfigName"])
         capture.update(
             CaptureStatus="Started",
             CurrentSamplingPercentage=configured["DataCaptureConfig"]["InitialSamplingPercentage"],
         )
 
 
-def stub_update_endpoint(params: dict[str, Any], **_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+def stub_update_endpoint(
+    params: dict[str, Any], *, status: str = "InService", failure_reason: str | None = None, **_: Any
+) -> tuple[AWSResponse, dict[str, Any]]:
     """moto lacks UpdateEndpoint: re-point the endpoint at the new config through moto's own API.
 
     Only this one operation is answered here; the request itself has already been recorded. The
     endpoint keeps its name, ARN and tags, as a real blue/green update does.
+
+    An update that does not succeed is simulated by binding `status` and `failure_reason` (tests
+    monkeypatch this name with `functools.partial`; the Recorder looks it up when it builds a session):
+    the endpoint then stays on its old config, as SageMaker leaves it after a rollback, and reports
+    `status` (InService after a rollback, Failed, UpdateRollbackFailed, or Updating for an update that
+    outlasts the CLI's wait) with `failure_reason`. That goes through moto's in-process backend
+    (`moto_aws` tests only): its API cannot set a status or a reason.
     """
     request = json.loads(params["body"])  # before-call sees the serialized request
     raw = boto3.client("sagemaker", region_name=REGION)  # no hooks: plain moto
     name, config = request["EndpointName"], request["EndpointConfigName"]
-    current = raw.describe_endpoint(EndpointName=name)
-    tags = raw.list_tags(ResourceArn=current["EndpointArn"])["Tags"]
-    raw.delete_endpoint(EndpointName=name)
-    raw.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+    with shim_requests():
+        current = raw.describe_endpoint(EndpointName=name)
+        if status == "InService" and failure_reason is None:
+            tags = raw.list_tags(ResourceArn=current["EndpointArn"])["Tags"]
+            raw.delete_endpoint(EndpointName=name)
+            raw.create_endpoint(EndpointName=name, EndpointConfigName=config, Tags=tags)
+        else:
+            endpoint = sagemaker_backend().endpoints[name]
+            endpoint.endpoint_status, endpoint.failure_reason = status, failure_reason
     return AWSResponse("", 200, {}, None), {"EndpointArn": current["EndpointArn"]}
 
 

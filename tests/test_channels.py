@@ -154,6 +154,32 @@ def test_read_channel_errors(tmp_path: Path) -> None:
         read_channel(bad)
 
 
+def test_a_missing_or_non_integer_timestamp_is_refused_not_read_as_zero(tmp_path: Path) -> None:
+    """A timestamp orders a user's history: a row without one used to become time 0 without a word."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.csv").write_text("user_id,item_id,timestamp\nu,i,5\nu,j,\nu,k,7\n")
+    with pytest.raises(NcfError, match=r"a\.csv: 1 row\(s\) with a missing or non-integer timestamp .*row 2"):
+        read_channel(empty)
+    text = tmp_path / "text"
+    text.mkdir()
+    frame = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["i", "j"], "timestamp": ["5", "yesterday"]})
+    frame.to_parquet(text / "a.parquet")
+    with pytest.raises(NcfError, match=r"a\.parquet: 1 row\(s\) .*row 2, 'yesterday'"):
+        read_channel(text)
+    fractional = tmp_path / "fractional"
+    fractional.mkdir()
+    pd.DataFrame({"user_id": ["u"], "item_id": ["i"], "timestamp": [1.5]}).to_parquet(
+        fractional / "a.parquet"
+    )
+    with pytest.raises(NcfError, match="non-integer timestamp"):
+        read_channel(fractional)
+    good = tmp_path / "good"
+    good.mkdir()
+    (good / "a.csv").write_text("user_id,item_id,timestamp\nu,i,5\nu,j,6\n")
+    assert read_channel(good)["timestamp"].tolist() == [5, 6]
+
+
 def test_read_meta_errors(tmp_path: Path) -> None:
     with pytest.raises(NcfError, match=r"no meta\.json"):
         read_meta(tmp_path)

@@ -27,6 +27,7 @@ COMMANDS = (
     "teardown",
     "iam-policy",
     "show-config",
+    "doctor",
 )
 REPO = Path(__file__).resolve().parents[1]
 

@@ -41,7 +41,8 @@ class Cli:
         self.recorder, self.capsys = recorder, capsys
 
     def __call__(self, *argv: str, expect: int = 0) -> str:
-        status = main(list(argv), session_factory=self.recorder)
+        with self.recorder.recording():
+            status = main(list(argv), session_factory=self.recorder)
         out, err = self.capsys.readouterr()
         assert status == expect, f"exit {status}\nstdout: {out}\nstderr: {err}"
         return out
@@ -80,7 +81,7 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     assert job.startswith(f"{PROJECT}-train-")
     algorithm = request["AlgorithmSpecification"]
     assert algorithm["TrainingImage"] == TRAINING_IMAGE
-    assert algorithm["MetricDefinitions"] == metric_definitions()
+    assert algorithm["MetricDefinitions"] == metric_definitions(10)
     assert request["HyperParameters"] == {"epochs": "3", "mlp_layers": "64,32,16,8", "learning_rate": "0.002"}
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
@@ -195,7 +196,8 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
             "TerminationWaitInSeconds": 60,
         }
     }
-    assert operations.index("DeregisterScalableTarget") < operations.index("UpdateEndpoint")
+    # a model-only update: the blue fleet keeps its autoscaling until the green fleet serves
+    assert operations.index("UpdateEndpoint") < operations.index("DeregisterScalableTarget")
     assert "CreateEndpoint" not in operations and "DeleteEndpoint" not in operations
     assert "RegisterScalableTarget" not in operations  # autoscaling is off in this deploy
     new_config = recorder.only("CreateEndpointConfig")["EndpointConfigName"]
@@ -272,7 +274,7 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         {"Name": "num_neg", "MinValue": "2", "MaxValue": "10", "ScalingType": "Auto"}
     ]
     definition = tuning["TrainingJobDefinition"]
-    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
+    assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions(10)
     assert definition["StaticHyperParameters"] == {
         "epochs": "3",
         "sagemaker_program": "train.py",

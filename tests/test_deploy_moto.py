@@ -28,7 +28,8 @@ def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str]):
     """Run the CLI in-process; returns (exit status, stdout, stderr)."""
 
     def run(*argv: str) -> tuple[int, str, str]:
-        status = main(list(argv), session_factory=recorder)
+        with recorder.recording():
+            status = main(list(argv), session_factory=recorder)
         out, err = capsys.readouterr()
         return status, out, err
 
@@ -86,7 +87,7 @@ def test_failed_training_job_exits_1_with_its_failure_reason(
     ("argv", "message"),
     [
         (["train", "--set", "role_arn="], "error: no role_arn configured: set role_arn in the config file"),
-        (["train", "--role-arn", "my-role"], "error: setting role_arn: expected an IAM role ARN"),
+        (["train", "--role-arn", "my-role"], "error: setting role_arn: must be between 20 and 2048"),
         (["train", "--bucket", "no-such-bucket"], "error: S3 bucket 'no-such-bucket' does not exist"),
         (["deploy", "--model-data", MODEL_URI, "--bucket", "no-such-bucket"], "does not exist"),
         (["train", "--set", "bucket="], "error: no bucket configured"),

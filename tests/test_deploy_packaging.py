@@ -31,7 +31,7 @@ def test_source_bundle_has_training_code_and_serving_code_and_is_reproducible(tm
     second = write_tarball(staged, tmp_path / "b.tar.gz")
     assert first.read_bytes() == second.read_bytes()
     names = set(members(first))
-    assert {"train.py", "ncf/reporting.py", "inference/inference.py", "inference/requirements.txt"} <= names
+    assert {"train.py", "ncf/reporting.py", "inference/inference.py"} <= names
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
 
 

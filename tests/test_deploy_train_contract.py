@@ -1,6 +1,7 @@
 """What `train` sends to SageMaker really runs: the uploaded source bundle, started the way the SDK's
 container driver starts it (`python train.py --name value ...` in the extracted bundle, SM_* set),
-trains, writes a servable MODEL_DIR, and prints lines the request's metric regexes pick up.
+trains, writes a servable MODEL_DIR, and prints lines the request's metric regexes pick up. It runs
+with a `top_k` other than train.py's default: the metric names carry it, and so must the regexes.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def test_training_request_runs_like_the_container(
 ) -> None:
     from sagemaker.train.container_drivers.common.utils import hyperparameters_to_cli_args
 
-    assert main(["upload", "--prepared", str(tiny_channels)], session_factory=recorder) == 0
     hps = ["--hp", "epochs=2", "--hp", "batch_size=256", "--hp", "factors=4", "--hp", "mlp_layers=8,4"]
-    assert main(["train", *hps], session_factory=recorder) == 0, capsys.readouterr().err
+    hps += ["--hp", "top_k=5"]
+    with recorder.recording():
+        assert main(["upload", "--prepared", str(tiny_channels)], session_factory=recorder) == 0
+        assert main(["train", *hps], session_factory=recorder) == 0, capsys.readouterr().err
     request = recorder.only("CreateTrainingJob")
     channels = {
         c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]
@@ -81,9 +84,9 @@ def test_training_request_runs_like_the_container(
     definitions = request["AlgorithmSpecification"]["MetricDefinitions"]
     printed = [m.groups() for m in map(METRIC_LINE.match, result.stdout.splitlines()) if m]
     assert {name for name, _ in printed} >= {
-        "validation_ndcg_at_10",
+        "validation_ndcg_at_5",
         "train_loss",
-        "test_hr_at_10",
+        "test_hr_at_5",
         "best_epoch",
     }
     for name, value in printed:  # each metric line is picked up by its own definition and no other
@@ -91,9 +94,9 @@ def test_training_request_runs_like_the_container(
         assert [d["Name"] for d in matching] == [name]
         assert float(re.search(matching[0]["Regex"], f"{name}={value};").group(1)) == float(value)
     # A tuning job ranks the trial by the objective's last value: every epoch's, then the selected one's.
-    objective = next(d for d in definitions if d["Name"] == "validation_ndcg_at_10")
+    objective = next(d for d in definitions if d["Name"] == "validation_ndcg_at_5")
     values = [float(v) for v in re.findall(objective["Regex"], result.stdout)]
     metrics = json.loads((tmp_path / "output/metrics.json").read_text())
     assert len(values) == metrics["epochs_run"] + 1 == 3, result.stdout
     assert values[-1] == values[metrics["best_epoch"] - 1]
-    assert values[-1] == pytest.approx(metrics["validation"]["validation_ndcg_at_10"], rel=1e-5)
+    assert values[-1] == pytest.approx(metrics["validation"]["validation_ndcg_at_5"], rel=1e-5)

@@ -111,7 +111,8 @@ def test_offline_message_suggests_the_local_copy(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{unused_port()}"
     with pytest.raises(NcfError, match="network unreachable") as raised:
         download.download("ml-100k", tmp_path, base, timeout=5)
-    assert "make train-local DATA_DIR=../shared/data/ml-100k" in str(raised.value)
+    assert "--base-url=file://" in str(raised.value)
+    assert "../shared" not in str(raised.value)  # a developer machine's path means nothing to a user
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--dataset", "ml-25m", "--dest", str(tmp_path), "--base-url", base],
         capture_output=True,
@@ -131,3 +132,17 @@ def test_http_error_and_unsafe_archive(server, tmp_path: Path) -> None:
     with pytest.raises(NcfError, match="paths outside its folder"):
         download.download("ml-20m", tmp_path, base)
     assert not (tmp_path / "evil.csv").exists()
+
+
+def test_a_copied_archive_installs_offline_from_a_file_url(tmp_path: Path, monkeypatch) -> None:
+    """What the offline message suggests works: the archive from a folder, checksums checked as usual."""
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    files = {name: f"copy of {name}\n" for name in download.DATASETS["ml-100k"].sha256}
+    make_zip(folder / "ml-100k.zip", "ml-100k", files)
+    with pytest.raises(NcfError, match="expected 4883b8cf"):  # the published checksums still apply
+        download.download("ml-100k", tmp_path / "raw", folder.as_uri())
+    known = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
+    monkeypatch.setitem(download.DATASETS, "ml-100k", download.Dataset("u.data", known))
+    target = download.download("ml-100k", tmp_path / "raw", folder.as_uri())
+    assert json.loads((target / "meta.json").read_text())["url"] == f"{folder.as_uri()}/ml-100k.zip"

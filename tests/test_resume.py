@@ -128,3 +128,30 @@ def test_killed_training_process_resumes_to_the_same_result(tiny_channels: Path,
     assert second["best_epoch"] == first["best_epoch"]
     for name, value in first["test"].items():
         assert second["test"][name] == pytest.approx(value, abs=1e-6)
+
+
+def test_only_read_errors_count_as_an_unreadable_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    """A damaged file means "try an older checkpoint"; a bug or an exhausted machine must surface."""
+    import tensorflow as tf
+    from ncf.checkpointing import Checkpointer, LoopState
+
+    state = LoopState("fingerprint")
+    checkpointer = Checkpointer(tmp_path, state, weights=tf.Module())
+    state.epochs_done.assign(1)
+    checkpointer.save()
+    messages: list[str] = []
+
+    def broken_read(path: str) -> None:
+        raise tf.errors.DataLossError(None, None, f"{path}: truncated record")
+
+    monkeypatch.setattr(checkpointer.checkpoint, "restore", broken_read)
+    with pytest.raises(NcfError, match=r"no checkpoint .* could be restored"):
+        checkpointer.restore_latest(messages.append)
+    assert any("unreadable (DataLossError)" in m for m in messages)
+
+    def bug(path: str) -> None:
+        raise TypeError("a bug in the restoring code")
+
+    monkeypatch.setattr(checkpointer.checkpoint, "restore", bug)
+    with pytest.raises(TypeError, match="a bug"):
+        checkpointer.restore_latest(messages.append)

@@ -52,7 +52,7 @@ def test_train_with_only_the_sagemaker_environment(tiny_channels: Path, tmp_path
 
     # Every metric line is matched by exactly its own SageMaker metric definition.
     found = {}
-    for definition in metric_definitions():
+    for definition in metric_definitions(10):  # train.py's default top_k
         values = [float(m) for m in re.findall(definition["Regex"], result.stdout)]
         if values:
             found[definition["Name"]] = values

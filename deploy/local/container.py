@@ -2,11 +2,12 @@
 
 SageMaker (and the SDK's local mode) unpacks model.tar.gz into `/opt/ml/model` and runs `<image> serve`;
 the container must answer `GET /ping` and `POST /invocations` on 8080. Like AWS's TensorFlow Serving
-container, this one first pip-installs a non-empty `code/requirements.txt` (and stops if that fails),
-starts TF Serving (the real binary if on PATH, else deploy/local's stand-in) on the container's loopback,
-and puts `code/inference.py` in front of it with `ContainerFront`, calling TF Serving over HTTP as the real
-container does. It is the same code as `python -m deploy.local` without TLS and the runtime API route,
-which the SageMaker runtime (or the SDK's local runtime client) provides in front of a container.
+container, this one first pip-installs `code/requirements.txt` whenever it exists, even empty (not
+when `code/lib` exists), and stops if that fails; it then starts TF Serving (the real binary if on
+PATH, else deploy/local's stand-in) on the container's loopback, and puts `code/inference.py` in
+front of it with `ContainerFront`, calling TF Serving over HTTP as the real container does. It is the
+same code as `python -m deploy.local` without TLS and the runtime API route, which the SageMaker
+runtime (or the SDK's local runtime client) provides in front of a container.
 
 Exit status: 0 after SIGTERM/SIGINT (requests in flight are finished), 1 when the model cannot be served.
 """
@@ -30,11 +31,14 @@ DRAIN_TIMEOUT_S = 30.0
 
 
 def install_requirements(code_dir: Path) -> None:
-    """`pip install -r code/requirements.txt` when it lists packages, as the real container's serve.py."""
+    """`pip install -r code/requirements.txt` as the real container's serve.py does: whenever the file
+    exists (its presence alone starts pip, which may try the index), and not when `code/lib` exists
+    (then the packages are there and requirements.txt is ignored, with a warning)."""
     requirements = code_dir / "requirements.txt"
-    if not requirements.is_file() or not any(
-        line.strip() and not line.lstrip().startswith("#") for line in requirements.read_text().splitlines()
-    ):
+    if not requirements.is_file():
+        return
+    if (code_dir / "lib").exists():
+        LOG.warning("loading modules in %s, ignoring %s", code_dir / "lib", requirements)
         return
     LOG.info("installing %s", requirements)
     command = [sys.executable, "-m", "pip", "install", "-r", str(requirements)]

@@ -40,12 +40,11 @@ from deploy.localmode.docker import compose_down, container_exit_codes, require_
 from deploy.localmode.sdk_fixes import local_mode_fixes
 from deploy.packaging import ENTRY_POINT, stage_source
 from deploy.training import job_arguments, sdk_metric_definitions
+from deploy.tuning import objective_metric
 from deploy.upload import CHANNELS, OPTIONAL_CHANNELS
 
 LOG = logging.getLogger("deploy")
 COMPOSE_FILE = "docker-compose.yaml"
-#: What SageMaker adds to a tuning trial's hyperparameters (the tuning job's objective metric).
-TUNING_OBJECTIVE = "validation_ndcg_at_10"
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def build_local_trainer(
             **arguments["hyperparameters"],
             "sagemaker_program": ENTRY_POINT,
             "sagemaker_submit_directory": source.as_uri(),
-            "_tuning_objective_metric": TUNING_OBJECTIVE,
+            "_tuning_objective_metric": objective_metric(settings),  # SageMaker adds it to each trial
         }
         code = {}
     else:
@@ -103,7 +102,7 @@ def build_local_trainer(
         input_data_config=[InputData(channel_name=c, data_source=str(p)) for c, p in channels.items()],
         **code,
         **arguments,
-    ).with_metric_definitions(sdk_metric_definitions())
+    ).with_metric_definitions(sdk_metric_definitions(settings))
 
 
 class LogTail(io.TextIOBase):

@@ -39,7 +39,8 @@ if str(TRAINING) not in sys.path:
 from ncf import reporting  # noqa: E402
 
 # Where MovieLens 100K is looked for, in order, relative to the repository root: what `make data`
-# downloads, then the shared read-only copy next to the repository.
+# downloads, then a read-only copy beside the checkout where a machine has one (this project's
+# development machines do; a user's checkout does not, and the error message never suggests it).
 MOVIELENS_100K_PLACES = (Path("data/raw/ml-100k"), Path("../shared/data/ml-100k"))
 MOVIELENS_100K_FILE = "u.data"
 
@@ -171,11 +172,26 @@ def run_header(benchmark: str, quick: bool, argv: Sequence[str] | None = None) -
         "benchmark": benchmark,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shell_command([sys.executable, *(sys.argv if argv is None else argv)]),
+        "commit": code_version(),
         "quick": quick,
         "machine": machine(),
         # Other processes' load at the start (1, 5, 15 min): on a shared machine it explains timing noise.
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
+
+
+def code_version() -> str:
+    """The commit the measured code is at, with `+changes` when tracked files differ from it (such a
+    figure belongs to no commit), or `unknown` outside a git checkout."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+
+    head = git("rev-parse", "HEAD")
+    if head.returncode != 0:
+        return "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    return head.stdout.strip() + ("+changes" if dirty else "")
 
 
 def _relative(part: str) -> str:
@@ -340,6 +356,5 @@ def find_movielens_100k(explicit: Path | None) -> Path:
     raise BenchError(
         f"MovieLens 100K not found (no {MOVIELENS_100K_FILE} in {looked}). Download it with "
         "`make data DATASET=ml-100k` (into data/raw/ml-100k), or pass the folder of an unpacked copy "
-        "with --data DIR (the folder you would give make train-local as DATA_DIR, e.g. "
-        "../shared/data/ml-100k)"
+        "with --data DIR (the folder you would give make train-local as DATA_DIR)"
     )

@@ -275,9 +275,27 @@ def read_channel(directory: str | Path, required: tuple[str, ...] = ID_COLUMNS) 
                 f"{path}: columns {', '.join(frame.columns)} differ from those of {files[0].name} "
                 f"({', '.join(columns)})"
             )
+    for path, frame in zip(files, frames, strict=True):
+        _check_timestamps(path, frame)
     if len(frames) == 1:
         return frames[0]
     return pd.concat([frame[columns] for frame in frames], ignore_index=True)
+
+
+def _check_timestamps(path: Path, frame: pd.DataFrame) -> None:
+    """NcfError for a missing or non-integer timestamp: time orders histories and recency weights,
+    so a row without one cannot be placed (prepare.py never writes such a row)."""
+    if "timestamp" not in frame.columns:
+        return
+    values = frame["timestamp"]
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = numbers.isna().to_numpy() | (numbers.fillna(0) % 1 != 0).to_numpy()
+    if bad.any():
+        row = int(bad.argmax())
+        raise NcfError(
+            f"{path}: {int(bad.sum())} row(s) with a missing or non-integer timestamp (first: data row "
+            f"{row + 1}, {values.iloc[row]!r}); give seconds since the epoch, or drop the column"
+        )
 
 
 def _read_channel_file(path: Path) -> pd.DataFrame:

@@ -21,6 +21,13 @@ import tensorflow as tf
 
 from ncf.errors import NcfError
 
+#: How a damaged checkpoint fails to restore: TensorFlow's read errors (DataLossError, NotFoundError,
+#: OutOfRangeError, InvalidArgumentError, ...), a truncated data file (IndexError "Read less bytes than
+#: requested" from the checkpoint reader), a missing object (AssertionError from
+#: assert_existing_objects_matched) or a shape that does not fit (ValueError). Anything else is a bug or an
+#: exhausted machine, and must not pass as "try an older checkpoint".
+UNREADABLE = (tf.errors.OpError, IndexError, AssertionError, ValueError)
+
 
 class LoopState(tf.Module):
     """The training loop's bookkeeping, stored as variables so it checkpoints with the model."""
@@ -56,7 +63,7 @@ class Checkpointer:
         for path in reversed(self.manager.checkpoints):
             try:
                 self.checkpoint.restore(path).assert_existing_objects_matched()
-            except Exception as exc:  # a damaged checkpoint fails in many ways; any of them means "try older"
+            except UNREADABLE as exc:
                 log(f"warning: checkpoint {path} is unreadable ({type(exc).__name__}); trying an older one")
                 continue
             if self.state.fingerprint.numpy() != expected:

@@ -154,7 +154,7 @@ def moment_ranks(users: np.ndarray, frame: pd.DataFrame) -> np.ndarray | None:
 def _times(frame: pd.DataFrame) -> np.ndarray | None:
     if "timestamp" not in frame.columns:
         return None
-    return pd.to_numeric(frame["timestamp"], errors="coerce").fillna(0).to_numpy(np.int64)
+    return pd.to_numeric(frame["timestamp"]).to_numpy(np.int64)  # read_channel refused missing ones
 
 
 def _ranks_from_latest(users: np.ndarray, times: np.ndarray | None, distinct_times: bool) -> np.ndarray:

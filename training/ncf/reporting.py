@@ -14,20 +14,21 @@ import math
 from pathlib import Path
 from typing import Any
 
-METRIC_NAMES = (
+#: What train.py prints per epoch and at the end; `{k}` is the ranking metrics' cut-off (`top_k`).
+_METRIC_TEMPLATES = (
     "epoch",
     "train_loss",
     "samples_per_sec",
     "epoch_seconds",
-    "validation_hr_at_10",
-    "validation_ndcg_at_10",
-    "validation_recall_at_10_full",
-    "validation_ndcg_at_10_full",
+    "validation_hr_at_{k}",
+    "validation_ndcg_at_{k}",
+    "validation_recall_at_{k}_full",
+    "validation_ndcg_at_{k}_full",
     "validation_rmse",
-    "test_hr_at_10",
-    "test_ndcg_at_10",
-    "test_recall_at_10_full",
-    "test_ndcg_at_10_full",
+    "test_hr_at_{k}",
+    "test_ndcg_at_{k}",
+    "test_recall_at_{k}_full",
+    "test_ndcg_at_{k}_full",
     "test_rmse",
     "best_epoch",
 )
@@ -40,9 +41,14 @@ def metric_regex(name: str) -> str:
     return rf"\b{name}={_NUMBER};"
 
 
-def metric_definitions() -> list[dict[str, str]]:
-    """SageMaker `MetricDefinitions` for every metric train.py prints."""
-    return [{"Name": name, "Regex": metric_regex(name)} for name in METRIC_NAMES]
+def metric_names(top_k: int) -> tuple[str, ...]:
+    """Every metric name train.py prints in a run with this `top_k` (ncf.evaluation names them)."""
+    return tuple(template.format(k=top_k) for template in _METRIC_TEMPLATES)
+
+
+def metric_definitions(top_k: int) -> list[dict[str, str]]:
+    """SageMaker `MetricDefinitions` for every metric train.py prints in a run with this `top_k`."""
+    return [{"Name": name, "Regex": metric_regex(name)} for name in metric_names(top_k)]
 
 
 def metric_line(name: str, value: float) -> str:

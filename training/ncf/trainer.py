@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -238,7 +239,11 @@ def _source_for(model: NcfModel, data: TrainingData, config: TrainConfig, worker
 
 
 def _better(config: TrainConfig, score: float | None, best: float | None) -> bool:
-    if best is None:
+    """Whether `score` beats `best`. A NaN score (a diverged epoch) beats nothing but an empty
+    slot, and any real score beats a NaN best: NaN compares false, so it would otherwise stay best."""
+    if score is None or math.isnan(score):
+        return best is None
+    if best is None or math.isnan(best):
         return True
     return score < best if config.selection_metric == "rmse" else score > best
 
