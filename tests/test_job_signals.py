@@ -71,9 +71,10 @@ def sdk_default_command() -> list[str]:
 
 def submitted_job(recorder: Recorder, channels: Path, hyperparameters: dict[str, str]) -> dict[str, Any]:
     """The CreateTrainingJob request of `deploy upload` + `deploy train` (against moto)."""
-    assert main(["upload", "--prepared", str(channels)], session_factory=recorder) == 0
     hps = [part for name, value in hyperparameters.items() for part in ("--hp", f"{name}={value}")]
-    assert main(["train", *hps], session_factory=recorder) == 0
+    with recorder.recording():
+        assert main(["upload", "--prepared", str(channels)], session_factory=recorder) == 0
+        assert main(["train", *hps], session_factory=recorder) == 0
     return recorder.only("CreateTrainingJob")
 
 
