@@ -49,8 +49,9 @@ from deploy.upload import CHANNELS
 
 pytest_plugins = ["deploy_fixtures"]
 
-#: Long enough that a run is still training when the signal comes; the epoch line says it has begun.
-LONG_RUN = {"epochs": "500", "patience": "0", "refit": "false", "final_fit": "false", "package": "false"}
+#: Far more epochs (a few hundredths of a second each here) than the test waits for: a run still trains when
+#: the signal comes, and the control still trains when it is checked; the epoch line says training has begun.
+LONG_RUN = {"epochs": "100000", "patience": "0", "refit": "false", "final_fit": "false", "package": "false"}
 EPOCH_LINE = "[neumf] epoch 2/"
 STOPPED = "interrupted: SIGTERM received; stopped neumf with"
 GRACE_SECONDS = 120  # SIGKILL follows SIGTERM after this long (StopTrainingJob's documentation)
