@@ -5,7 +5,8 @@ The job gets the train/validation/test channels `upload` wrote, the configured h
 and tunes on what train.py prints), spot capacity with `max_wait` and a per-job checkpoint prefix
 that train.py resumes from after an interruption, and this project's tags. Its source is one
 content-addressed bundle under s3://<bucket>/<prefix>/code/ (training/ plus inference/, see
-deploy/packaging.py), shared with `tune`.
+deploy/packaging.py), shared with `tune`. The job's container runs the SDK's command under a signal
+forwarder (deploy/signals.py), so that a stop's or a spot interruption's SIGTERM reaches train.py.
 """
 
 from __future__ import annotations
@@ -161,16 +162,21 @@ def sdk_metric_definitions(settings: Settings) -> list[Any]:
 
 
 def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs, *, checkpoints: bool) -> Any:
-    """The `ModelTrainer` for this project's training job (also the template of every tuning trial)."""
+    """The `ModelTrainer` for this project's training job (also the template of every tuning trial).
+
+    A `SignalForwardingTrainer`: the job's main process forwards SIGTERM to train.py (tuning trials have no
+    entrypoint to change; see deploy/signals.py).
+    """
     from sagemaker.core.training.configs import (
         CheckpointConfig,
         Compute,
         OutputDataConfig,
         SourceCode,
     )
-    from sagemaker.train import ModelTrainer
 
-    trainer = ModelTrainer(
+    from deploy.signals import SignalForwardingTrainer
+
+    trainer = SignalForwardingTrainer(
         sagemaker_session=sdk_session(session, settings),
         role=settings.role_arn,
         training_image=images.training_image(settings, session.region_name),

@@ -71,6 +71,31 @@ def test_sdk_training_service_with_entrypoint_is_unchanged(tmp_path: Path) -> No
     assert "command" not in service
 
 
+def test_sdk_training_service_passes_the_forwarders_dollars_through_compose(tmp_path: Path) -> None:
+    import yaml
+
+    from deploy.signals import forwarding_command
+
+    entrypoint, arguments = forwarding_command(["/bin/bash"], ["-c", "run $JOB"])
+    container = sdk_training_container(tmp_path, entrypoint=entrypoint)
+    container.container_arguments = arguments
+    with sdk_fixes.local_mode_fixes():
+        container._generate_compose_file({}, [])  # the SDK writes docker-compose.yaml
+    compose = docker.compose_command()
+    if compose is None:
+        pytest.skip("no docker compose / docker-compose to read the file back")
+    resolved = subprocess.run(
+        [*compose, "-f", str(tmp_path / "docker-compose.yaml"), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resolved.returncode == 0, resolved.stderr  # 3.27 alone: "Invalid interpolation format"
+    service = yaml.safe_load(resolved.stdout)["services"]["algo-1"]
+    # `config` prints the values compose resolved, escaped again for a compose file: `$` as `$$`.
+    assert [part.replace("$$", "$") for part in service["entrypoint"]] == [*entrypoint, *arguments]
+
+
 def test_sdk_serving_port_is_published_on_loopback_only(tmp_path: Path) -> None:
     import boto3
     from sagemaker.core.local.image import _SageMakerContainer

@@ -22,6 +22,7 @@ import tensorflow as tf
 from conftest import DISTRIBUTED_SETTINGS, TRAIN_SCRIPT, make_interactions, prepare_channels
 from ncf.distribute import Cluster, local_worker_addresses, resolve_cluster
 from ncf.errors import NcfError
+from process_lines import wait_for_line
 
 HOSTS = ["algo-1", "algo-2"]
 SETTINGS = DISTRIBUTED_SETTINGS
@@ -171,11 +172,7 @@ def test_a_dead_worker_makes_the_other_fail_clearly_instead_of_hanging(
     tiny_channels: Path, tmp_path: Path
 ) -> None:
     chief, other = start_workers(tiny_channels, tmp_path, {**SETTINGS, "epochs": "500"})
-    deadline = time.monotonic() + 120
-    assert other.stdout is not None
-    for line in other.stdout:
-        if line.startswith("[neumf] epoch 2/") or time.monotonic() > deadline:
-            break
+    wait_for_line(other, "[neumf] epoch 2/")
     other.send_signal(signal.SIGKILL)
     killed = time.monotonic()
     _, err = chief.communicate(timeout=90)

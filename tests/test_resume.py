@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from ncf.dataset import load_training_data
 from ncf.errors import NcfError
 from ncf.models import ModelSpec, NcfModel
 from ncf.trainer import fit
+from process_lines import wait_for_line
 
 SETTINGS = [
     "--epochs",
@@ -115,11 +115,7 @@ def test_killed_training_process_resumes_to_the_same_result(tiny_channels: Path,
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    deadline = time.monotonic() + 120
-    assert process.stdout is not None
-    for line in process.stdout:
-        if line.startswith("[neumf] epoch 4/") or time.monotonic() > deadline:
-            break
+    wait_for_line(process, "[neumf] epoch 4/")
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert not (tmp_path / "b" / "output" / "metrics.json").exists()

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import TRAIN_SCRIPT, channel_args, make_interactions, prepare_channels, run_train
 from ncf.interruption import EXIT_INTERRUPTED
+from process_lines import wait_for_line
 
 # Small batches make each epoch a few seconds long (thousands of steps), so the signal lands mid-epoch.
 SETTINGS = [
@@ -72,13 +73,7 @@ def test_sigterm_mid_epoch_stops_promptly_and_a_restart_ends_like_an_uninterrupt
         text=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 120
-    seen = []
-    for line in process.stdout:
-        seen.append(line)
-        if line.startswith("[neumf] epoch 2/") or time.monotonic() > deadline:
-            break
+    seen = wait_for_line(process, "[neumf] epoch 2/")
     process.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     rest, err = process.communicate(timeout=60)
@@ -124,11 +119,7 @@ def test_sigterm_to_one_worker_stops_both_and_they_resume_together(channels: Pat
         "checkpoint_dir": str(tmp_path / "ckpt"),
     }
     chief, other = start_workers(channels, tmp_path, settings)
-    assert other.stdout is not None
-    deadline = time.monotonic() + 120
-    for line in other.stdout:
-        if line.startswith("[neumf] epoch 2/") or time.monotonic() > deadline:
-            break
+    wait_for_line(other, "[neumf] epoch 2/")
     other.send_signal(signal.SIGTERM)
     signalled = time.monotonic()
     outputs = [process.communicate(timeout=60)[0] for process in (chief, other)]

@@ -1,4 +1,4 @@
-"""Narrow workarounds for two gaps of SageMaker SDK 3.27 local mode, active inside `local_mode_fixes()`.
+"""Narrow workarounds for three gaps of SageMaker SDK 3.27 local mode, active inside `local_mode_fixes()`.
 
 1. **Training without a container entrypoint never runs `train`.** SageMaker starts a training container
    as `docker run <image> train`; SDK v2's local mode wrote `command: train` into the compose file. SDK v3's
@@ -10,8 +10,13 @@
    _SageMakerContainer._create_docker_host` writes `ports: ["<port>:8080"]`, which Docker binds on
    0.0.0.0, so anyone on the network reaches the model. The SDK's own clients only use localhost.
    Fix: `127.0.0.1:<port>:8080`.
+3. **A `$` in a training container's entrypoint breaks the compose file.** `_LocalContainer.
+   _create_docker_host` writes the entrypoint strings into docker-compose.yaml as they are, and compose
+   substitutes `$NAME` in every value (and refuses `$@`, `$!`, `$?`: "Invalid interpolation format"), so
+   the signal forwarder that `deploy train` jobs run as their main process (deploy/signals.py) would not
+   start. Fix: write each `$` as compose's escape `$$`, which compose turns back into `$` for the container.
 
-Each patch wraps the SDK's method and changes only the field named above; both are undone on exit.
+Each patch wraps the SDK's method and changes only the field named above; each is undone on exit.
 """
 
 from __future__ import annotations
@@ -28,6 +33,19 @@ def with_train_command(host_config: dict[str, Any]) -> dict[str, Any]:
     if not host_config.get("entrypoint") and "command" not in host_config:
         return {**host_config, "command": ["train"]}
     return host_config
+
+
+def with_literal_dollars(host_config: dict[str, Any]) -> dict[str, Any]:
+    """Escape `$` as `$$` in the service's entrypoint, so that compose passes it to the container verbatim."""
+    entrypoint = host_config.get("entrypoint")
+    if not entrypoint:
+        return host_config
+    return {**host_config, "entrypoint": [part.replace("$", "$$") for part in entrypoint]}
+
+
+def training_service(host_config: dict[str, Any]) -> dict[str, Any]:
+    """The training service with fixes 1 and 3."""
+    return with_literal_dollars(with_train_command(host_config))
 
 
 def with_loopback_ports(host_config: dict[str, Any]) -> dict[str, Any]:
@@ -52,7 +70,7 @@ def _wrap(owner: type, name: str, fix: Any) -> Any:
 
 @contextmanager
 def local_mode_fixes() -> Iterator[None]:
-    """Apply both workarounds for the duration of a local-mode call."""
+    """Apply the workarounds for the duration of a local-mode call."""
     from sagemaker.core.local.image import _SageMakerContainer
     from sagemaker.train.local.local_container import _LocalContainer
 
@@ -60,7 +78,7 @@ def local_mode_fixes() -> Iterator[None]:
         (
             _LocalContainer,
             "_create_docker_host",
-            _wrap(_LocalContainer, "_create_docker_host", with_train_command),
+            _wrap(_LocalContainer, "_create_docker_host", training_service),
         ),
         (
             _SageMakerContainer,

@@ -74,8 +74,9 @@ def build_local_trainer(
 ) -> Any:
     """The `ModelTrainer` of `deploy train` in local container mode (or a tuning trial's form of it)."""
     from sagemaker.core.training.configs import Compute, InputData, SourceCode
-    from sagemaker.train import ModelTrainer
     from sagemaker.train.model_trainer import Mode
+
+    from deploy.signals import SignalForwardingTrainer
 
     arguments = job_arguments(settings)
     requirements = "requirements.txt" if (source / "requirements.txt").is_file() else None
@@ -93,7 +94,7 @@ def build_local_trainer(
                 source_dir=str(source), entry_script=ENTRY_POINT, requirements=requirements
             )
         }
-    return ModelTrainer(
+    return SignalForwardingTrainer(
         training_mode=Mode.LOCAL_CONTAINER,
         local_container_root=str(root),
         training_image=image,
