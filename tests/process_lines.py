@@ -13,6 +13,10 @@ import threading
 
 import pytest
 
+#: How long SageMaker waits after SIGTERM before SIGKILL when it stops a job or reclaims a spot
+#: instance (StopTrainingJob in the API reference: "delays job termination for 120 seconds").
+GRACE_SECONDS = 120
+
 
 def wait_for_line(process: subprocess.Popen, text: str, timeout: float = 120) -> list[str]:
     """Read `process`'s stdout (text mode) until a line contains `text`; the lines read, that one last.

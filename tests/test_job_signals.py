@@ -36,7 +36,7 @@ import botocore.session
 import pytest
 from deploy_helpers import REGION, Recorder
 from ncf import interruption
-from process_lines import wait_for_line
+from process_lines import GRACE_SECONDS, wait_for_line
 
 from deploy.cli import main
 from deploy.config import Settings
@@ -54,7 +54,6 @@ pytest_plugins = ["deploy_fixtures"]
 LONG_RUN = {"epochs": "100000", "patience": "0", "refit": "false", "final_fit": "false", "package": "false"}
 EPOCH_LINE = "[neumf] epoch 2/"
 STOPPED = "interrupted: SIGTERM received; stopped neumf with"
-GRACE_SECONDS = 120  # SIGKILL follows SIGTERM after this long (StopTrainingJob's documentation)
 STOP_WITHIN = 30  # seconds: well inside the grace period (train.py checks for the signal every ~2 s)
 
 

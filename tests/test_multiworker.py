@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -174,10 +173,8 @@ def test_a_dead_worker_makes_the_other_fail_clearly_instead_of_hanging(
     chief, other = start_workers(tiny_channels, tmp_path, {**SETTINGS, "epochs": "500"})
     wait_for_line(other, "[neumf] epoch 2/")
     other.send_signal(signal.SIGKILL)
-    killed = time.monotonic()
-    _, err = chief.communicate(timeout=90)
+    _, err = chief.communicate(timeout=90)  # a chief that hangs fails the test here
     other.wait(timeout=30)
     assert chief.returncode == 2, err
     assert "error: worker 0 of 2: lost contact with the other workers" in err
-    assert time.monotonic() - killed < 60
     assert "Traceback" not in err
