@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from ncf.config import SEQUENCE_DEFAULTS, TrainConfig, load_config
 from ncf.errors import NcfError
+from ncf.train_settings import SEQUENCE_DEFAULTS, TrainConfig, load_config
 
 PATHS = ["--train", "t", "--validation", "v", "--test", "s", "--model-dir", "m"]
 

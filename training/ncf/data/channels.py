@@ -7,7 +7,7 @@ Layout of a prepared folder OUT (the contract between prepare.py and train.py):
                                     (for SageMaker's ShardedByS3Key), all rows of a user in one file
     OUT/validation/part-00000.csv   user_id,item_id,label[,rating]: per held-out user the positive (label 1)
     OUT/test/part-00000.csv         then E negatives (label 0; rating empty), rows of a user contiguous
-    OUT/items/part-00000.csv        optional: item features, item_id plus feature columns (see ncf.features),
+    OUT/items/part-00000.csv        optional: item features, item_id plus feature columns (ncf.data.features),
                                     every field text; items without interactions are cold-start items
     OUT/vocabulary/users.csv        user_id: every user of the three channels, sorted
     OUT/vocabulary/items.csv        item_id,train_interactions: every item of the three channels, sorted,
@@ -34,9 +34,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ncf.checksums import sha256_file
+from ncf.data.interactions import Interactions
+from ncf.data.splitting import MIN_HELD_OUT_INTERACTIONS, Split, SplitOptions, stable_sort
 from ncf.errors import NcfError
-from ncf.interactions import Interactions
-from ncf.splitting import MIN_HELD_OUT_INTERACTIONS, Split, SplitOptions, stable_sort
 
 META_FORMAT_VERSION = 1
 META_FILE = "meta.json"
@@ -63,7 +63,8 @@ def build_meta(
 
     Keys: format_version; source {input, format, time_order, columns, files [{path, bytes, sha256}]};
     feedback; seed; split {protocol, order, eval_negatives, min_interactions_to_hold_out};
-    options (every prepare.py setting); counts (see ncf.splitting.split_interactions); vocab {users, items}.
+    options (every prepare.py setting); counts (see ncf.data.splitting.split_interactions);
+    vocab {users, items}.
     """
     order = "timestamp, ties in file order" if interactions.time_order == "timestamp" else "file order"
     return {

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ncf.models import NcfModel
+from ncf.models.ncf_models import NcfModel
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The four scoring models: MF, GMF, MLP and NeuMF (He et al. 2017; Rendle et al. 2020).
 
-Every model is a plain `tf.Module` over dense integer indices (see `ncf.vocab`) with two
+Every model is a plain `tf.Module` over dense integer indices (see `ncf.data.vocab`) with two
 entry points:
 
 - `logits(users, items)` scores aligned pairs; it is what training differentiates.
@@ -11,9 +11,9 @@ entry points:
 
 Both are their row-level counterparts (`pair_logits`, `catalog_logits`) applied to the stored
 user rows (`user_rows`), so a user vector the model never learned (one folded in from a
-request's events, `ncf.foldin`) is scored by exactly the same code.
+request's events, `ncf.serving.foldin`) is scored by exactly the same code.
 
-With item features (`ncf.features`), every item-side table (GMF/MF item embedding, MLP item
+With item features (`ncf.data.features`), every item-side table (GMF/MF item embedding, MLP item
 embedding, MF item bias) becomes id embedding + feature embedding, and items without an id
 embedding (cold-start items) are represented by their features alone. Without features the
 code path is exactly the plain one.
@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 if TYPE_CHECKING:
-    from ncf.features import FeatureMatrix
+    from ncf.data.features import FeatureMatrix
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class NcfModel(tf.Module):
         """The user-side rows of `users`, {table name: [batch, width]}: what a user *is* to the model.
 
         Every score below is a function of these rows, so a caller can score a user vector the model
-        never learned (a user folded in from request-time events, `ncf.foldin`).
+        never learned (a user folded in from request-time events, `ncf.serving.foldin`).
         """
         return {name: tf.gather(self.embeddings[name], users) for name in self.user_tables}
 

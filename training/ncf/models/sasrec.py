@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ncf.dataset import TrainingData
+from ncf.data.training_data import TrainingData
 
 _NEG_LARGE = -1e9
 SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")

@@ -34,9 +34,9 @@ import math
 import tensorflow as tf
 
 from ncf.choices import SIMILARITY_MEASURES as MEASURES
-from ncf.models import NcfModel
-from ncf.topk import UNDEFINED, top_k_excluding
-from ncf.vocab import UserItemSets
+from ncf.data.vocab import UserItemSets
+from ncf.models.ncf_models import NcfModel
+from ncf.serving.topk import UNDEFINED, top_k_excluding
 
 
 def unit_rows(vectors: tf.Tensor) -> tf.Tensor:

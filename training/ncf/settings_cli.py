@@ -3,7 +3,7 @@
 A field made with `setting(default, help, ...)` carries its help text and options; `build_parser` turns
 the fields into an argparse parser (`--kebab-case` and `--snake_case` flags, every value read as a
 string) and `parse_value` turns a string into the field's type, or raises `NcfError` naming what was
-wrong. Used by `ncf.config.TrainConfig` (train.py) and `prepare.py`'s `PrepareSettings`.
+wrong. Used by `ncf.train_settings.TrainConfig` (train.py) and `prepare.py`'s `PrepareSettings`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ncf.vocab import UserItemSets
+from ncf.data.vocab import UserItemSets
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ncf.channels import ListedVocabulary, read_channel, read_vocabulary
+from ncf.data.channels import ListedVocabulary, read_channel, read_vocabulary
+from ncf.data.features import FeatureMatrix, ItemFeatures, encode_features
+from ncf.data.heldout import HeldOut, build_heldout
+from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
-from ncf.evaluation import HeldOut, build_heldout
-from ncf.features import FeatureMatrix, ItemFeatures, encode_features
-from ncf.vocab import UserItemSets, Vocabulary
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class TrainingData:
         """Each training row's moment, counted from its user's latest (0): one moment, one timestamp.
 
         Interactions logged in the same second (a user rating a page of movies at once) have no
-        order between them; the sequence model trains on them as a set (`ncf.sequence_training`).
+        order between them; the sequence model trains on them as a set (`ncf.fit.sequence_epochs`).
         """
         return self.train_recency if self.train_moments is None else self.train_moments
 

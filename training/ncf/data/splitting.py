@@ -71,7 +71,7 @@ class Split:
 
 
 def split_interactions(frame: pd.DataFrame, options: SplitOptions) -> Split:
-    """Split a tidy interactions frame (see ncf.interactions) following `options`.
+    """Split a tidy interactions frame (see ncf.data.interactions) following `options`.
 
     Raises:
         NcfError: impossible options, an empty input, nothing left after filtering, or too few items

@@ -16,7 +16,7 @@ Each step, every worker takes its own shard of the data, its local replicas spli
 worker's batch, the strategy all-reduces the gradients (embedding gradients stay
 `IndexedSlices`, which the collective all-gathers: the cost is the batch's rows, not the
 tables), and the lazy Adam step runs once and updates every copy with the same reduced
-gradients (see `ncf.optim`): the weights stay identical without broadcasting them. The
+gradients (see `ncf.fit.optim`): the weights stay identical without broadcasting them. The
 checkpoint holds one copy of each variable; the chief alone saves it.
 
 Dead or stuck peers: the coordination service's heartbeats make the survivors' collectives

@@ -1,7 +1,7 @@
 """Every setting of a training run, in one dataclass (`TrainConfig`), and how it is resolved.
 
 `load_config` layers the defaults, the SageMaker environment (`SM_*` paths, `SM_HPS`) and the command
-line, in that order; the parser is generated from the fields by `ncf.settings`. Unknown flags are
+line, in that order; the parser is generated from the fields by `ncf.settings_cli`. Unknown flags are
 errors, except SageMaker's own `sagemaker_*` / `_tuning_*` bookkeeping. The settings and their
 precedence are documented in the README's *Settings* table.
 """
@@ -18,9 +18,9 @@ from typing import Any
 from ncf import sagemaker_env
 from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SEQUENCE_LOSSES, SIMILARITY_MEASURES
 from ncf.errors import NcfError
-from ncf.settings import build_parser as build_settings_parser
-from ncf.settings import parse_value
-from ncf.settings import setting as _setting
+from ncf.settings_cli import build_parser as build_settings_parser
+from ncf.settings_cli import parse_value
+from ncf.settings_cli import setting as _setting
 
 # Where the sequence model's defaults differ from the NCF types' (settings the user did not give).
 # Measured on MovieLens 100K validation only (README, "The sequence model"): its validation score

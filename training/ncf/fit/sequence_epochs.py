@@ -1,4 +1,4 @@
-"""How the sequence model (`ncf.sasrec`) trains: its epoch source and its step, inside the shared fit loop.
+"""How the sequence model (`ncf.models.sasrec`) trains: its epoch source and its step, in the shared fit loop.
 
 Each user's time-ordered training items are cut into windows of `max_len` next-item predictions
 (the newest window first, then the ones before it, so long histories are not thrown away; the oldest
@@ -15,7 +15,7 @@ step". Every position predicts the next item, with one of three objectives (`seq
   the negatives' losses are averaged, so positive and negatives weigh the same (as with SASRec's one
   negative per positive; summed over 256 negatives, validation NDCG@10 on MovieLens 100K was 0.24).
 
-The step loop, lazy Adam, checkpoints and SIGTERM handling are `ncf.epoch_runner`'s: only the
+The step loop, lazy Adam, checkpoints and SIGTERM handling are `ncf.fit.step_loop`'s: only the
 per-step inputs and the objective differ. Each epoch's windows, negatives and dropout seeds come
 from the (seed, epoch) random stream, so a resumed run trains exactly as an uninterrupted one.
 """
@@ -27,13 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ncf.config import TrainConfig
-from ncf.dataset import TrainingData
-from ncf.distribute import Workers
-from ncf.epoch_runner import EpochRunner
+from ncf.data.training_data import TrainingData
 from ncf.errors import NcfError
-from ncf.sampling import epoch_rng
-from ncf.sasrec import SasRecModel
+from ncf.fit.distribute import Workers
+from ncf.fit.pair_sampling import epoch_rng
+from ncf.fit.step_loop import EpochRunner
+from ncf.models.sasrec import SasRecModel
+from ncf.train_settings import TrainConfig
 
 _INT3 = tf.TensorSpec([None, None, None], tf.int32)
 _INT2 = tf.TensorSpec([None, None], tf.int32)

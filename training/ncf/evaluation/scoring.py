@@ -1,11 +1,11 @@
-"""A trained model's scoring functions as the numpy `Scorer` that `ncf.evaluation.evaluate` takes."""
+"""A trained model's scoring functions as the numpy `Scorer` that `ncf.evaluation.protocol.evaluate` takes."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
-from ncf.models import NcfModel
+from ncf.models.ncf_models import NcfModel
 
 
 class ModelScorer:

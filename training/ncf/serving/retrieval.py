@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import tensorflow as tf
 
-from ncf.models import NcfModel
-from ncf.topk import UNDEFINED, top_k_excluding
+from ncf.models.ncf_models import NcfModel
+from ncf.serving.topk import UNDEFINED, top_k_excluding
 
 EXHAUSTIVE, DOT_PRODUCT, TWO_STAGE = "exhaustive", "dot_product", "two_stage"
 
@@ -180,7 +180,7 @@ class TwoStageTopK(tf.Module):
         k: tf.Tensor,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """`top_k` for users given by their retrieval `vectors` and (for the rerank) their model `rows`:
-        stored users, or users folded in at request time (`ncf.foldin`)."""
+        stored users, or users folded in at request time (`ncf.serving.foldin`)."""
         if not self.rerank:
             logits = self.dot_scores(vectors) + self.model.dense["bias"]
             return top_k_excluding(tf.where(known[:, None], self.scale(logits), popularity), excluded, k)

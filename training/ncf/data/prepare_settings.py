@@ -1,4 +1,4 @@
-"""prepare.py's settings: one dataclass whose fields generate its command line (see `ncf.settings`).
+"""prepare.py's settings: one dataclass whose fields generate its command line (see `ncf.settings_cli`).
 
 The options themselves are documented in the README's *Data* section and by `prepare.py --help`.
 """
@@ -10,12 +10,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ncf import settings
+from ncf import settings_cli
 from ncf.choices import FEEDBACK_MODES
+from ncf.data.interactions import ColumnNames
+from ncf.data.splitting import SplitOptions
 from ncf.errors import NcfError
-from ncf.interactions import ColumnNames
-from ncf.settings import setting
-from ncf.splitting import SplitOptions
+from ncf.settings_cli import setting
 
 _SPLIT = SplitOptions()
 _COLUMNS = "columns"
@@ -135,7 +135,7 @@ class PrepareSettings:
 
 def build_parser() -> argparse.ArgumentParser:
     """prepare.py's command line, generated from PrepareSettings."""
-    return settings.build_parser(
+    return settings_cli.build_parser(
         PrepareSettings,
         prog="prepare.py",
         description=(
@@ -158,8 +158,8 @@ def parse_args(argv: Sequence[str] | None = None) -> PrepareSettings:
         NcfError: a value of the wrong type, an unknown --feedback, --shards below 1.
     """
     given = vars(build_parser().parse_args(argv))
-    options = PrepareSettings(**settings.parse_given(PrepareSettings, given, label="--{flag}"))
-    settings.check_choices(options, label="--{flag}")
+    options = PrepareSettings(**settings_cli.parse_given(PrepareSettings, given, label="--{flag}"))
+    settings_cli.check_choices(options, label="--{flag}")
     if options.shards < 1:
         raise NcfError(f"--shards must be at least 1, not {options.shards}")
     return options

@@ -1,9 +1,9 @@
 """The compiled step loop: one graph call runs many training steps, lazy Adam updates the touched rows.
 
 Per-step cost, not per-sample cost, dominates NCF on CPUs: a step driven from Python costs
-milliseconds. So an epoch (batched in numpy by `ncf.epochs`) runs in a `tf.function` that
+milliseconds. So an epoch (batched in numpy by `ncf.fit.pair_epochs`) runs in a `tf.function` that
 loops over many steps in-graph, in chunks of about `CHUNK_SECONDS` so that a SIGTERM (spot
-interruption) is noticed within seconds. With several workers or devices (`ncf.distribute`)
+interruption) is noticed within seconds. With several workers or devices (`ncf.fit.distribute`)
 each step's gradients are summed over every replica, and the decisions between chunks (stop,
 next chunk length) are agreed by all workers.
 """
@@ -16,10 +16,10 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from ncf.distribute import Workers
-from ncf.models import NcfModel
-from ncf.optim import LazyAdam
-from ncf.sampling import EpochBatches
+from ncf.fit.distribute import Workers
+from ncf.fit.optim import LazyAdam
+from ncf.fit.pair_sampling import EpochBatches
+from ncf.models.ncf_models import NcfModel
 
 StopRequested = Callable[[], bool]
 CHUNK_SECONDS = 2.0
@@ -37,7 +37,7 @@ class EpochRunner(tf.Module):
         implicit: BCE on logits (implicit feedback) or squared error (explicit ratings).
         workers: the job's workers and devices (default: one process, one device).
 
-    Subclasses with other per-step inputs (`ncf.sequence_training`) set `INPUT_SIGNATURE` (one spec per
+    Subclasses with other per-step inputs (`ncf.fit.sequence_epochs`) set `INPUT_SIGNATURE` (one spec per
     array of the batches' `step_inputs()`, step first) and `_step`.
     """
 

@@ -12,12 +12,12 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
 - `recommend_with_seen(user_id[B], k, exclude[B,N])`: excludes only the caller's list
 - `score(user_id[B], item_id[B])` -> `score[B]`, `fallback[B]`
 - `similar_items(item_id[B], k)` -> `item_ids[B,k]`, `scores[B,k]`, `known[B]`: the most similar other
-  items by the measure chosen at export (see `ncf.similarity`); unknown ids give `known` false and an
+  items by the measure chosen at export (see `ncf.serving.similarity`); unknown ids give `known` false and an
   empty row (no fallback: serving refuses them)
 - `similar_users(user_id[B], k)` -> `user_ids[B,k]`, `scores[B,k]`, `known[B]`: the same for users
 - `recommend_from_history(user_id[B], history[B,N], k)` -> also `unknown_history[B,N]`: recommendations
   that react to the request's recent events: the sequence model reads them after the stored history,
-  the NCF types fold them into the user's rows (see `ncf.history_serving`, `ncf.foldin`)
+  the NCF types fold them into the user's rows (see `ncf.serving.history`, `ncf.serving.foldin`)
 
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
@@ -32,14 +32,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ncf.config import TrainConfig
+from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
-from ncf.foldin import FoldIn, FoldInSettings
-from ncf.models import NcfModel
-from ncf.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose, user_vectors
-from ncf.similarity import SimilarityIndex, build_indexes
-from ncf.topk import ids_of, top_k_excluding
-from ncf.vocab import UserItemSets, Vocabulary
+from ncf.models.ncf_models import NcfModel
+from ncf.serving.foldin import FoldIn, FoldInSettings
+from ncf.serving.history import history_signatures
+from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose, user_vectors
+from ncf.serving.similarity import SimilarityIndex, build_indexes
+from ncf.serving.topk import ids_of, top_k_excluding
+from ncf.train_settings import TrainConfig
 
 SAVED_MODEL_VERSION = "1"
 _IDS = tf.TensorSpec([None], tf.string)
@@ -68,8 +69,8 @@ class Recommender(tf.Module):
         retrieval: RetrievalChoice | None = None,
         foldin: FoldInSettings | None = None,
     ) -> None:
-        """`retrieval`: the top-k strategy (`ncf.retrieval.choose`); None: chosen with the defaults.
-        `foldin`: the NCF types' history fold-in constants (`ncf.foldin`); None: the defaults."""
+        """`retrieval`: the top-k strategy (`ncf.serving.retrieval.choose`); None: chosen with the defaults.
+        `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults."""
         super().__init__(name="recommender")
         self.model = model
         self.implicit = implicit
@@ -189,8 +190,6 @@ class Recommender(tf.Module):
         return _similar(self.user_index, self.similar_user_index, self.user_ids, user_id, k, "user_ids")
 
     def signatures(self) -> dict:
-        from ncf.history_serving import history_signatures  # real-time events
-
         return {
             "serving_default": self.recommend,
             "recommend_excluding": self.recommend_excluding,

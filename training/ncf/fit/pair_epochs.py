@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ncf.config import TrainConfig
-from ncf.dataset import TrainingData
-from ncf.distribute import Workers
-from ncf.sampling import EpochBatches, build_epoch, epoch_rng, recency_weights
+from ncf.data.training_data import TrainingData
+from ncf.fit.distribute import Workers
+from ncf.fit.pair_sampling import EpochBatches, build_epoch, epoch_rng, recency_weights
+from ncf.train_settings import TrainConfig
 
 
 def my_training_rows(data: TrainingData, values: np.ndarray, workers: Workers) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Real-time events at request time: the `recommend_from_history` signature of every export.
 
 A request brings a user id and the user's latest interactions that the model has not seen (raw item
-ids, oldest first, "" pads the string matrix). For the sequence model (`ncf.sasrec`) they are
+ids, oldest first, "" pads the string matrix). For the sequence model (`ncf.models.sasrec`) they are
 appended to the user's stored history (an unknown user's history is the request's alone), the
 latest `max_len` items are read, and the next-item scores are ranked as `serving_default` ranks
 them; the history's items are excluded like seen items. No retraining: a new user gets personal
@@ -10,20 +10,19 @@ history holds no catalog item) gets the popularity fallback (`fallback` true).
 
 Output `unknown_history[B,N]` marks the history entries that are not catalog ids (ignored), so the
 serving handler can report them. The NCF model types see a user as learned rows: the history is folded
-into them by a few gradient steps inside the graph (`ncf.foldin`), then ranked as `serving_default`
+into them by a few gradient steps inside the graph (`ncf.serving.foldin`), then ranked as `serving_default`
 ranks; a known user with an empty history gets exactly `serving_default`'s answer.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import tensorflow as tf
 
-from ncf.topk import ids_of
+from ncf.serving.topk import ids_of
 
-if TYPE_CHECKING:
-    from ncf.export import Recommender
+# The served module (`ncf.serving.export.Recommender`, which imports this module): named by its base
+# class here so that the two modules do not import each other.
+Recommender = tf.Module
 
 _IDS = tf.TensorSpec([None], tf.string)
 _HISTORY = tf.TensorSpec([None, None], tf.string)
@@ -48,7 +47,7 @@ def history_signatures(recommender: Recommender) -> dict:
 
 
 def _sequence_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
-    """The stored history plus the request's, read by the sequence model (`ncf.sasrec`)."""
+    """The stored history plus the request's, read by the sequence model (`ncf.models.sasrec`)."""
     model = recommender.model
 
     @tf.function(input_signature=[_IDS, _HISTORY, _K])
@@ -70,7 +69,7 @@ def _sequence_signature(recommender: Recommender) -> tf.types.experimental.Gener
 
 
 def _foldin_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
-    """The NCF types: the history folded into the user's rows (`ncf.foldin`), then ranked as
+    """The NCF types: the history folded into the user's rows (`ncf.serving.foldin`), then ranked as
     `serving_default` ranks (exhaustively or through the export's retrieval stage)."""
     foldin = recommender.foldin
 

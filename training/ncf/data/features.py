@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ncf.config import TrainConfig
 from ncf.errors import NcfError
+from ncf.train_settings import TrainConfig
 
 ITEM_ID = "item_id"
 COLUMN_KINDS = ("categorical", "multi", "numeric")

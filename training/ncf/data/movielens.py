@@ -6,7 +6,7 @@ GroupLens ships its ratings in three layouts:
 - ml-1m, ml-10m: `ratings.dat`, `::`-separated, no header: UserID::MovieID::Rating::Timestamp.
 - ml-20m, ml-25m, ml-latest, ml-latest-small: `ratings.csv` with the header userId,movieId,rating,timestamp.
 
-This module only describes those files (a `DelimitedSpec`); `ncf.interactions` reads them.
+This module only describes those files (a `DelimitedSpec`); `ncf.data.interactions` reads them.
 """
 
 from __future__ import annotations

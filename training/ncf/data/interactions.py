@@ -29,8 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from ncf.data.movielens import CANONICAL, MOVIELENS_FILES, DelimitedSpec, spec_for_file
 from ncf.errors import NcfError
-from ncf.movielens import CANONICAL, MOVIELENS_FILES, DelimitedSpec, spec_for_file
 
 # Files a folder may hold when it is not a MovieLens folder, looked for in this order (after MOVIELENS_FILES;
 # a ratings.csv without the MovieLens header is read as a generic file).

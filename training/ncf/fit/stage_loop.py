@@ -1,9 +1,9 @@
 """One training stage: run epochs, validate, stop early, keep the best weights, checkpoint, resume.
 
-The pieces it drives each have a module of their own: `ncf.epochs` builds each epoch's
-samples, `ncf.epoch_runner` runs them through the compiled step loop, `ncf.evaluation`
-scores validation (through `ncf.scoring`), `ncf.checkpointing` saves and restores. With
-several workers (`ncf.distribute`) every decision here (early stopping, stopping on
+The pieces it drives each have a module of their own: `ncf.fit.pair_epochs` builds each epoch's
+samples, `ncf.fit.step_loop` runs them through the compiled step loop, `ncf.evaluation.protocol`
+scores validation (through `ncf.evaluation.scoring`), `ncf.fit.checkpointing` saves and restores. With
+several workers (`ncf.fit.distribute`) every decision here (early stopping, stopping on
 SIGTERM, resuming) comes from all-reduced numbers, so it is identical on every worker.
 See the README's "How it trains" for the why.
 """
@@ -21,18 +21,19 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from ncf import evaluation, reporting
-from ncf.checkpointing import Checkpointer, LoopState
-from ncf.config import TrainConfig
-from ncf.dataset import TrainingData
-from ncf.distribute import Workers
-from ncf.epoch_runner import EpochRunner, StopRequested
-from ncf.epochs import EpochSource
+from ncf import reporting
+from ncf.data.training_data import TrainingData
 from ncf.errors import NcfError
-from ncf.evaluation import EvaluationProtocol
-from ncf.interruption import TrainingInterrupted
-from ncf.models import NcfModel
-from ncf.scoring import ModelScorer
+from ncf.evaluation import protocol
+from ncf.evaluation.protocol import EvaluationProtocol
+from ncf.evaluation.scoring import ModelScorer
+from ncf.fit.checkpointing import Checkpointer, LoopState
+from ncf.fit.distribute import Workers
+from ncf.fit.interruption import TrainingInterrupted
+from ncf.fit.pair_epochs import EpochSource
+from ncf.fit.step_loop import EpochRunner, StopRequested
+from ncf.models.ncf_models import NcfModel
+from ncf.train_settings import TrainConfig
 
 Log = Callable[[str], None]
 HISTORY_ONLY = {"evaluation_seconds"}  # in history.json, but no metric line (not a SageMaker metric)
@@ -67,13 +68,13 @@ class LoopSummary:
 
 
 def evaluate_split(
-    scorer: evaluation.Scorer,
+    scorer: protocol.Scorer,
     data: TrainingData,
     split: str,
     config: TrainConfig,
     workers: Workers | None = None,
 ) -> dict[str, float]:
-    """`ncf.evaluation.evaluate` on one held-out split, each worker scoring its share of the users.
+    """`ncf.evaluation.protocol.evaluate` on one held-out split, each worker scoring its share of the users.
 
     With a sharded train channel a worker's share is its own users (it holds their training
     rows); otherwise every count-th user. The sums are added up over workers, so the metrics are
@@ -86,7 +87,7 @@ def evaluate_split(
         return rows[data.has_training_rows(heldout.users[rows])] if data.sharded else workers.shard(rows)
 
     with workers.failures_reported():
-        return evaluation.evaluate(
+        return protocol.evaluate(
             scorer,
             heldout,
             data.seen,
@@ -223,7 +224,7 @@ class _FitLoop:
 def _runner_for(model: NcfModel, config: TrainConfig, workers: Workers) -> EpochRunner:
     """The step loop of the model's kind: the NCF pair step, or the sequence model's (`sequence_training`)."""
     if model.spec.model_type == "sasrec":
-        from ncf.sequence_training import SequenceRunner
+        from ncf.fit.sequence_epochs import SequenceRunner
 
         return SequenceRunner(model, config, workers)
     return EpochRunner(model, config.learning_rate, config.l2, config.is_implicit, workers)
@@ -232,7 +233,7 @@ def _runner_for(model: NcfModel, config: TrainConfig, workers: Workers) -> Epoch
 def _source_for(model: NcfModel, data: TrainingData, config: TrainConfig, workers: Workers) -> EpochSource:
     """The epochs of the model's kind: (user, item) samples, or windows of each user's sequence."""
     if model.spec.model_type == "sasrec":
-        from ncf.sequence_training import SequenceSource
+        from ncf.fit.sequence_epochs import SequenceSource
 
         return SequenceSource(data, config, workers)
     return EpochSource(data, config, workers)

@@ -9,7 +9,7 @@ Without `--item-features`, prepare.py looks next to the interactions file:
 - a generic folder's `items.csv` / `items.csv.gz` / `items.parquet` (read as it is).
 
 Every table comes out with text fields only: `item_id,title,genres,year` for MovieLens (year empty
-where unknown), the file's own columns otherwise. `ncf.features` checks it.
+where unknown), the file's own columns otherwise. `ncf.data.features` checks it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ncf.data.features import read_text_table
 from ncf.errors import NcfError
-from ncf.features import read_text_table
 
 MOVIELENS_ITEM_FILES = {"u.data": "u.item", "ratings.dat": "movies.dat", "ratings.csv": "movies.csv"}
 GENERIC_ITEM_FILES = ("items.csv", "items.csv.gz", "items.parquet")

@@ -1,0 +1,1 @@
+"""Models: the model types (`ncf_models`: MF, GMF, MLP, NeuMF; `sasrec`: SASRec)."""
