@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.choices import NCF_MODEL_TYPES
 from ncf.data.features import (
     FeatureColumn,
     configured_item_features,
@@ -23,6 +22,7 @@ from ncf.data.features import (
 from ncf.data.item_sources import find_item_features, load_item_table
 from ncf.errors import NcfError
 from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.models.registry import NCF_MODEL_TYPES
 from ncf.train_settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,17 +10,9 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from ncf.data.vocab import UserItemSets, Vocabulary
-from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.models.ncf_models import ModelSpec, NcfModel, dot_product_part, gmf_vectors, mlp_item_effect
 from ncf.serving.export import Recommender, save_recommender
-from ncf.serving.retrieval import (
-    DOT_PRODUCT,
-    EXHAUSTIVE,
-    TWO_STAGE,
-    choose,
-    dot_product_part,
-    gmf_vectors,
-    mlp_item_effect,
-)
+from ncf.serving.retrieval import DOT_PRODUCT, EXHAUSTIVE, TWO_STAGE, choose
 
 NUM_USERS, NUM_ITEMS = 12, 60
 USERS = Vocabulary.from_values(pd.Series([f"u{i}" for i in range(NUM_USERS)]))

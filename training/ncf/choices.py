@@ -7,8 +7,9 @@ definition.
 
 from __future__ import annotations
 
-NCF_MODEL_TYPES = ("neumf", "gmf", "mlp", "mf")  # the ncf.models.ncf_models.NcfModel types
-MODEL_TYPES = (*NCF_MODEL_TYPES, "sasrec")  # and the sequence model, ncf.models.sasrec
+from ncf.models import registry
+
+MODEL_TYPES = registry.names()  # the model types registered in ncf.models.registry
 SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")  # ncf.fit.sequence_epochs
 FEEDBACK_MODES = ("implicit", "explicit")
 SELECTION_METRICS = ("ndcg", "hr", "ndcg_full", "recall_full", "rmse")

@@ -18,14 +18,10 @@ from typing import Any
 from ncf import sagemaker_env
 from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SEQUENCE_LOSSES, SIMILARITY_MEASURES
 from ncf.errors import NcfError
+from ncf.models import registry
 from ncf.settings_cli import build_parser as build_settings_parser
 from ncf.settings_cli import parse_value
 from ncf.settings_cli import setting as _setting
-
-# Where the sequence model's defaults differ from the NCF types' (settings the user did not give).
-# Measured on MovieLens 100K validation only (README, "The sequence model"): its validation score
-# still rises slowly after 30 epochs and plateaus with +-0.005 noise, where 5 stale epochs stop it early.
-SEQUENCE_DEFAULTS = {"epochs": 200, "patience": 10}
 
 
 @dataclass(frozen=True)
@@ -255,7 +251,10 @@ def _validate(config: TrainConfig) -> None:
             f"hyperparameter mlp_layers: need at least two positive widths, the first even, got {shown}"
         )
     _validate_sequence_settings(config)
-    if config.pretrain and config.model_type != "neumf":
+    registered = registry.model_type(config.model_type)
+    if registered.check is not None:
+        registered.check(config)
+    if config.pretrain and not registered.pretrainable:
         raise NcfError(
             f"hyperparameter pretrain: only NeuMF can be pretrained, model_type is {config.model_type}"
         )
@@ -278,28 +277,11 @@ def _validate(config: TrainConfig) -> None:
 
 
 def _validate_sequence_settings(config: TrainConfig) -> None:
-    """The sequence model's own settings, and what it does not support."""
+    """The ranges of the sequence model's settings (its own rules: `ncf.models.sasrec_settings`)."""
     if config.max_len < 1 or config.attention_blocks < 1 or config.attention_heads < 1:
         raise NcfError("hyperparameters max_len, attention_blocks and attention_heads: must be at least 1")
     if not 0.0 <= config.dropout < 1.0:
         raise NcfError(f"hyperparameter dropout: must be in [0, 1), got {config.dropout}")
-    if config.model_type != "sasrec":
-        return
-    if config.factors % config.attention_heads:
-        raise NcfError(
-            f"hyperparameter attention_heads: {config.attention_heads} does not divide"
-            f" factors {config.factors}"
-        )
-    if not config.is_implicit:
-        raise NcfError(
-            "model_type sasrec predicts the next item (implicit feedback); it has no explicit-feedback"
-            " (rating) mode: use --feedback implicit or an NCF model type"
-        )
-    if config.item_features_path is not None:
-        raise NcfError(
-            "model_type sasrec does not use item features; pass --item-features none (or drop the items"
-            " channel), or use an NCF model type for cold-start items"
-        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,8 +331,9 @@ def load_config(
     if "package" not in parsed:
         parsed["package"] = not sagemaker_env.running_on_sagemaker(environ)
     config = dataclasses.replace(TrainConfig(), **parsed)
-    if config.model_type == "sasrec":
-        unset = {name: value for name, value in SEQUENCE_DEFAULTS.items() if name not in parsed}
+    registered = registry.find(config.model_type)  # an unknown type is refused by `_validate`
+    if registered is not None:
+        unset = {name: value for name, value in registered.defaults.items() if name not in parsed}
         config = dataclasses.replace(config, **unset)
     _validate(config)
     return config

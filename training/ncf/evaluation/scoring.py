@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ncf.models.ncf_models import NcfModel
+from ncf.models.base import Model
 
 
 class ModelScorer:
     """The model's pair and catalog scoring, traced once, called with numpy index arrays."""
 
-    def __init__(self, model: NcfModel, batch: int = 65536) -> None:
+    def __init__(self, model: Model, batch: int = 65536) -> None:
         ids = tf.TensorSpec([None], tf.int32)
         self.model = model
         self.batch = batch
@@ -32,6 +32,5 @@ class ModelScorer:
 
     def catalog_chunk_users(self, budget_floats: int = 32_000_000) -> int:
         """Users per full-catalog call so the widest intermediate stays near 128 MB."""
-        spec = self.model.spec
-        width = spec.mlp_layers[1] if spec.has_mlp else 1
-        return max(1, budget_floats // (spec.num_items * width))
+        width = self.model.catalog_floats_per_item()
+        return max(1, budget_floats // (self.model.num_items * width))

@@ -32,7 +32,7 @@ from ncf.errors import NcfError
 from ncf.fit.distribute import Workers
 from ncf.fit.pair_sampling import epoch_rng
 from ncf.fit.step_loop import EpochRunner
-from ncf.models.sasrec import SasRecModel
+from ncf.models.base import Model
 from ncf.train_settings import TrainConfig
 
 _INT3 = tf.TensorSpec([None, None, None], tf.int32)
@@ -132,7 +132,8 @@ class SequenceRunner(EpochRunner):
 
     INPUT_SIGNATURE = (_INT2, _INT3, _INT3, _INT2, _INT2)
 
-    def __init__(self, model: SasRecModel, config: TrainConfig, workers: Workers | None = None) -> None:
+    def __init__(self, model: Model, config: TrainConfig, workers: Workers | None = None) -> None:
+        """`model`: the sequence model (`ncf.models.sasrec.SasRecModel`, whose `step_loop` builds this)."""
         self.loss = config.sequence_loss
         super().__init__(model, config.learning_rate, config.l2, True, workers)
 

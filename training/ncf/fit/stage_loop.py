@@ -1,10 +1,11 @@
 """One training stage: run epochs, validate, stop early, keep the best weights, checkpoint, resume.
 
-The pieces it drives each have a module of their own: `ncf.fit.pair_epochs` builds each epoch's
-samples, `ncf.fit.step_loop` runs them through the compiled step loop, `ncf.evaluation.protocol`
-scores validation (through `ncf.evaluation.scoring`), `ncf.fit.checkpointing` saves and restores. With
-several workers (`ncf.fit.distribute`) every decision here (early stopping, stopping on
-SIGTERM, resuming) comes from all-reduced numbers, so it is identical on every worker.
+The pieces it drives each have a module of their own: the model's epoch source builds each epoch's
+samples (`ncf.fit.pair_epochs` for the NCF types, `ncf.fit.sequence_epochs` for SASRec), its step loop
+(`ncf.fit.step_loop`) runs them in compiled chunks; the model chooses both (`ncf.models.base.Model`).
+`ncf.evaluation.protocol` scores validation (through `ncf.evaluation.scoring`), `ncf.fit.checkpointing`
+saves and restores. With several workers (`ncf.fit.distribute`) every decision here (early stopping,
+stopping on SIGTERM, resuming) comes from all-reduced numbers, so it is identical on every worker.
 See the README's "How it trains" for the why.
 """
 
@@ -30,9 +31,8 @@ from ncf.evaluation.scoring import ModelScorer
 from ncf.fit.checkpointing import Checkpointer, LoopState
 from ncf.fit.distribute import Workers
 from ncf.fit.interruption import TrainingInterrupted
-from ncf.fit.pair_epochs import EpochSource
-from ncf.fit.step_loop import EpochRunner, StopRequested
-from ncf.models.ncf_models import NcfModel
+from ncf.fit.step_loop import StopRequested
+from ncf.models.base import EpochSource, Model
 from ncf.train_settings import TrainConfig
 
 Log = Callable[[str], None]
@@ -116,7 +116,7 @@ class _FitLoop:
 
     def __init__(
         self,
-        model: NcfModel,
+        model: Model,
         data: TrainingData,
         config: TrainConfig,
         stage: str,
@@ -125,7 +125,7 @@ class _FitLoop:
     ) -> None:
         self.data, self.config, self.stage, self.select, self.workers = data, config, stage, select, workers
         with workers.scope():
-            self.runner = _runner_for(model, config, workers)
+            self.runner = model.step_loop(config, workers)
         self.scorer = ModelScorer(model)
         self.best_weights = [tf.Variable(v, trainable=False) for v in self.runner.variables_in_order]
         with workers.failures_reported():
@@ -221,24 +221,6 @@ class _FitLoop:
         return self.summary.result()
 
 
-def _runner_for(model: NcfModel, config: TrainConfig, workers: Workers) -> EpochRunner:
-    """The step loop of the model's kind: the NCF pair step, or the sequence model's (`sequence_training`)."""
-    if model.spec.model_type == "sasrec":
-        from ncf.fit.sequence_epochs import SequenceRunner
-
-        return SequenceRunner(model, config, workers)
-    return EpochRunner(model, config.learning_rate, config.l2, config.is_implicit, workers)
-
-
-def _source_for(model: NcfModel, data: TrainingData, config: TrainConfig, workers: Workers) -> EpochSource:
-    """The epochs of the model's kind: (user, item) samples, or windows of each user's sequence."""
-    if model.spec.model_type == "sasrec":
-        from ncf.fit.sequence_epochs import SequenceSource
-
-        return SequenceSource(data, config, workers)
-    return EpochSource(data, config, workers)
-
-
 def _better(config: TrainConfig, score: float | None, best: float | None) -> bool:
     """Whether `score` beats `best`. A NaN score (a diverged epoch) beats nothing but an empty
     slot, and any real score beats a NaN best: NaN compares false, so it would otherwise stay best."""
@@ -250,7 +232,7 @@ def _better(config: TrainConfig, score: float | None, best: float | None) -> boo
 
 
 def fit(
-    model: NcfModel,
+    model: Model,
     data: TrainingData,
     config: TrainConfig,
     *,
@@ -292,7 +274,7 @@ def fit(
     loop = _FitLoop(model, data, config, stage, select, workers)
     loop.restore(checkpoint_dir, log)
     with workers.failures_reported():
-        source = _source_for(model, data, config, workers)
+        source = model.epoch_source(data, config, workers)
         loop.check_resumed_alike()
         for epoch in range(loop.epochs_done, epochs):
             if loop.out_of_patience():

@@ -19,7 +19,7 @@ import tensorflow as tf
 from ncf.fit.distribute import Workers
 from ncf.fit.optim import LazyAdam
 from ncf.fit.pair_sampling import EpochBatches
-from ncf.models.ncf_models import NcfModel
+from ncf.models.base import Model
 
 StopRequested = Callable[[], bool]
 CHUNK_SECONDS = 2.0
@@ -44,7 +44,7 @@ class EpochRunner(tf.Module):
     INPUT_SIGNATURE: tuple[tf.TensorSpec, ...] = (_BATCH_SPEC, _BATCH_SPEC, _VALUE_SPEC, _VALUE_SPEC)
 
     def __init__(
-        self, model: NcfModel, learning_rate: float, l2: float, implicit: bool, workers: Workers | None = None
+        self, model: Model, learning_rate: float, l2: float, implicit: bool, workers: Workers | None = None
     ) -> None:
         super().__init__(name="epoch_runner")
         self.model = model

@@ -24,6 +24,7 @@ let the optimizer tell embedding tables (updated row-wise) from dense weights.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -32,8 +33,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
+from ncf.fit.pair_epochs import EpochSource
+from ncf.fit.step_loop import EpochRunner
+from ncf.models.base import EXACT_DOT_PRODUCT, NO_DOT_PRODUCT, PARTIAL_DOT_PRODUCT, DotProduct, Model
+from ncf.serving.foldin import FoldIn, FoldInSettings
+from ncf.serving.history import foldin_signature
+
 if TYPE_CHECKING:
     from ncf.data.features import FeatureMatrix
+    from ncf.data.training_data import TrainingData
+    from ncf.fit.distribute import Workers
+    from ncf.train_settings import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,7 @@ _ITEM_TABLES = ("gmf_item", "mlp_item", "item_bias")
 _USER_TABLES = ("gmf_user", "mlp_user", "user_bias")
 
 
-class NcfModel(tf.Module):
+class NcfModel(Model):
     """One module for all four model types; the spec decides which towers exist."""
 
     CATALOG_WIDE_FEATURES_MAX_ITEMS = 16_384
@@ -137,6 +147,71 @@ class NcfModel(tf.Module):
             self.dense[f"features_{name}_tokens"] = table(features.num_tokens + 1, dim, f"{name}_tokens")
             if features.numeric.shape[1]:
                 self.dense[f"features_{name}_numeric"] = table(features.numeric.shape[1], dim, f"{name}_num")
+
+    # -- the model interface (`ncf.models.base.Model`) --------------------------------------------
+    @classmethod
+    def build(cls, model_type: str, config: TrainConfig, data: TrainingData, workers: Workers) -> NcfModel:
+        """The configured `model_type` over `data`'s users and items, its variables in the workers' scope."""
+        spec = ModelSpec(model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
+        with workers.scope():
+            return cls(spec, seed=config.seed, item_features=data.item_features)
+
+    @property
+    def model_type(self) -> str:
+        return self.spec.model_type
+
+    def epoch_source(self, data: TrainingData, config: TrainConfig, workers: Workers) -> EpochSource:
+        """(user, item) samples: each positive with freshly drawn negatives (`ncf.fit.pair_epochs`)."""
+        return EpochSource(data, config, workers)
+
+    def step_loop(self, config: TrainConfig, workers: Workers) -> EpochRunner:
+        """The pair step: BCE on logits (implicit feedback) or squared error (ratings)."""
+        return EpochRunner(self, config.learning_rate, config.l2, config.is_implicit, workers)
+
+    def precomputed_item_side(self) -> tf.Tensor | None:
+        return self.mlp_item_half() if self.spec.has_mlp else None
+
+    def catalog_floats_per_item(self) -> int:
+        """The MLP tower's first hidden layer holds [users, items, width] floats."""
+        return self.spec.mlp_layers[1] if self.spec.has_mlp else 1
+
+    def similarity_vectors(self, side: str) -> tf.Tensor:
+        """Each tower's vectors in the space the model reads them in, normalised per tower and
+        concatenated with weight 1/sqrt(towers) (see `ncf.serving.similarity`)."""
+        dense, spec = self.dense, self.spec
+        towers = []
+        if spec.has_gmf:
+            gmf = self.table(f"gmf_{side}")
+            if spec.model_type != "mf":
+                gmf = gmf * dense["head"][: spec.factors, 0]
+            towers.append(gmf)
+        if spec.has_mlp:
+            towers.append(tf.matmul(self.table(f"mlp_{side}"), dense[f"mlp_w0_{side}"]))
+        return tf.concat([tf.math.l2_normalize(t, axis=1) for t in towers], axis=1) / math.sqrt(len(towers))
+
+    @classmethod
+    def dot_product(cls, model_type: str) -> DotProduct:
+        if model_type == "mlp":
+            return DotProduct(NO_DOT_PRODUCT, "the MLP tower has no dot-product part to retrieve with")
+        if model_type in ("mf", "gmf"):
+            return DotProduct(
+                EXACT_DOT_PRODUCT, f"{model_type} is a dot product: one matmul, exact, no rerank"
+            )
+        return DotProduct(PARTIAL_DOT_PRODUCT, "")
+
+    def retrieval_vectors(self) -> tuple[tf.Tensor, tf.Tensor]:
+        return dot_product_part(self)
+
+    def retrieval_user_vectors(self, rows: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The dot-product part's user side of user rows (`user_rows`, or rows folded in)."""
+        return user_vectors(self, rows)
+
+    def history_signature(self, recommender: tf.Module) -> tf.types.experimental.GenericFunction:
+        """The history folded into the user's rows (`ncf.serving.foldin`), then ranked."""
+        return foldin_signature(recommender)
+
+    def fold_in(self, settings: FoldInSettings | None) -> FoldIn:
+        return FoldIn(self, settings)
 
     # -- the item side: id embedding (+ feature tower) ---------------------------------------------
     def _item_rows(self, name: str, items: tf.Tensor) -> tf.Tensor:
@@ -292,3 +367,60 @@ class NcfModel(tf.Module):
             for name, var in tower.dense.items():
                 if name.startswith("features_"):
                     self.dense[name].assign(var)
+
+
+# -- the dot-product part, for two-stage retrieval (`ncf.serving.retrieval`) ------------------------
+def dot_product_part(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
+    """(user vectors [users, d], item vectors [items, d]) of the model's dot-product part.
+
+    For MF and GMF, `user . item + bias` equals `model.logits`. For NeuMF it is the GMF half plus the MLP
+    tower's item main effect (`mlp_item_effect`) as one more column, against a constant 1 for every user.
+    """
+    spec = model.spec
+    if not spec.has_gmf:
+        raise ValueError(f"{spec.model_type} has no dot-product part")
+    users = user_vectors(model, {name: model.table(name) for name in model.user_tables})
+    items = model.table("gmf_item")
+    if spec.model_type == "mf":
+        return users, tf.concat([items, model.table("item_bias"), tf.ones((spec.num_items, 1))], axis=1)
+    if not spec.has_mlp:
+        return users, items
+    return users, tf.concat([items, mlp_item_effect(model)[:, None]], axis=1)
+
+
+def user_vectors(model: NcfModel, rows: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The dot-product part's user side of user rows (`NcfModel.user_rows`), [batch, d]: the GMF vector,
+    and for MF `[p, 1, b]`, for NeuMF `[h * p, 1]` (the 1 meets the item's MLP main effect)."""
+    gmf = rows["gmf_user"]
+    ones = tf.ones_like(gmf[:, :1])
+    if model.spec.model_type == "mf":  # MF has no output layer: the plain dot product
+        return tf.concat([gmf, ones, rows["user_bias"]], axis=1)
+    gmf = gmf * model.dense["head"][: model.spec.factors, 0]
+    return tf.concat([gmf, ones], axis=1) if model.spec.has_mlp else gmf
+
+
+def gmf_vectors(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
+    """(users, items) whose dot product is the GMF part of the logit: `h . (p * q) = (h * p) . q`."""
+    users, items = model.table("gmf_user"), model.table("gmf_item")
+    if model.spec.model_type == "mf":  # MF has no output layer: the plain dot product
+        return users, items
+    return users * model.dense["head"][: model.spec.factors, 0], items
+
+
+def mlp_item_effect(model: NcfModel, sample_users: int = 64, chunk: int = 4) -> tf.Tensor:
+    """Each item's MLP-tower part of the logit, averaged over an evenly spaced sample of users: [items].
+
+    NeuMF's MLP tower is not a dot product, but much of what it learns is a property of the item alone
+    (popularity, broad appeal). Its mean over users is the best item-only (additive) approximation of it,
+    so adding it to the GMF dot product makes the retrieval score track the full model; without it, the
+    candidates follow the GMF half only, which may carry little of the score (see README).
+    """
+    users = np.unique(np.linspace(0, model.spec.num_users - 1, sample_users).astype(np.int32))
+    gmf_users, gmf_items = gmf_vectors(model)
+    item_half, total = model.mlp_item_half(), tf.zeros((model.spec.num_items,))
+    for start in range(0, len(users), chunk):
+        batch = tf.constant(users[start : start + chunk])
+        gmf = tf.matmul(tf.gather(gmf_users, batch), gmf_items, transpose_b=True)
+        mlp = model.logits_all_items(batch, item_half) - gmf - model.dense["bias"]
+        total += tf.reduce_sum(mlp, axis=0)
+    return total / len(users)

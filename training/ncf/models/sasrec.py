@@ -25,11 +25,20 @@ events go through `represent`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from ncf.data.training_data import TrainingData
+from ncf.errors import NcfError
+from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource
+from ncf.models.base import NO_DOT_PRODUCT, DotProduct, Model
+from ncf.serving.history import sequence_signature
+
+if TYPE_CHECKING:
+    from ncf.fit.distribute import Workers
+    from ncf.train_settings import TrainConfig
 
 _NEG_LARGE = -1e9
 SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")
@@ -37,7 +46,7 @@ SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")
 
 @dataclass(frozen=True)
 class SequenceSpec:
-    """Shape of a sequence model (the fields the shared scoring and export code read, plus its own)."""
+    """Shape of a sequence model."""
 
     num_users: int
     num_items: int
@@ -47,9 +56,6 @@ class SequenceSpec:
     heads: int
     dropout: float
     user_embedding: bool
-    model_type: str = "sasrec"
-    has_gmf: bool = False
-    has_mlp: bool = False
 
 
 def last_items(data: TrainingData, max_len: int) -> np.ndarray:
@@ -71,8 +77,11 @@ def time_ordered(data: TrainingData) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return data.train_users[order], data.train_items[order].astype(np.int32), order
 
 
-class SasRecModel(tf.Module):
+class SasRecModel(Model):
     """Item and position embeddings, causal attention blocks, and the stored user histories."""
+
+    MODEL_TYPE = "sasrec"
+    keeps_histories = True
 
     def __init__(
         self, spec: SequenceSpec, histories: np.ndarray, seed: int, init_stddev: float = 0.05
@@ -102,6 +111,34 @@ class SasRecModel(tf.Module):
         self.dense["final_gamma"] = tf.Variable(tf.ones((d,)), name="final_gamma")
         self.dense["final_beta"] = tf.Variable(tf.zeros((d,)), name="final_beta")
         self.histories = tf.Variable(histories.astype(np.int32), trainable=False, name="histories")
+
+    # -- the model interface (`ncf.models.base.Model`) --------------------------------------------
+    @classmethod
+    def build(cls, model_type: str, config: TrainConfig, data: TrainingData, workers: Workers) -> SasRecModel:
+        """The configured sequence model, remembering `data`'s training histories; one device only."""
+        if workers.distributed or workers.count > 1:
+            raise NcfError("model_type sasrec trains on one device of one instance; run it with one worker")
+        return build_sasrec(config, data)
+
+    @property
+    def model_type(self) -> str:
+        return self.MODEL_TYPE
+
+    def epoch_source(self, data: TrainingData, config: TrainConfig, workers: Workers) -> SequenceSource:
+        """Windows of each user's time-ordered items (`ncf.fit.sequence_epochs`)."""
+        return SequenceSource(data, config, workers)
+
+    def step_loop(self, config: TrainConfig, workers: Workers) -> SequenceRunner:
+        """Next-item prediction at every position, under the configured `sequence_loss`."""
+        return SequenceRunner(self, config, workers)
+
+    @classmethod
+    def dot_product(cls, model_type: str) -> DotProduct:
+        return DotProduct(NO_DOT_PRODUCT, "sasrec's exhaustive scoring is already one dot product per item")
+
+    def history_signature(self, recommender: tf.Module) -> tf.types.experimental.GenericFunction:
+        """The request's events appended to the stored history, read by the encoder."""
+        return sequence_signature(recommender)
 
     def remember(self, data: TrainingData) -> None:
         """Score from `data`'s training items from now on (each user's last `max_len`)."""
@@ -185,15 +222,15 @@ class SasRecModel(tf.Module):
         """Every real item's embedding (the padding row left out), [num_items, d]."""
         return self.embeddings["item"][: self.spec.num_items]
 
-    # -- the scoring entry points shared with the NCF models --------------------------------------
+    # -- scoring (`ncf.models.base.Model`) ---------------------------------------------------------
     def logits(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
         """Next-item scores of aligned (user, item) pairs from the stored histories, [batch]."""
         distinct, position = tf.unique(users)
         reps = self.represent(tf.gather(self.histories, distinct), distinct)
         return tf.reduce_sum(tf.gather(reps, position) * tf.gather(self.embeddings["item"], items), axis=1)
 
-    def logits_all_items(self, users: tf.Tensor, item_half: tf.Tensor | None = None) -> tf.Tensor:
-        """Next-item scores of every item for each user, [batch, num_items] (`item_half` is unused)."""
+    def logits_all_items(self, users: tf.Tensor, item_side: tf.Tensor | None = None) -> tf.Tensor:
+        """Next-item scores of every item for each user, [batch, num_items] (`item_side` is unused)."""
         reps = self.represent(tf.gather(self.histories, users), users)
         return tf.matmul(reps, self.item_table(), transpose_b=True)
 

@@ -34,10 +34,10 @@ import tensorflow as tf
 
 from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
-from ncf.models.ncf_models import NcfModel
-from ncf.serving.foldin import FoldIn, FoldInSettings
+from ncf.models.base import Model
+from ncf.serving.foldin import FoldInSettings
 from ncf.serving.history import history_signatures
-from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose, user_vectors
+from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.serving.similarity import SimilarityIndex, build_indexes
 from ncf.serving.topk import ids_of, top_k_excluding
 from ncf.train_settings import TrainConfig
@@ -59,7 +59,7 @@ class Recommender(tf.Module):
 
     def __init__(
         self,
-        model: NcfModel,
+        model: Model,
         users: Vocabulary,
         items: Vocabulary,
         seen: UserItemSets,
@@ -84,21 +84,20 @@ class Recommender(tf.Module):
         offsets = np.concatenate([seen.offsets, seen.offsets[-1:]]).astype(np.int64)
         self.seen_offsets = tf.Variable(offsets, trainable=False, name="seen_offsets")
         self.seen_items = tf.Variable(seen.items.astype(np.int64), trainable=False, name="seen_items")
+        item_side = model.precomputed_item_side()  # the attribute keeps its name: the SavedModel's layout
         self.mlp_item_half = (
-            tf.Variable(model.mlp_item_half(), trainable=False, name="mlp_item_half")
-            if model.spec.has_mlp
-            else None
+            None if item_side is None else tf.Variable(item_side, trainable=False, name="mlp_item_half")
         )
         self.user_ids = tf.Variable(users.ids.astype(str), trainable=False, name="user_ids")
         self.similar_item_index, self.similar_user_index = build_indexes(similarity, model, seen, len(items))
         if retrieval is None:
             defaults = TrainConfig.retrieval_candidates, TrainConfig.retrieval_min_items
-            retrieval = choose(model.spec.model_type, len(items), *defaults)
+            retrieval = choose(model.model_type, len(items), *defaults)
         self.retrieval_choice = retrieval
         # Readable from the loaded SavedModel: `json.loads(loaded.retrieval_metadata.numpy())`.
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
         self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
-        self.foldin = FoldIn(model, foldin) if isinstance(model, NcfModel) else None
+        self.foldin = model.fold_in(foldin)
 
     def lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(known [B], index [B]) of raw user ids; unknown ids get index 0 and known false."""
@@ -123,17 +122,6 @@ class Recommender(tf.Module):
             "scores": top_scores,
             "fallback": tf.logical_not(known),
         }
-
-    def top_k_of_rows(
-        self, rows: dict[str, tf.Tensor], personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Top-k item indices and served scores of NCF user rows (`NcfModel.user_rows`), ranked as the
-        export ranks (exhaustively or through its retrieval stage); rows with `personal` false get the
-        most popular items."""
-        if self.retrieval is not None:
-            vectors = user_vectors(self.model, rows)
-            return self.retrieval.top_k_of_rows(vectors, lambda: rows, personal, self.popularity, excluded, k)
-        return self.ranked(self.model.catalog_logits(rows, self.mlp_item_half), personal, excluded, k)
 
     def ranked(
         self, logits: tf.Tensor, personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from ncf.models.ncf_models import NcfModel
+from ncf.models.base import Model
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ class FoldInSettings:
 class FoldIn(tf.Module):
     """The served fold-in: the neutral starting rows, the users' spread, the softmax's item sample."""
 
-    def __init__(self, model: NcfModel, settings: FoldInSettings | None = None) -> None:
+    def __init__(self, model: Model, settings: FoldInSettings | None = None) -> None:
+        """`model`: an NCF model (`ncf.models.ncf_models.NcfModel`, whose `fold_in` builds this)."""
         super().__init__(name="foldin")
         self.model = model
         self.settings = settings or FoldInSettings()

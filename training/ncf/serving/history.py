@@ -40,13 +40,14 @@ def latest_items(sequences: tf.Tensor, padding: int, max_len: int) -> tf.Tensor:
 
 
 def history_signatures(recommender: Recommender) -> dict:
-    """{"recommend_from_history": ...}: the sequence model reads the history, NCF types fold it in."""
-    if hasattr(recommender.model, "represent"):
-        return {"recommend_from_history": _sequence_signature(recommender)}
-    return {"recommend_from_history": _foldin_signature(recommender)}
+    """{"recommend_from_history": ...} as the model builds it (`Model.history_signature`): the sequence
+    model reads the history (`sequence_signature`), the NCF types fold it in (`foldin_signature`); {} for
+    a model that cannot read a history."""
+    signature = recommender.model.history_signature(recommender)
+    return {} if signature is None else {"recommend_from_history": signature}
 
 
-def _sequence_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
+def sequence_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
     """The stored history plus the request's, read by the sequence model (`ncf.models.sasrec`)."""
     model = recommender.model
 
@@ -68,7 +69,7 @@ def _sequence_signature(recommender: Recommender) -> tf.types.experimental.Gener
     return recommend_from_history
 
 
-def _foldin_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
+def foldin_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
     """The NCF types: the history folded into the user's rows (`ncf.serving.foldin`), then ranked as
     `serving_default` ranks (exhaustively or through the export's retrieval stage)."""
     foldin = recommender.foldin
@@ -80,10 +81,28 @@ def _foldin_signature(recommender: Recommender) -> tf.types.experimental.Generic
         personal = tf.logical_or(known, tf.reduce_any(listed >= 0, axis=1))
         rows = foldin.fold(foldin.start_rows(users, known), listed, recommender.mlp_item_half)
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
-        indices, top_scores = recommender.top_k_of_rows(rows, personal, excluded, k)
+        indices, top_scores = _top_k_of_rows(recommender, rows, personal, excluded, k)
         return _answer(recommender, indices, top_scores, personal, listed, history)
 
     return recommend_from_history
+
+
+def _top_k_of_rows(
+    recommender: Recommender,
+    rows: dict[str, tf.Tensor],
+    personal: tf.Tensor,
+    excluded: tf.Tensor | None,
+    k: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Top-k item indices and served scores of NCF user rows (`NcfModel.user_rows`), ranked as the
+    export ranks (exhaustively or through its retrieval stage); rows with `personal` false get the
+    most popular items."""
+    model, retrieval = recommender.model, recommender.retrieval
+    if retrieval is not None:
+        vectors = model.retrieval_user_vectors(rows)
+        return retrieval.top_k_of_rows(vectors, lambda: rows, personal, recommender.popularity, excluded, k)
+    logits = model.catalog_logits(rows, recommender.mlp_item_half)
+    return recommender.ranked(logits, personal, excluded, k)
 
 
 def _answer(

@@ -29,38 +29,19 @@ returned; the query itself is always excluded. Everything here runs inside the e
 
 from __future__ import annotations
 
-import math
-
 import tensorflow as tf
 
 from ncf.choices import SIMILARITY_MEASURES as MEASURES
 from ncf.data.vocab import UserItemSets
-from ncf.models.ncf_models import NcfModel
+from ncf.models.base import Model
 from ncf.serving.topk import UNDEFINED, top_k_excluding
 
 
-def unit_rows(vectors: tf.Tensor) -> tf.Tensor:
-    """Rows scaled to length 1; all-zero rows stay zero (so their cosine with anything is 0)."""
-    return tf.math.l2_normalize(vectors, axis=1)
-
-
-def model_vectors(model: NcfModel, side: str) -> tf.Tensor:
-    """Unit representations of every item (`side="item"`) or user (`side="user"`), shape [N, d].
-
-    A model with vectors of its own (the sequence model: item embeddings, and each user's
-    representation of their stored history) provides them as `similarity_vectors(side)`."""
-    if hasattr(model, "similarity_vectors"):
-        return model.similarity_vectors(side)
-    dense, spec = model.dense, model.spec
-    towers = []
-    if spec.has_gmf:
-        gmf = model.table(f"gmf_{side}")
-        if spec.model_type != "mf":
-            gmf = gmf * dense["head"][: spec.factors, 0]
-        towers.append(gmf)
-    if spec.has_mlp:
-        towers.append(tf.matmul(model.table(f"mlp_{side}"), dense[f"mlp_w0_{side}"]))
-    return tf.concat([unit_rows(t) for t in towers], axis=1) / math.sqrt(len(towers))
+def model_vectors(model: Model, side: str) -> tf.Tensor:
+    """Unit representations of every item (`side="item"`) or user (`side="user"`), shape [N, d]: the
+    model's own (`Model.similarity_vectors`; the NCF types: their towers' vectors as described above,
+    the sequence model: item embeddings, and each user's representation of their stored history)."""
+    return model.similarity_vectors(side)
 
 
 def cosine_scores(queries: tf.Tensor, unit_vectors: tf.Tensor) -> tf.Tensor:
@@ -172,7 +153,7 @@ def _csr_variables(sets: UserItemSets, name: str) -> tuple[tf.Variable, tf.Varia
 
 
 def build_indexes(
-    measure: str, model: NcfModel, seen: UserItemSets, num_items: int
+    measure: str, model: Model, seen: UserItemSets, num_items: int
 ) -> tuple[SimilarityIndex, SimilarityIndex]:
     """(items, users) indexes for `measure`, from the model (cosine) or its training interactions."""
     if measure == "cosine":
