@@ -3,9 +3,10 @@
     python data/generate_default.py --output data/default
 
 Writes interactions.csv (user_id,item_id,rating,timestamp) and items.csv (item_id,title,genres,year):
-1,500 users and 800 items from `ncf.synthetic` with its tastes structure (genres, drifting tastes,
-popularity skew, ratings), so that a learned model clearly beats popularity while popularity is still a
-fair baseline. What the data looks like: data/default/README.md; the generator: training/ncf/synthetic.py.
+1,500 users and 800 items from `synthetic` (tests/benchmarks/synthetic.py) with its tastes structure
+(genres, drifting tastes, popularity skew, ratings), so that a learned model clearly beats popularity
+while popularity is still a fair baseline. What the data looks like: data/default/README.md; the
+generator lives beside the benchmarks that share it, outside the training bundle.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-_TRAINING = str(Path(__file__).resolve().parents[1] / "training")
-if _TRAINING not in sys.path:
-    sys.path.insert(0, _TRAINING)
+_BENCHMARKS = str(Path(__file__).resolve().parents[1] / "tests" / "benchmarks")
+if _BENCHMARKS not in sys.path:
+    sys.path.insert(0, _BENCHMARKS)
 
-from ncf.synthetic import GENRES, SyntheticData, SyntheticSpec, generate  # noqa: E402
+from synthetic import GENRES, SyntheticData, SyntheticSpec, generate  # noqa: E402
 
 SPEC = SyntheticSpec(
     users=1500,

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncf.config import TrainConfig
 from ncf.errors import NcfError
+from ncf.train_settings import TrainConfig
 
 ENV_PREFIX = "NCF_"
 CONFIG_ENV = "NCF_CONFIG"

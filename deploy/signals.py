@@ -4,7 +4,8 @@ SageMaker stops a training job (StopTrainingJob, and a managed spot interruption
 job container's main process, then SIGKILL: "To stop a job, SageMaker sends the algorithm the SIGTERM signal,
 which delays job termination for 120 seconds" (StopTrainingJob in the SageMaker API reference, quoted in
 botocore's service model). train.py records SIGTERM, stops at the next chunk boundary, keeps the checkpoint of
-its last completed epoch and exits 143 (training/ncf/interruption.py), but only when the signal reaches it.
+its last completed epoch and exits 143 (training/ncf/fit/interruption.py), but only when the signal reaches
+it.
 
 Under SDK v3's `ModelTrainer` it does not. The job's main process is the SDK's `/bin/bash -c "chmod +x
 .../sm_drivers/sm_train.sh && .../sm_drivers/sm_train.sh"` (`DEFAULT_CONTAINER_ENTRYPOINT` and

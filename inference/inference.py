@@ -44,9 +44,9 @@ was trained, oldest first. A sequence model (`model_type` sasrec) appends them t
 (for an unknown user they are the whole history) and keeps the latest `max_len` items; the history's items
 are excluded like seen items. Ids the catalog does not know are ignored and listed in the prediction's
 `ignored_history`; `fallback` is true only when no known item is left (and the user is unknown). NCF model
-types fold the history into the user's vector by a few gradient steps inside the model (`ncf.foldin`); a
-known user with an empty history gets the plain answer. At most `NCF_MAX_HISTORY` entries (default 1000);
-`history` cannot be combined with `exclude` or `exclude_seen`.
+types fold the history into the user's vector by a few gradient steps inside the model
+(`ncf.serving.foldin`); a known user with an empty history gets the plain answer. At most
+`NCF_MAX_HISTORY` entries (default 1000); `history` cannot be combined with `exclude` or `exclude_seen`.
 
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the

@@ -24,8 +24,8 @@ from benchmarks.baselines import (
     refit_and_test,
     tune,
 )
-from ncf.dataset import TrainingData, load_training_data
-from ncf.sampling import recency_weights
+from ncf.data.training_data import TrainingData, load_training_data
+from ncf.fit.pair_sampling import recency_weights
 
 SELECTION = "validation_ndcg_at_10"
 

@@ -6,13 +6,13 @@ import gzip
 import json
 from pathlib import Path
 
-import ncf.channels as channels
+import ncf.data.channels as channels
 import numpy as np
 import pandas as pd
 import pytest
-from ncf.channels import check_output, read_channel, read_meta, write_csv, write_prepared
+from ncf.data.channels import check_output, read_channel, read_meta, write_csv, write_prepared
+from ncf.data.splitting import Split
 from ncf.errors import NcfError
-from ncf.splitting import Split
 
 
 def make_split(users: list[str] | None = None) -> Split:

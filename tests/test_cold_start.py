@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+from benchmarks.cold_start import cold_start_auc, hold_out_items
 from conftest import channel_args, run_train
-from ncf.cold_start import cold_start_auc, hold_out_items
 
 GROUPS = 4
 

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from ncf.config import SEQUENCE_DEFAULTS, TrainConfig, load_config
 from ncf.errors import NcfError
+from ncf.models.sasrec_settings import SEQUENCE_DEFAULTS
+from ncf.train_settings import TrainConfig, load_config
 
 PATHS = ["--train", "t", "--validation", "v", "--test", "s", "--model-dir", "m"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ncf.dataset import TrainingData, load_training_data, moment_ranks, recency_ranks
+from ncf.data.training_data import TrainingData, load_training_data, moment_ranks, recency_ranks
 from ncf.errors import NcfError
 
 

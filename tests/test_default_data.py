@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from ncf.interactions import load_interactions
-from ncf.splitting import SplitOptions, split_interactions
+from ncf.data.interactions import load_interactions
+from ncf.data.splitting import SplitOptions, split_interactions
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 DEFAULT = DATA / "default"

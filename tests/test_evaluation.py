@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 import pytest
+from ncf.data.heldout import HeldOut, build_heldout
+from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
-from ncf.evaluation import (
+from ncf.evaluation.protocol import (
     EvaluationProtocol,
-    HeldOut,
-    build_heldout,
     evaluate,
     full_catalog_ranks,
     hit_rate,
@@ -21,7 +21,6 @@ from ncf.evaluation import (
     pessimistic_rank,
     sampled_ranks,
 )
-from ncf.vocab import UserItemSets, Vocabulary
 
 
 def test_ranks_count_ties_against_the_positive() -> None:

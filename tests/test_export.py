@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.export import Recommender, save_recommender
-from ncf.models import ModelSpec, NcfModel
-from ncf.vocab import UserItemSets, Vocabulary
+from ncf.data.vocab import UserItemSets, Vocabulary
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.serving.export import Recommender, save_recommender
 
 USERS = Vocabulary.from_values(pd.Series(["alice", "bob", "carol"]))
 ITEMS = Vocabulary.from_values(pd.Series([f"m{i}" for i in range(6)]))
@@ -44,7 +44,7 @@ def test_saved_model_lives_in_a_numbered_version_folder(served, tmp_path: Path) 
         "score",
         "similar_items",
         "similar_users",
-        "recommend_from_history",  # the NCF fold-in (ncf.foldin)
+        "recommend_from_history",  # the NCF fold-in (ncf.serving.foldin)
     }
 
 

@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.choices import NCF_MODEL_TYPES
-from ncf.config import load_config
-from ncf.errors import NcfError
-from ncf.features import (
+from ncf.data.features import (
     FeatureColumn,
     configured_item_features,
     encode_features,
     parse_declaration,
     read_item_features,
 )
-from ncf.item_sources import find_item_features, load_item_table
-from ncf.models import ModelSpec, NcfModel
+from ncf.data.item_sources import find_item_features, load_item_table
+from ncf.errors import NcfError
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.models.registry import NCF_MODEL_TYPES
+from ncf.train_settings import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 PREPARE = REPO / "training" / "prepare.py"

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 from conftest import TINY_NEUMF_FLAGS, channel_args, run_train
-from ncf.channels import read_channel
+from ncf.data.channels import read_channel
 from ncf.reporting import metric_regex
 
 pytestmark = pytest.mark.slow

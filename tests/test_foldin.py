@@ -1,4 +1,4 @@
-"""Fold-in (`ncf.foldin`): the NCF types' `recommend_from_history` reacts to a request's events.
+"""Fold-in (`ncf.serving.foldin`): the NCF types' `recommend_from_history` reacts to a request's events.
 
 Small models of every NCF type are fitted here, in-process, to two clear taste clusters: users 0-11 like
 items 0-19 (cluster A), users 12-23 items 20-39 (cluster B); each user has seen 8 of their cluster's
@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.export import Recommender
-from ncf.features import FeatureMatrix
-from ncf.foldin import FoldInSettings
-from ncf.models import ModelSpec, NcfModel
-from ncf.optim import LazyAdam
-from ncf.retrieval import EXHAUSTIVE, choose
-from ncf.vocab import UserItemSets, Vocabulary
+from ncf.data.features import FeatureMatrix
+from ncf.data.vocab import UserItemSets, Vocabulary
+from ncf.fit.optim import LazyAdam
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.serving.export import Recommender
+from ncf.serving.foldin import FoldInSettings
+from ncf.serving.retrieval import EXHAUSTIVE, choose
 
 NUM_USERS, NUM_ITEMS, CLUSTER = 24, 40, 20
 USER_IDS = [f"u{i:02d}" for i in range(NUM_USERS)]  # sorted, so the id's index is its number

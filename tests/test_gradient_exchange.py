@@ -1,10 +1,10 @@
-"""Gradients summed over replicas through two all-gathers (ncf.distribute.sum_gathered)."""
+"""Gradients summed over replicas through two all-gathers (ncf.fit.distribute.sum_gathered)."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from ncf.distribute import sum_gathered
+from ncf.fit.distribute import sum_gathered
 
 
 def replica_gradients(seed: int) -> list:

@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ncf.data.interactions import ColumnNames, load_interactions
 from ncf.errors import NcfError
-from ncf.interactions import ColumnNames, load_interactions
 
 
 def write(path: Path, text: str) -> Path:

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 from conftest import DISTRIBUTED_SETTINGS, REPO, channel_args
-from ncf.distribute import local_devices
 from ncf.errors import NcfError
+from ncf.fit.distribute import local_devices
 
 LOGICAL_CPUS = REPO / "tests" / "logical_cpus.py"
 TOLERANCE = 0.1  # seed-to-seed noise of these settings, as in test_multiworker.py
@@ -96,9 +96,9 @@ import tensorflow as tf
 sys.path.insert(0, "training")
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from ncf.distribute import Workers
-from ncf.models import ModelSpec, NcfModel
-from ncf.epoch_runner import EpochRunner
+from ncf.fit.distribute import Workers
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.fit.step_loop import EpochRunner
 
 rng = np.random.default_rng(0)
 users = rng.integers(0, 30, (3, 64)).astype(np.int32)

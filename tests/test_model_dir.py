@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
-from ncf.config import load_config
 from ncf.errors import NcfError
+from ncf.train_settings import load_config
 
 CHANNELS = ["--train", "t", "--validation", "v", "--test", "s"]
 SAGEMAKER = {"SM_MODEL_DIR": "/opt/ml/model", "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tensorflow as tf
-from ncf.choices import NCF_MODEL_TYPES
-from ncf.models import ModelSpec, NcfModel
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.models.registry import NCF_MODEL_TYPES
 
 
 def build(model_type: str, users: int = 7, items: int = 11) -> NcfModel:

@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import DISTRIBUTED_SETTINGS, TRAIN_SCRIPT, make_interactions, prepare_channels
-from ncf.distribute import Cluster, local_worker_addresses, resolve_cluster
 from ncf.errors import NcfError
+from ncf.fit.distribute import Cluster, local_worker_addresses, resolve_cluster
 from process_lines import wait_for_line
 
 HOSTS = ["algo-1", "algo-2"]

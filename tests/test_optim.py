@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-from ncf.optim import LazyAdam
+from ncf.fit.optim import LazyAdam
 
 
 def test_only_rows_in_the_batch_change() -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TRAIN_SCRIPT, channel_args, run_train
-from ncf.config import load_config
-from ncf.dataset import load_training_data
+from ncf.data.training_data import load_training_data
 from ncf.errors import NcfError
-from ncf.models import ModelSpec, NcfModel
-from ncf.trainer import fit
+from ncf.fit.stage_loop import fit
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.train_settings import load_config
 from process_lines import wait_for_line
 
 SETTINGS = [
@@ -133,7 +133,7 @@ def test_killed_training_process_resumes_to_the_same_result(tiny_channels: Path,
 def test_only_read_errors_count_as_an_unreadable_checkpoint(tmp_path: Path, monkeypatch) -> None:
     """A damaged file means "try an older checkpoint"; a bug or an exhausted machine must surface."""
     import tensorflow as tf
-    from ncf.checkpointing import Checkpointer, LoopState
+    from ncf.fit.checkpointing import Checkpointer, LoopState
 
     state = LoopState("fingerprint")
     checkpointer = Checkpointer(tmp_path, state, weights=tf.Module())

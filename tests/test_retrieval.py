@@ -1,4 +1,4 @@
-"""Two-stage top-k (`ncf.retrieval`): same answers as exhaustive scoring, exclusions kept, choice recorded."""
+"""Two-stage top-k (`ncf.serving.retrieval`): exhaustive scoring's answers, exclusions kept, choice kept."""
 
 from __future__ import annotations
 
@@ -9,18 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.export import Recommender, save_recommender
-from ncf.models import ModelSpec, NcfModel
-from ncf.retrieval import (
-    DOT_PRODUCT,
-    EXHAUSTIVE,
-    TWO_STAGE,
-    choose,
-    dot_product_part,
-    gmf_vectors,
-    mlp_item_effect,
-)
-from ncf.vocab import UserItemSets, Vocabulary
+from ncf.data.vocab import UserItemSets, Vocabulary
+from ncf.models.ncf_models import ModelSpec, NcfModel, dot_product_part, gmf_vectors, mlp_item_effect
+from ncf.serving.export import Recommender, save_recommender
+from ncf.serving.retrieval import DOT_PRODUCT, EXHAUSTIVE, TWO_STAGE, choose
 
 NUM_USERS, NUM_ITEMS = 12, 60
 USERS = Vocabulary.from_values(pd.Series([f"u{i}" for i in range(NUM_USERS)]))

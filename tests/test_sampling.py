@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ncf import sampling
-from ncf.sampling import build_epoch, epoch_rng, recency_weights, sample_negatives
-from ncf.vocab import UserItemSets
+from ncf.data.vocab import UserItemSets
+from ncf.fit import pair_sampling as sampling
+from ncf.fit.pair_sampling import build_epoch, epoch_rng, recency_weights, sample_negatives
 
 USERS = np.array([0, 0, 0, 1, 1, 2], dtype=np.int32)
 ITEMS = np.array([0, 1, 2, 2, 3, 5], dtype=np.int32)

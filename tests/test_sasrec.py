@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 from conftest import SASREC_TEST_FLAGS, channel_args
-from ncf.config import load_config
-from ncf.dataset import load_training_data
+from ncf.data.training_data import load_training_data
+from ncf.data.vocab import Vocabulary
 from ncf.errors import NcfError
-from ncf.history_serving import latest_items
-from ncf.sasrec import build_sasrec, last_items
-from ncf.sequence_training import SequenceSource
-from ncf.trainer import fit
-from ncf.vocab import Vocabulary
+from ncf.fit.sequence_epochs import SequenceSource
+from ncf.fit.stage_loop import fit
+from ncf.models.sasrec import build_sasrec, last_items
+from ncf.serving.history import latest_items
+from ncf.train_settings import load_config
 
 SASREC_FLAGS = SASREC_TEST_FLAGS
 
@@ -207,7 +207,7 @@ def test_catalog_scores_equal_pairwise_scores(walk_channels: Path) -> None:
 def test_a_stop_request_interrupts_with_the_last_epoch_checkpointed(
     walk_channels: Path, tmp_path: Path
 ) -> None:
-    from ncf.interruption import TrainingInterrupted
+    from ncf.fit.interruption import TrainingInterrupted
 
     config = load_config([*channel_args(walk_channels), "--model-dir", "unused", *SASREC_FLAGS], {})
     data = load_training_data(config.train, config.validation, config.test, implicit=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from ncf.config import TrainConfig
-from ncf.trainer import _better
+from ncf.fit.stage_loop import _better
+from ncf.train_settings import TrainConfig
 
 NAN = math.nan
 

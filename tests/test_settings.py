@@ -1,4 +1,4 @@
-"""ncf.settings: a settings dataclass generates its command line; prepare.py's settings use it."""
+"""ncf.settings_cli: a settings dataclass generates its command line; prepare.py's settings use it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ncf.data.prepare_settings import PrepareSettings, parse_args
 from ncf.errors import NcfError
-from ncf.prepare_settings import PrepareSettings, parse_args
-from ncf.settings import build_parser, check_choices, parse_given, parse_value, setting
+from ncf.settings_cli import build_parser, check_choices, parse_given, parse_value, setting
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from ncf.config import SIMILARITY_MEASURES, load_config
+from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
-from ncf.export import Recommender, save_recommender
-from ncf.models import ModelSpec, NcfModel
-from ncf.similarity import (
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.serving.export import Recommender, save_recommender
+from ncf.serving.similarity import (
     MEASURES,
     co_counts,
     jaccard,
@@ -19,7 +19,7 @@ from ncf.similarity import (
     top_k_others,
     transpose,
 )
-from ncf.vocab import UserItemSets, Vocabulary
+from ncf.train_settings import SIMILARITY_MEASURES, load_config
 
 # 5 users x 6 items; item 5 has no interactions, user 4 has every item but 5.
 MATRIX = np.array(

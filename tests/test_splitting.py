@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from ncf.data.splitting import SplitOptions, sample_negatives, split_interactions, stable_sort
 from ncf.errors import NcfError
-from ncf.splitting import SplitOptions, sample_negatives, split_interactions, stable_sort
 
 
 def frame(rows: list[tuple], columns: str = "user_id,item_id,rating,timestamp") -> pd.DataFrame:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TRAIN_SCRIPT, channel_args, make_interactions, prepare_channels, run_train
-from ncf.interruption import EXIT_INTERRUPTED
+from ncf.fit.interruption import EXIT_INTERRUPTED
 from process_lines import GRACE_SECONDS, wait_for_line
 
 # Small batches make each epoch a few seconds long (thousands of steps), so the signal lands mid-epoch.

@@ -1,4 +1,4 @@
-"""ncf.synthetic: the one generator of the default data and the benchmarks' data, at small sizes."""
+"""tests/benchmarks/synthetic.py: the one generator of the default data and the benchmarks' data, small."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from ncf.synthetic import SyntheticSpec, generate
+from benchmarks.synthetic import SyntheticSpec, generate
 
 POPULARITY_ONLY = SyntheticSpec(users=300, items=400, interactions=9_000, min_per_user=5, seed=7)
 TASTES = SyntheticSpec(

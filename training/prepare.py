@@ -2,7 +2,7 @@
 
     python training/prepare.py --input data/default --output runs/local/prepared
 
-The inputs it reads, the options (`ncf.prepare_settings`, or `--help`), the split and what it writes
+The inputs it reads, the options (`ncf.data.prepare_settings`, or `--help`), the split and what it writes
 are described in the README's *Data* section. Needs only the standard library, numpy, pandas and
 pyarrow, so it also runs in the SageMaker TensorFlow training container. Bad input prints one line
 `error: ...` and exits with status 2.
@@ -18,13 +18,13 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # run as a script with a safe path (python -P): make `import ncf` work
     sys.path.insert(0, _HERE)
 
-from ncf.channels import build_meta, check_output, write_prepared  # noqa: E402
+from ncf.data.channels import build_meta, check_output, write_prepared  # noqa: E402
+from ncf.data.features import parse_item_features  # noqa: E402
+from ncf.data.interactions import load_interactions  # noqa: E402
+from ncf.data.item_sources import find_item_features, load_item_table  # noqa: E402
+from ncf.data.prepare_settings import PrepareSettings, parse_args  # noqa: E402
+from ncf.data.splitting import split_interactions  # noqa: E402
 from ncf.errors import NcfError  # noqa: E402
-from ncf.features import parse_item_features  # noqa: E402
-from ncf.interactions import load_interactions  # noqa: E402
-from ncf.item_sources import find_item_features, load_item_table  # noqa: E402
-from ncf.prepare_settings import PrepareSettings, parse_args  # noqa: E402
-from ncf.splitting import split_interactions  # noqa: E402
 
 _SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 

@@ -9,7 +9,7 @@ the SavedModel to MODEL_DIR/1 and the serving handler to MODEL_DIR/code, so the 
 SageMaker makes of MODEL_DIR deploys as-is on the TensorFlow Serving container.
 
 With several instances (SM_HOSTS) it trains with MultiWorkerMirroredStrategy, and on one instance
-with several GPUs with MirroredStrategy (see ncf/distribute.py; NCF_WORKER_ADDRESSES overrides the
+with several GPUs with MirroredStrategy (see ncf/fit/distribute.py; NCF_WORKER_ADDRESSES overrides the
 worker addresses for local runs, NCF_DEVICES the devices mirrored over). On SIGTERM (spot interruption)
 it stops within seconds, keeps the last completed epoch's checkpoint and exits with status 143.
 """
@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ncf import interruption
-from ncf.config import TrainConfig, load_config
 from ncf.errors import NcfError
+from ncf.fit import interruption
+from ncf.train_settings import TrainConfig, load_config
 
 if TYPE_CHECKING:  # imported where used: TensorFlow loads only after the data has been checked
-    from ncf.dataset import TrainingData
-    from ncf.distribute import Workers
-    from ncf.models import NcfModel
-    from ncf.trainer import FitResult
+    from ncf.data.training_data import TrainingData
+    from ncf.fit.distribute import Workers
+    from ncf.fit.stage_loop import FitResult
+    from ncf.models.base import Model
 
 
 def log(message: str) -> None:
@@ -90,14 +90,14 @@ def run(config: TrainConfig) -> dict:
     return summary
 
 
-def _evaluation_phase(stages: _Stages) -> tuple[NcfModel, FitResult, TrainingData, dict[str, float]]:
+def _evaluation_phase(stages: _Stages) -> tuple[Model, FitResult, TrainingData, dict[str, float]]:
     """Select the epoch count on validation, refit on train + validation, score test once.
 
     Returns the evaluated model, the selection stage's result, the data the model was trained on,
     and the test metrics (the ones reported).
     """
-    from ncf.scoring import ModelScorer
-    from ncf.trainer import evaluate_split
+    from ncf.evaluation.scoring import ModelScorer
+    from ncf.fit.stage_loop import evaluate_split
 
     config, data = stages.config, stages.data
     model, result = stages.train(data, config.epochs, select=True, suffix="")
@@ -106,13 +106,13 @@ def _evaluation_phase(stages: _Stages) -> tuple[NcfModel, FitResult, TrainingDat
         log(f"refit: training on train + validation for the selected {result.best_epoch} epochs")
         evaluated = data.with_heldout_positives("validation", config.is_implicit)
         model, _ = stages.train(evaluated, result.best_epoch, select=False, suffix="-refit")
-    elif hasattr(model, "remember"):  # a sequence model's test-time input: everything before the test item
+    elif model.keeps_histories:  # a sequence model's test-time input: everything before the test item
         model.remember(data.with_heldout_positives("validation", config.is_implicit))
     test_metrics = evaluate_split(ModelScorer(model), evaluated, "test", config, stages.workers)
     return model, result, evaluated, test_metrics
 
 
-def _final_fit(stages: _Stages, evaluated: TrainingData, epochs: int) -> tuple[NcfModel, TrainingData]:
+def _final_fit(stages: _Stages, evaluated: TrainingData, epochs: int) -> tuple[Model, TrainingData]:
     """The production model: trained on every interaction (train + validation + test) for `epochs`."""
     config, implicit = stages.config, stages.config.is_implicit
     log(
@@ -159,9 +159,9 @@ def _summary(
 def _load_data(config: TrainConfig) -> tuple[TrainingData, Callable[[], Workers]]:
     """The channels as training data, and how to join the job's workers (which imports TensorFlow)."""
     import numpy as np
-    from ncf.dataset import load_training_data
-    from ncf.distribute import connect, resolve_cluster
-    from ncf.features import configured_item_features
+    from ncf.data.features import configured_item_features
+    from ncf.data.training_data import load_training_data
+    from ncf.fit.distribute import connect, resolve_cluster
 
     features = configured_item_features(config)
     cluster = resolve_cluster(os.environ)
@@ -210,27 +210,14 @@ class _Stages:
         self.workers = workers
         self.checkpoints = checkpoints
 
-    def build(self, model_type: str, training: TrainingData) -> NcfModel:
-        """A fresh model; the sequence model also remembers each user's latest `training` items."""
-        from ncf.models import ModelSpec, NcfModel
+    def build(self, model_type: str, training: TrainingData) -> Model:
+        """A fresh model of the registered `model_type` (`ncf.models.registry`) over `training`."""
+        from ncf.models.registry import model_class
 
-        config, data = self.config, self.data
-        if model_type == "sasrec":
-            from ncf.sasrec import build_sasrec
+        return model_class(model_type).build(model_type, self.config, training, self.workers)
 
-            if self.workers.distributed or self.workers.count > 1:
-                raise NcfError(
-                    "model_type sasrec trains on one device of one instance; run it with one worker"
-                )
-            return build_sasrec(config, training)
-        spec = ModelSpec(model_type, len(data.users), len(data.items), config.factors, config.mlp_layers)
-        with self.workers.scope():
-            return NcfModel(spec, seed=config.seed, item_features=data.item_features)
-
-    def fit(
-        self, model: NcfModel, training: TrainingData, epochs: int, stage: str, select: bool
-    ) -> FitResult:
-        from ncf.trainer import fit
+    def fit(self, model: Model, training: TrainingData, epochs: int, stage: str, select: bool) -> FitResult:
+        from ncf.fit.stage_loop import fit
 
         return fit(
             model,
@@ -247,7 +234,7 @@ class _Stages:
 
     def train(
         self, training: TrainingData, epochs: int, *, select: bool, suffix: str
-    ) -> tuple[NcfModel, FitResult]:
+    ) -> tuple[Model, FitResult]:
         """Build and fit the configured model, pretraining NeuMF's towers first when asked."""
         config = self.config
         model = self.build(config.model_type, training)
@@ -283,15 +270,16 @@ def _exported_model_summary(config: TrainConfig, epochs: int) -> dict[str, objec
     }
 
 
-def _export(config: TrainConfig, model: NcfModel, exported: TrainingData) -> dict[str, object]:
+def _export(config: TrainConfig, model: Model, exported: TrainingData) -> dict[str, object]:
     """The SavedModel of `model` with what `exported` knows (ids, seen items, popularity), plus code/.
 
-    Returns the top-k strategy the export chose by catalog size (`ncf.retrieval.choose`), for metrics.json.
+    Returns the top-k strategy the export chose by catalog size (`ncf.serving.retrieval.choose`), for
+    metrics.json.
     """
     import dataclasses
 
-    from ncf.export import Recommender, copy_inference_code, save_recommender, write_model_archive
-    from ncf.retrieval import choose
+    from ncf.serving.export import Recommender, copy_inference_code, save_recommender, write_model_archive
+    from ncf.serving.retrieval import choose
 
     model_dir = Path(config.model_dir)
     retrieval = choose(

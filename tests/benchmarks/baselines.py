@@ -7,7 +7,7 @@
   item-item model.
 
 Every model has `pairs(users, items)` and `catalog(users)` over index arrays (the scorers of
-`ncf.evaluation`), so one evaluator scores every row of the table. Hyperparameters are chosen on the
+`ncf.evaluation.protocol`), so one evaluator scores every row of the table. Hyperparameters are chosen on the
 validation split only by `tune`, which widens the grid until the best point is inside it; `refit_and_test`
 then fits on train + validation, as train.py's refit does, and evaluates test once. The numbers are in
 the README's *Results*.
@@ -24,11 +24,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
-from ncf import evaluation
-from ncf.config import TrainConfig
-from ncf.dataset import TrainingData
-from ncf.evaluation import CatalogScorer, EvaluationProtocol, Scorer
-from ncf.sampling import recency_weights
+from ncf.data.training_data import TrainingData
+from ncf.evaluation import protocol
+from ncf.evaluation.protocol import CatalogScorer, EvaluationProtocol, Scorer
+from ncf.fit.pair_sampling import recency_weights
+from ncf.train_settings import TrainConfig
 
 Params = Mapping[str, Any]
 CATALOG_CHUNK_USERS = 256  # users per dense [users, items] score block in the full-catalog metrics
@@ -201,9 +201,9 @@ class Trial:
 
 
 def evaluate(scorer: Scorer, data: TrainingData, split: str, k: int = 10) -> dict[str, float]:
-    """The metrics of `ncf.evaluation.evaluate`, the evaluator that scores train.py's models."""
+    """The metrics of `ncf.evaluation.protocol.evaluate`, the evaluator that scores train.py's models."""
     heldout = data.validation if split == "validation" else data.test
-    return evaluation.evaluate(scorer, heldout, data.seen, EvaluationProtocol.of(TrainConfig(top_k=k)), split)
+    return protocol.evaluate(scorer, heldout, data.seen, EvaluationProtocol.of(TrainConfig(top_k=k)), split)
 
 
 class Family(Protocol):
@@ -320,7 +320,7 @@ class Ials:
 
     `implicit` takes the confidence of an observed pair as alpha × the matrix value (unobserved pairs
     have confidence 1). The value is 1, or with `recency_boost` > 0 the weight NeuMF gives the
-    interaction (`ncf.sampling.recency_weights`, half-life `recency_half_life`).
+    interaction (`ncf.fit.pair_sampling.recency_weights`, half-life `recency_half_life`).
     """
 
     seed: int = 42

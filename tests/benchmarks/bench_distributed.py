@@ -38,7 +38,7 @@ from typing import Any
 
 import bench_scale
 import common
-from ncf.distribute import local_worker_addresses
+from ncf.fit.distribute import local_worker_addresses
 
 FRACTION = 20
 QUICK_FRACTION = 4 * FRACTION

@@ -8,7 +8,7 @@ items channel from `u.item` (genres, release year). Then, with DEFAULT hyperpara
 2. Cold start: every interaction of 5 % of the items (seeded) is removed before preparing; the model
    is trained with features (the held-out items are in the features file only), and its exported
    SavedModel scores, for each user who interacted with a held-out item, that item against the other
-   held-out items the user did not interact with (AUC, 0.5 = chance; see ncf.cold_start).
+   held-out items the user did not interact with (AUC, 0.5 = chance; see tests/benchmarks/cold_start.py).
 
 Results go to tests/benchmarks/results/features.json (features-quick.json with --quick, 2 epochs), and a
 Markdown snippet for the README is printed.
@@ -27,9 +27,9 @@ from typing import Any
 
 import common
 import numpy as np
-from ncf.cold_start import cold_start_auc, hold_out_items
-from ncf.config import TrainConfig
-from ncf.interactions import load_interactions
+from cold_start import cold_start_auc, hold_out_items
+from ncf.data.interactions import load_interactions
+from ncf.train_settings import TrainConfig
 
 SEED = 42
 COLD_FRACTION = 0.05

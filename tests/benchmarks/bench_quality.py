@@ -4,7 +4,7 @@ One split: MovieLens 100K prepared by the real `training/prepare.py` (seed 42, l
 negatives). Each NCF model is trained by the real `training/train.py` in a subprocess with default
 hyperparameters (plus two ablations of the default NeuMF: without recency weighting, without refit);
 popularity, iALS (`implicit`) and EASE come from `baselines.py`, tuned on validation only and refitted
-on train + validation. Every row is scored by `ncf.evaluation`. Results: results/quality.json
+on train + validation. Every row is scored by `ncf.evaluation.protocol`. Results: results/quality.json
 (quality-quick.json with --quick) and a Markdown table; what they mean: the README's *Results*.
 
 Run from the repository root: `.venv/bin/python tests/benchmarks/bench_quality.py [--quick]`.
@@ -35,9 +35,9 @@ from baselines import (
     refit_and_test,
     tune,
 )
-from ncf.config import TrainConfig
-from ncf.dataset import TrainingData, load_training_data
+from ncf.data.training_data import TrainingData, load_training_data
 from ncf.errors import NcfError
+from ncf.train_settings import TrainConfig
 
 # Model name -> the only train.py flags that differ from the defaults. The last two are ablations of the
 # default NeuMF: what recency weighting and the refit on train + validation bring.
@@ -382,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
             "k": K,
             "selection_metric": selection_key,
             "refit": "every model is refitted on train + validation before its single test evaluation",
-            "metrics": "ncf.evaluation.evaluate (pessimistic ties)",
+            "metrics": "ncf.evaluation.protocol.evaluate (pessimistic ties)",
         },
         "models": models,
         "baselines": baselines,

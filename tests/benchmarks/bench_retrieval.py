@@ -2,8 +2,8 @@
 
 1. A NeuMF (default settings) trained for one epoch (`--epochs 1`: the bars are about latency and
    overlap, not accuracy) on synthetic ML-20M-sized data (`bench_scale.SCALE_SPEC`, popularity-only
-   `ncf.synthetic` data: 138,493 users, 26,744 items; `--interactions` and `--synthetic-users` scale it
-   down), exported by train.py. Its catalog is
+   `synthetic` (tests/benchmarks/synthetic.py) data: 138,493 users, 26,744 items; `--interactions` and
+   `--synthetic-users` scale it down), exported by train.py. Its catalog is
    then padded to 100,000 and 1,000,000 items: each padded item copies the trained vectors of a random
    trained item plus Gaussian noise (0.25 of each table's standard deviation), so the padded items are
    realistic competitors (untrained near-zero rows would never reach a top-10 and make the overlap
@@ -44,11 +44,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from bench_serve import latency_ms
-from ncf.config import TrainConfig
-from ncf.export import Recommender, save_recommender
-from ncf.models import ModelSpec, NcfModel
-from ncf.retrieval import RetrievalChoice, choose
-from ncf.vocab import UserItemSets, Vocabulary
+from ncf.data.vocab import UserItemSets, Vocabulary
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.serving.export import Recommender, save_recommender
+from ncf.serving.retrieval import RetrievalChoice, choose
+from ncf.train_settings import TrainConfig
 
 OVERLAP_BAR = 0.95
 LATENCY_BARS_MS = {100_000: 2.0, 1_000_000: 8.0}

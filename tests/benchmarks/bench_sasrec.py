@@ -14,7 +14,7 @@
    a few successors of the current one), trained in-process with the default settings: the second
    epoch's wall time (windows, shuffling and the compiled step loop; the first epoch also traces).
    Bar: one epoch <= 60 s on 2 cores.
-3. NeuMF fold-in (`--parts foldin`, `ncf.foldin`): a default NeuMF trained by train.py on the same
+3. NeuMF fold-in (`--parts foldin`, `ncf.serving.foldin`): a default NeuMF trained by train.py on the same
    training users, the same histories sent to its `recommend_from_history`: a `neumf_foldin` row beside
    SASRec's in part 1's table.
 4. Fold-in settings (`--parts foldin-tuning`), on validation users only: the same seeded rule holds out a
@@ -203,7 +203,7 @@ def new_user_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     return {"held_out_users": len(sequences), "training_interactions": len(training), "by_events": rows}
 
 
-# -- NeuMF fold-in (ncf.foldin): the same new users, and its settings chosen on validation users ----
+# -- NeuMF fold-in (ncf.serving.foldin): the same new users, and its settings chosen on validation users ----
 
 FOLDIN_FLAGS = ("--model-type", "neumf")
 FOLDIN_SAMPLES = (256, 512, 1024)
@@ -227,8 +227,8 @@ def foldin_tuning(args: argparse.Namespace) -> dict[str, Any]:
     import dataclasses
     import itertools
 
-    from ncf.foldin import FoldInSettings
-    from ncf.history_serving import history_signatures
+    from ncf.serving.foldin import FoldInSettings
+    from ncf.serving.history import history_signatures
 
     training, _ = split_new_users(read_movielens(common.find_movielens_100k(args.data)))
     inner, validation = split_new_users(training)
@@ -253,11 +253,11 @@ def foldin_tuning(args: argparse.Namespace) -> dict[str, Any]:
 def rebuilt_recommender(loaded: Any, settings: Any) -> Any:
     """An in-process `Recommender` over a loaded NeuMF export's weights (trained with the default shape,
     FOLDIN_FLAGS) and its vocabularies, seen items and popularity, with other fold-in settings."""
-    from ncf.config import TrainConfig
-    from ncf.export import Recommender
-    from ncf.models import ModelSpec, NcfModel
-    from ncf.retrieval import choose
-    from ncf.vocab import UserItemSets, Vocabulary
+    from ncf.data.vocab import UserItemSets, Vocabulary
+    from ncf.models.ncf_models import ModelSpec, NcfModel
+    from ncf.serving.export import Recommender
+    from ncf.serving.retrieval import choose
+    from ncf.train_settings import TrainConfig
 
     users, items = (
         Vocabulary(v.numpy().astype(str).astype(object)) for v in (loaded.user_ids, loaded.item_ids)
@@ -280,9 +280,9 @@ def training_data(
     train_users: np.ndarray, train_items: np.ndarray, recency: np.ndarray, users: int, items: int
 ) -> Any:
     """Implicit TrainingData over ids u00000.. / i00000.. with no held-out splits (timing, not evaluation)."""
-    from ncf.dataset import TrainingData
-    from ncf.evaluation import HeldOut
-    from ncf.vocab import UserItemSets, Vocabulary
+    from ncf.data.heldout import HeldOut
+    from ncf.data.training_data import TrainingData
+    from ncf.data.vocab import UserItemSets, Vocabulary
 
     empty = HeldOut(np.zeros(0, np.int32), np.zeros((0, 2), np.int32), None)
     return TrainingData(
@@ -337,9 +337,9 @@ def speed_benchmark(quick: bool) -> dict[str, Any]:
 
 def epoch_seconds(data: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """Seconds of the first epoch (it also traces) and the second (windows + compiled step loop)."""
-    from ncf.config import TrainConfig
-    from ncf.sasrec import build_sasrec
-    from ncf.sequence_training import SequenceRunner, SequenceSource
+    from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource
+    from ncf.models.sasrec import build_sasrec
+    from ncf.train_settings import TrainConfig
 
     config = TrainConfig(model_type="sasrec", **settings)
     model = build_sasrec(config, data)

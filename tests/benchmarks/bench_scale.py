@@ -1,8 +1,8 @@
 """Scale benchmark (`make bench-scale`): prepare.py and one train.py epoch on ML-20M-sized data.
 
-Data: `ncf.synthetic` with the size of MovieLens 20M (138,493 users, 26,744 items, 20,000,263 distinct
-user-item pairs), popularity only (Zipf-like items, log-normal users of at least 20 items, random
-timestamps), written with pyarrow's CSV writer.
+Data: `synthetic` (tests/benchmarks/synthetic.py) with the size of MovieLens 20M (138,493 users, 26,744
+items, 20,000,263 distinct user-item pairs), popularity only (Zipf-like items, log-normal users of at
+least 20 items, random timestamps), written with pyarrow's CSV writer.
 
 1. `training/prepare.py --shards 8` (train channel in 8 part files, ShardedByS3Key-friendly):
    wall time and peak RSS (the child's own `ru_maxrss`).
@@ -30,7 +30,7 @@ from typing import Any
 import common
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from ncf.synthetic import SyntheticSpec, generate
+from synthetic import SyntheticSpec, generate
 
 MEMORY_BAR_GIB = 24
 NUM_NEG = 4

@@ -1,13 +1,13 @@
 """Serving benchmarks (`make bench-serve`): top-k latency in-process and through the local HTTPS endpoint.
 
-Models are synthetic NeuMF recommenders exported with the training code's own `ncf.export` (random
+Models are synthetic NeuMF recommenders exported with the training code's own `ncf.serving.export` (random
 weights: timing does not depend on what was learned), at the project's default size (32 factors, MLP
 64,32,16,8):
 1. In-process, ML-1M-sized model (6,040 users, 3,706 items, ~1M seen interactions): top-10 for 1 user
    and for a batch of 100 users, calling the `serving_default` concrete function directly, and for 1 user
    through `inference.py`'s handler with the in-process transport (p50/p99 over `--calls` calls).
    Bars: 1 user p50 < 2 ms, p99 < 5 ms. Also a `history` request (1 known user, 5 events: the NCF
-   fold-in's gradient steps, `ncf.foldin`) through `recommend_from_history`, no bar.
+   fold-in's gradient steps, `ncf.serving.foldin`) through `recommend_from_history`, no bar.
 2. Through the local HTTPS endpoint (`python -m deploy.local`, a child process) with boto3: p50/p99 for
    1 user (sequential), then throughput with `--clients` concurrent clients over `--requests` requests,
    for both handler transports (in-process and loopback HTTP to the stand-in).
@@ -59,9 +59,9 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from batch_transform import JSONLINES, multi_record_payloads, post_to_container  # noqa: E402
-from ncf.export import Recommender, copy_inference_code, save_recommender  # noqa: E402
-from ncf.models import ModelSpec, NcfModel  # noqa: E402
-from ncf.vocab import UserItemSets, Vocabulary  # noqa: E402
+from ncf.data.vocab import UserItemSets, Vocabulary  # noqa: E402
+from ncf.models.ncf_models import ModelSpec, NcfModel  # noqa: E402
+from ncf.serving.export import Recommender, copy_inference_code, save_recommender  # noqa: E402
 
 from deploy.invoke import make_client  # noqa: E402
 from deploy.local.container_server import Context, import_inference  # noqa: E402
@@ -106,8 +106,8 @@ def export_synthetic_model(out: Path, num_users: int, num_items: int, mean_seen:
 def export_synthetic_sasrec(out: Path, num_users: int, num_items: int, seed: int = 0) -> Path:
     """A random-weight sasrec (default settings) exported like training does; every user has max_len items."""
     from bench_sasrec import training_data
-    from ncf.config import TrainConfig
-    from ncf.sasrec import build_sasrec
+    from ncf.models.sasrec import build_sasrec
+    from ncf.train_settings import TrainConfig
 
     config = TrainConfig(model_type="sasrec")
     rng = np.random.default_rng(seed)
@@ -196,7 +196,8 @@ def bench_in_process(model_dir: Path, num_users: int, num_items: int, calls: int
 
 
 def top10_from_history(signatures: Any, num_users: int, num_items: int) -> Callable[[int], Any]:
-    """Call `i`: `recommend_from_history` for one known user with 5 events (the NCF fold-in, `ncf.foldin`)."""
+    """Call `i`: `recommend_from_history` for one known user with 5 events (the NCF fold-in,
+    `ncf.serving.foldin`)."""
     recommend, k = signatures["recommend_from_history"], tf.constant(10, tf.int32)
     requests = [
         (

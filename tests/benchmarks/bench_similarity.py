@@ -4,7 +4,7 @@
    reuses an exported MODEL_DIR, the folder holding 1/).
 2. For every item of the exported model with at least one genre in `u.item` (the "unknown" flag is not
    a genre), its top-10 similar items are found by each measure: `cosine` through the SavedModel's own
-   `similar_items` signature (the default export), `jaccard` and `pearson` through `ncf.similarity`'s
+   `similar_items` signature (the default export), `jaccard` and `pearson` through `ncf.serving.similarity`'s
    index built from the interactions stored in that SavedModel (what `--similarity jaccard|pearson`
    would export from the same training data). The figure is the share of those 10 items that share at
    least one genre with the query, averaged over queries; "random" is its exact expectation for 10 other
@@ -89,8 +89,8 @@ class Neighbours:
 
     def __init__(self, model_dir: Path) -> None:
         import tensorflow as tf
-        from ncf.similarity import SimilarityIndex, transpose
-        from ncf.vocab import UserItemSets
+        from ncf.data.vocab import UserItemSets
+        from ncf.serving.similarity import SimilarityIndex, transpose
 
         saved = model_dir / "1"
         if not (saved / "saved_model.pb").is_file():

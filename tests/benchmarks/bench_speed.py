@@ -1,7 +1,7 @@
 """Training-speed benchmark (`make bench`): the project's trainer against a plain Keras `Model.fit` NeuMF.
 
-Data: `ncf.synthetic` with the size of MovieLens 1M (6,040 users, 3,706 items, 1,000,000 interactions;
-popularity only), split by the real `training/prepare.py`, so train.py runs unchanged.
+Data: `synthetic` (tests/benchmarks/synthetic.py) with the size of MovieLens 1M (6,040 users, 3,706 items,
+1,000,000 interactions; popularity only), split by the real `training/prepare.py`, so train.py runs unchanged.
 
 1. train.py in a subprocess with the default hyperparameters except --num-neg 4 (and the run-length
    flags --epochs, --patience 0, --refit false, which change how many epochs run, not how fast).
@@ -9,9 +9,9 @@ popularity only), split by the real `training/prepare.py`, so train.py runs unch
    lines (they cover negative sampling plus training, not validation); the first epoch also traces the
    graph, so the reported figure is the median of the epochs after it. Peak RSS of the process is its
    own `ru_maxrss` (training, per-epoch validation and export).
-2. The same NeuMF (factors, MLP layers, batch size, learning rate from ncf/config.py) as a plain Keras 3
+2. The same NeuMF (factors, MLP layers, batch size, learning rate from ncf.train_settings) as a plain Keras 3
    functional model (Embedding + Dense layers, Adam, binary cross-entropy) trained with `Model.fit`, in
-   its own subprocess, on the very epochs `ncf.sampling` builds (sampled in numpy beforehand). Its
+   its own subprocess, on the very epochs `ncf.fit.pair_sampling` builds (sampled in numpy beforehand). Its
    throughput covers `fit` alone, after a warm-up call that traces and compiles; the sampling time is
    reported beside it.
 3. Lazy Adam against Keras' Adam: the same NeuMF in two compiled step loops that differ only in the
@@ -37,10 +37,10 @@ from typing import Any
 
 import common
 from ncf import reporting
-from ncf.config import TrainConfig
-from ncf.dataset import TrainingData
-from ncf.sampling import EpochBatches
-from ncf.synthetic import SyntheticSpec, generate
+from ncf.data.training_data import TrainingData
+from ncf.fit.pair_sampling import EpochBatches
+from ncf.train_settings import TrainConfig
+from synthetic import SyntheticSpec, generate
 
 NUM_NEG = 4
 BAR_SAMPLES_PER_SEC = 400_000
@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _load(prepared: Path) -> tuple[TrainingData, TrainConfig]:
-    from ncf.dataset import load_training_data
+    from ncf.data.training_data import load_training_data
 
     config = TrainConfig(num_neg=NUM_NEG)
     channels = (str(prepared / "train"), str(prepared / "validation"), str(prepared / "test"))
@@ -102,8 +102,8 @@ def _load(prepared: Path) -> tuple[TrainingData, TrainConfig]:
 
 
 def _epoch_arrays(data: TrainingData, config: TrainConfig, epoch: int) -> EpochBatches:
-    """One epoch exactly as train.py builds it (ncf.epochs), so every trainer here sees the same batches."""
-    from ncf.epochs import EpochSource
+    """One epoch exactly as train.py builds it (ncf.fit.pair_epochs): every trainer sees the same batches."""
+    from ncf.fit.pair_epochs import EpochSource
 
     return EpochSource(data, config).batches(epoch)
 
@@ -168,8 +168,8 @@ def _print_epoch(
 def optimizer_worker(prepared: Path, tables: str, steps: int) -> int:
     """Lazy Adam and Keras' Adam, timed in turns on the same batches; print one metric line per window.
 
-    Two copies of the project's NeuMF (ncf.models, same initial weights), each in its own compiled step
-    loop with one optimizer; only the optimizer differs. Keras' Adam gets the gradients dense, as it
+    Two copies of the project's NeuMF (ncf.models.ncf_models, same initial weights), each in its own compiled
+    step loop with one optimizer; only the optimizer differs. Keras' Adam gets the gradients dense, as it
     treats embedding gradients (every row of every table updated every step). The two are timed in
     alternating windows of `steps` steps, so load from other processes hits both alike. `tables`:
     "data" sizes the embedding tables to the dataset, "ml-20m" to MovieLens 20M's 138,493 users and
@@ -200,7 +200,7 @@ def optimizer_worker(prepared: Path, tables: str, steps: int) -> int:
 def _step_loop(optimizer: str, users: int, items: int, config: TrainConfig, batches: EpochBatches) -> Any:
     """A compiled loop over [steps, batch] arrays training a fresh NeuMF with `optimizer`."""
     import tensorflow as tf
-    from ncf.models import ModelSpec, NcfModel
+    from ncf.models.ncf_models import ModelSpec, NcfModel
 
     model = NcfModel(
         ModelSpec(config.model_type, users, items, config.factors, config.mlp_layers), config.seed
@@ -225,10 +225,10 @@ def _step_loop(optimizer: str, users: int, items: int, config: TrainConfig, batc
 
 
 def _optimizer(name: str, variables: list, learning_rate: float) -> Callable[[list], None]:
-    """`apply(gradients)` of lazy Adam (ncf.optim) or of Keras' Adam (dense gradients)."""
+    """`apply(gradients)` of lazy Adam (ncf.fit.optim) or of Keras' Adam (dense gradients)."""
     import keras
     import tensorflow as tf
-    from ncf.optim import LazyAdam
+    from ncf.fit.optim import LazyAdam
 
     if name == "lazy":
         lazy = LazyAdam(variables, learning_rate)
@@ -459,7 +459,7 @@ def trainers(
             "train_rows": counts["train_rows"],
             "validation_users": counts["validation_users"],
             "samples_per_epoch": counts["train_rows"] * (1 + NUM_NEG),
-            "generator": "ncf.synthetic.generate",
+            "generator": "tests/benchmarks/synthetic.py generate",
         },
         "ncf": ncf,
         "keras_fit": keras,

@@ -1,0 +1,122 @@
+"""Real-time events at request time: the `recommend_from_history` signature of every export.
+
+A request brings a user id and the user's latest interactions that the model has not seen (raw item
+ids, oldest first, "" pads the string matrix). For the sequence model (`ncf.models.sasrec`) they are
+appended to the user's stored history (an unknown user's history is the request's alone), the
+latest `max_len` items are read, and the next-item scores are ranked as `serving_default` ranks
+them; the history's items are excluded like seen items. No retraining: a new user gets personal
+recommendations from their first click. A row with no known item at all (an unknown user whose
+history holds no catalog item) gets the popularity fallback (`fallback` true).
+
+Output `unknown_history[B,N]` marks the history entries that are not catalog ids (ignored), so the
+serving handler can report them. The NCF model types see a user as learned rows: the history is folded
+into them by a few gradient steps inside the graph (`ncf.serving.foldin`), then ranked as `serving_default`
+ranks; a known user with an empty history gets exactly `serving_default`'s answer.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from ncf.serving.topk import ids_of
+
+# The served module (`ncf.serving.export.Recommender`, which imports this module): named by its base
+# class here so that the two modules do not import each other.
+Recommender = tf.Module
+
+_IDS = tf.TensorSpec([None], tf.string)
+_HISTORY = tf.TensorSpec([None, None], tf.string)
+_K = tf.TensorSpec([], tf.int32)
+
+
+def latest_items(sequences: tf.Tensor, padding: int, max_len: int) -> tf.Tensor:
+    """Each row's last `max_len` non-padding entries in their order, left-padded with `padding`."""
+    present = tf.cast(sequences != padding, tf.int32)
+    order = tf.argsort(present, axis=1, stable=True)  # padding first, items in their order after it
+    compacted = tf.gather(sequences, order, batch_dims=1)
+    width = tf.shape(compacted)[1]
+    filler = tf.fill([tf.shape(compacted)[0], tf.maximum(max_len - width, 0)], padding)
+    return tf.concat([filler, compacted], axis=1)[:, -max_len:]
+
+
+def history_signatures(recommender: Recommender) -> dict:
+    """{"recommend_from_history": ...} as the model builds it (`Model.history_signature`): the sequence
+    model reads the history (`sequence_signature`), the NCF types fold it in (`foldin_signature`); {} for
+    a model that cannot read a history."""
+    signature = recommender.model.history_signature(recommender)
+    return {} if signature is None else {"recommend_from_history": signature}
+
+
+def sequence_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
+    """The stored history plus the request's, read by the sequence model (`ncf.models.sasrec`)."""
+    model = recommender.model
+
+    @tf.function(input_signature=[_IDS, _HISTORY, _K])
+    def recommend_from_history(user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict:
+        known, users = recommender.lookup_users(user_id)
+        padding = model.padding
+        stored = tf.where(known[:, None], tf.gather(model.histories, users), padding)
+        listed = tf.cast(recommender.item_index.lookup(history), tf.int32)
+        recent = tf.where(listed >= 0, listed, padding)
+        sequences = latest_items(tf.concat([stored, recent], axis=1), padding, model.spec.max_len)
+        has_items = tf.reduce_any(sequences != padding, axis=1)
+        reps = model.represent(sequences, users, known)
+        logits = tf.matmul(reps, model.item_table(), transpose_b=True)
+        excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
+        indices, top_scores = recommender.ranked(logits, has_items, excluded, k)
+        return _answer(recommender, indices, top_scores, has_items, listed, history)
+
+    return recommend_from_history
+
+
+def foldin_signature(recommender: Recommender) -> tf.types.experimental.GenericFunction:
+    """The NCF types: the history folded into the user's rows (`ncf.serving.foldin`), then ranked as
+    `serving_default` ranks (exhaustively or through the export's retrieval stage)."""
+    foldin = recommender.foldin
+
+    @tf.function(input_signature=[_IDS, _HISTORY, _K])
+    def recommend_from_history(user_id: tf.Tensor, history: tf.Tensor, k: tf.Tensor) -> dict:
+        known, users = recommender.lookup_users(user_id)
+        listed = tf.cast(recommender.item_index.lookup(history), tf.int32)
+        personal = tf.logical_or(known, tf.reduce_any(listed >= 0, axis=1))
+        rows = foldin.fold(foldin.start_rows(users, known), listed, recommender.mlp_item_half)
+        excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
+        indices, top_scores = _top_k_of_rows(recommender, rows, personal, excluded, k)
+        return _answer(recommender, indices, top_scores, personal, listed, history)
+
+    return recommend_from_history
+
+
+def _top_k_of_rows(
+    recommender: Recommender,
+    rows: dict[str, tf.Tensor],
+    personal: tf.Tensor,
+    excluded: tf.Tensor | None,
+    k: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Top-k item indices and served scores of NCF user rows (`NcfModel.user_rows`), ranked as the
+    export ranks (exhaustively or through its retrieval stage); rows with `personal` false get the
+    most popular items."""
+    model, retrieval = recommender.model, recommender.retrieval
+    if retrieval is not None:
+        vectors = model.retrieval_user_vectors(rows)
+        return retrieval.top_k_of_rows(vectors, lambda: rows, personal, recommender.popularity, excluded, k)
+    logits = model.catalog_logits(rows, recommender.mlp_item_half)
+    return recommender.ranked(logits, personal, excluded, k)
+
+
+def _answer(
+    recommender: Recommender,
+    indices: tf.Tensor,
+    scores: tf.Tensor,
+    personal: tf.Tensor,
+    listed: tf.Tensor,
+    history: tf.Tensor,
+) -> dict:
+    """The signature's outputs; `personal` false rows got the popularity fallback."""
+    return {
+        "item_ids": ids_of(indices, recommender.item_ids),
+        "scores": scores,
+        "fallback": tf.logical_not(personal),
+        "unknown_history": tf.logical_and(listed < 0, history != ""),
+    }
