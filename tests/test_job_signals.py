@@ -35,7 +35,7 @@ import boto3
 import botocore.session
 import pytest
 from deploy_helpers import REGION, Recorder
-from ncf import interruption
+from ncf.fit import interruption
 from process_lines import GRACE_SECONDS, wait_for_line
 
 from deploy.cli import main
@@ -126,7 +126,7 @@ def test_the_forwarder_exits_with_its_commands_status(status: int) -> None:
 LATE_LISTENER = """
 import os, sys, time
 sys.path.insert(0, {training!r})
-from ncf import interruption
+from ncf.fit import interruption
 time.sleep(1.5)  # like train.py importing TensorFlow: SIGTERM arrives before the handler is installed
 interruption.install()
 print("listening", flush=True)
@@ -141,7 +141,7 @@ def test_sigterm_to_the_forwarder_reaches_a_grandchild_that_listens_late(tmp_pat
     """Through a shell and a Python parent that handle no signal (as sm_train.sh and the SDK's driver), to a
     script that installs its handler after the signal was sent: the forwarder repeats it until it is heard."""
     script = tmp_path / "late.py"
-    script.write_text(LATE_LISTENER.format(training=str(Path(interruption.__file__).parents[1])))
+    script.write_text(LATE_LISTENER.format(training=str(Path(interruption.__file__).parents[2])))
     driver = f"import subprocess, sys; sys.exit(subprocess.call([sys.executable, {str(script)!r}]))"
     process = forwarded(
         f"{sys.executable} -c {shlex.quote(driver)}; status=$?; echo driver exited $status; exit $status",
@@ -161,7 +161,7 @@ def test_sigterm_to_the_forwarder_reaches_a_grandchild_that_listens_late(tmp_pat
 SLOW_EXIT = """
 import signal, sys, time
 sys.path.insert(0, {training!r})
-from ncf import interruption
+from ncf.fit import interruption
 
 class SlowTeardown:  # like TensorFlow's, which runs after Python restored the default signal actions
     def __del__(self):
@@ -178,7 +178,7 @@ sys.exit(interruption.EXIT_INTERRUPTED)
 
 def test_a_repeated_sigterm_does_not_kill_train_py_while_it_exits(tmp_path: Path) -> None:
     script = tmp_path / "slow_exit.py"
-    script.write_text(SLOW_EXIT.format(training=str(Path(interruption.__file__).parents[1])))
+    script.write_text(SLOW_EXIT.format(training=str(Path(interruption.__file__).parents[2])))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     wait_for_line(process, "exiting", timeout=30)
     time.sleep(1)  # inside the teardown
