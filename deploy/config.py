@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ncf.errors import NcfError
-from ncf.train_settings import TrainConfig
+from ncf.train_settings import HYPERPARAMETERS, PATH_SETTINGS, TrainConfig
 
 ENV_PREFIX = "NCF_"
 CONFIG_ENV = "NCF_CONFIG"
@@ -358,10 +358,24 @@ def _check_combinations(s: Settings) -> None:
             raise NcfError(f"setting {message}")
 
 
+def check_hyperparameter_name(table: str, name: str) -> None:
+    """NcfError unless `name` is a hyperparameter train.py has: a typo would otherwise surface only when a
+    paid job starts and train.py refuses its command line."""
+    if name in PATH_SETTINGS:
+        raise NcfError(
+            f"setting {table}.{name}: not a hyperparameter (the job's channels and folders set it)"
+        )
+    if name not in HYPERPARAMETERS:
+        hint = difflib.get_close_matches(name, HYPERPARAMETERS, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise NcfError(f"setting {table}.{name}: train.py has no such hyperparameter{suggestion}")
+
+
 def _check_tables(s: Settings) -> None:
     for name, value in s.hyperparameters.items():
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise NcfError(f"setting hyperparameters: {name!r} is not a snake_case hyperparameter name")
+        check_hyperparameter_name("hyperparameters", name)
         if not isinstance(value, str | int | float | bool):
             raise NcfError(f"setting hyperparameters.{name}: expected a string or a number, got {value!r}")
     top_k = s.hyperparameters.get("top_k", TRAIN_TOP_K)
@@ -385,6 +399,7 @@ def check_tune_ranges(ranges: Mapping[str, Any]) -> None:
         raise NcfError("setting tune_ranges: give at least one hyperparameter range")
     for name, spec in ranges.items():
         where = f"setting tune_ranges.{name}"
+        check_hyperparameter_name("tune_ranges", name)
         if not isinstance(spec, Mapping) or spec.get("type") not in TUNE_RANGE_TYPES:
             raise NcfError(f"{where}: expected a table with type = one of {', '.join(TUNE_RANGE_TYPES)}")
         if spec["type"] == "categorical":

@@ -86,12 +86,17 @@ def test_tune_ranges_can_be_replaced_or_removed(tmp_path: Path) -> None:
         ("[hyperparameters]\nlearning-rate = 0.1\n", {}, {}, "'learning-rate' is not a snake_case"),
         ("[tags]\n'aws:team' = 'x'\n", {}, {}, "reserved by AWS"),
         (
-            "[tune_ranges]\nx = { type = 'integer', min = 5, max = 1 }\n",
+            "[tune_ranges]\nseed = { type = 'integer', min = 5, max = 1 }\n",
             {},
             {},
-            "tune_ranges.x: needs numbers min < max",
+            "tune_ranges.seed: needs numbers min < max",
         ),
-        ("[tune_ranges]\nx = { type = 'range' }\n", {}, {}, "tune_ranges.x: expected a table with type"),
+        (
+            "[tune_ranges]\nseed = { type = 'range' }\n",
+            {},
+            {},
+            "tune_ranges.seed: expected a table with type",
+        ),
         ("not toml [", {}, {}, "not valid TOML"),
     ],
 )
@@ -114,3 +119,23 @@ def test_every_setting_has_an_environment_variable() -> None:
     names = {env_name(f.name) for f in dataclasses.fields(Settings)}
     assert {"NCF_BUCKET", "NCF_ROLE_ARN", "NCF_REGION", "NCF_SPOT", "NCF_HYPERPARAMETERS"} <= names
     assert "NCF_CONFIG" not in names  # the config file's own variable is not a setting
+
+
+def test_hyperparameter_names_are_train_py_settings_before_any_job_starts() -> None:
+    """A misspelt hyperparameter used to reach SageMaker, where the paid job failed on train.py's
+    command line; now the settings refuse it, with the nearest name."""
+    from ncf.train_settings import HYPERPARAMETERS, TrainConfig
+
+    assert load_settings(overrides={"hyperparameters": {"learning_rate": 0.01}}, environ={})
+    with pytest.raises(
+        NcfError, match=r"hyperparameters\.learning_rat: .*no such .*did you mean 'learning_rate'"
+    ):
+        load_settings(overrides={"hyperparameters": {"learning_rat": 0.01}}, environ={})
+    with pytest.raises(NcfError, match=r"hyperparameters\.model_dir: not a hyperparameter"):
+        load_settings(overrides={"hyperparameters": {"model_dir": "/tmp"}}, environ={})
+    with pytest.raises(NcfError, match=r"tune_ranges\.factor: .*did you mean 'factors'"):
+        load_settings(
+            overrides={"tune_ranges": {"factor": {"type": "categorical", "values": ["8"]}}}, environ={}
+        )
+    assert set(Settings().tune_ranges) <= set(HYPERPARAMETERS)  # the default ranges are real settings
+    assert "learning_rate" in TrainConfig().hyperparameters()  # the same names train.py reports

@@ -199,20 +199,27 @@ class TrainConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The settings that define the model and its training (no paths), for logs and metrics.json."""
-        path_names = {
-            "train",
-            "validation",
-            "test",
-            "items",
-            "vocabulary",
-            "train_sharded",
-            "model_dir",
-            "output_data_dir",
-            "checkpoint_dir",
-            "inference_code",
-            "package",
-        }
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in path_names}
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
+
+
+#: Where data, model and outputs live: in SageMaker the job's channels and folders decide them.
+PATH_SETTINGS = frozenset(
+    {
+        "train",
+        "validation",
+        "test",
+        "items",
+        "vocabulary",
+        "train_sharded",
+        "model_dir",
+        "output_data_dir",
+        "checkpoint_dir",
+        "inference_code",
+        "package",
+    }
+)
+#: Every other setting: what a job's hyperparameters (and a tuning range) may set, in declaration order.
+HYPERPARAMETERS = tuple(f.name for f in fields(TrainConfig) if f.name not in PATH_SETTINGS)
 
 
 # -- parsing --------------------------------------------------------------------------------------
