@@ -15,7 +15,9 @@ import io
 import json
 import tarfile
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -58,25 +60,58 @@ def archive_members(data: bytes) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
 
 
-def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: Path, tmp_path: Path) -> None:
-    cli = Cli(recorder, capsys)
-    s3 = boto3.client("s3", region_name=REGION)
-    sagemaker = boto3.client("sagemaker", region_name=REGION)
+@dataclass
+class Flow:
+    """The state the steps of one flow hand on: clients, and what earlier steps created."""
 
-    # --- upload: every file with its checksum; a second upload changes nothing -----------------
+    cli: Cli
+    recorder: Recorder
+    moto_server: str
+    tmp_path: Path
+    s3: Any = field(default_factory=lambda: boto3.client("s3", region_name=REGION))
+    sagemaker: Any = field(default_factory=lambda: boto3.client("sagemaker", region_name=REGION))
+    job: str = ""
+    code_uri: str = ""
+    model_data: str = ""
+    first: tuple[str, str] = ("", "")
+    endpoint_config: str = ""
+    transform_job: str = ""
+    tuning_job: str = ""
+
+
+def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: Path, tmp_path: Path) -> None:
+    """One account, every command in the order a user runs them; each step asserts the requests sent."""
+    flow = Flow(Cli(recorder, capsys), recorder, moto_server, tmp_path)
+    upload_step(flow, tiny_channels)
+    train_step(flow)
+    deploy_step(flow)
+    invoke_step(flow)
+    update_step(flow)
+    batch_step(flow)
+    tune_step(flow)
+    status_step(flow)
+    teardown_step(flow)
+
+
+def upload_step(flow: Flow, tiny_channels: Path) -> None:
+    """Every file with its checksum; a second upload changes nothing."""
     files = {p.relative_to(tiny_channels).as_posix(): p for p in tiny_channels.rglob("*") if p.is_file()}
     assert {"train/part-00000.csv", "validation/part-00000.csv", "test/part-00000.csv"} <= set(files)
-    out = cli("upload", "--prepared", str(tiny_channels))
+    out = flow.cli("upload", "--prepared", str(tiny_channels))
     assert out.strip() == f"s3://{BUCKET}/ncf/data/default/: {len(files)} uploaded, 0 unchanged, 0 removed"
     for relative, local in files.items():
-        head = s3.head_object(Bucket=BUCKET, Key=f"ncf/data/default/{relative}")
+        head = flow.s3.head_object(Bucket=BUCKET, Key=f"ncf/data/default/{relative}")
         assert head["Metadata"]["sha256"] == hashlib.sha256(local.read_bytes()).hexdigest()
-    assert f"0 uploaded, {len(files)} unchanged, 0 removed" in cli("upload", "--prepared", str(tiny_channels))
-    assert len(recorder.requests("PutObject")) == len(files)  # small files: one PutObject each
+    again = flow.cli("upload", "--prepared", str(tiny_channels))
+    assert f"0 uploaded, {len(files)} unchanged, 0 removed" in again
+    assert len(flow.recorder.requests("PutObject")) == len(files)  # small files: one PutObject each
 
-    # --- train --wait ----------------------------------------------------------------------------
-    out = cli("train", "--wait")
-    request = recorder.only("CreateTrainingJob")
+
+def train_step(flow: Flow) -> None:
+    """A spot job with checkpoints running the uploaded bundle. SageMaker would then upload the
+    artifact (moto does not): an old one without code/ stands in."""
+    out = flow.cli("train", "--wait")
+    request = flow.recorder.only("CreateTrainingJob")
     job = request["TrainingJobName"]
     assert job.startswith(f"{PROJECT}-train-")
     algorithm = request["AlgorithmSpecification"]
@@ -115,13 +150,16 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     model_uri = f"s3://{BUCKET}/ncf/models/{job}/output/model.tar.gz"
     assert f"model: {model_uri}" in out and "status: Completed" in out
 
-    # SageMaker would now upload the artifact; moto does not. An old artifact without code/:
     model_key = model_uri.removeprefix(f"s3://{BUCKET}/")
-    s3.upload_file(str(write_model_archive(tmp_path / "model.tar.gz", with_code=False)), BUCKET, model_key)
+    archive = write_model_archive(flow.tmp_path / "model.tar.gz", with_code=False)
+    flow.s3.upload_file(str(archive), BUCKET, model_key)
+    flow.job, flow.code_uri = job, channels["code"]
 
-    # --- deploy: repackaged model, data capture, autoscaling ---------------------------------------
-    cli("deploy", "--autoscaling", "--data-capture", "--max-instances", "3")
-    model = recorder.only("CreateModel")
+
+def deploy_step(flow: Flow) -> None:
+    """A repackaged model, data capture and autoscaling."""
+    flow.cli("deploy", "--autoscaling", "--data-capture", "--max-instances", "3")
+    model = flow.recorder.only("CreateModel")
     container = model["PrimaryContainer"]
     assert container["Image"] == SERVING_IMAGE
     assert container["ModelDataUrl"].startswith(f"s3://{BUCKET}/ncf/models/repackaged/")
@@ -129,7 +167,7 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     assert served["code/inference.py"] == (INFERENCE_DIR / "inference.py").read_bytes()
     assert "1/saved_model.pb" in served
     assert model["ExecutionRoleArn"] == ROLE_ARN and model["Tags"] == TAGS
-    config = recorder.only("CreateEndpointConfig")
+    config = flow.recorder.only("CreateEndpointConfig")
     assert config["ProductionVariants"] == [
         {
             "VariantName": "AllTraffic",
@@ -146,13 +184,13 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
         "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json", "application/jsonlines"]},
     }
-    endpoint = recorder.only("CreateEndpoint")
+    endpoint = flow.recorder.only("CreateEndpoint")
     assert endpoint == {
         "EndpointName": ENDPOINT,
         "EndpointConfigName": config["EndpointConfigName"],
         "Tags": TAGS,
     }
-    target = recorder.only("RegisterScalableTarget")
+    target = flow.recorder.only("RegisterScalableTarget")
     assert target == {
         "ServiceNamespace": "sagemaker",
         "ResourceId": f"endpoint/{ENDPOINT}/variant/AllTraffic",
@@ -160,13 +198,17 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         "MinCapacity": 1,
         "MaxCapacity": 3,
     }
-    policy = recorder.only("PutScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
+    policy = flow.recorder.only("PutScalingPolicy")["TargetTrackingScalingPolicyConfiguration"]
     assert policy["PredefinedMetricSpecification"] == {
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
     }
     assert policy["TargetValue"] == 300.0
+    flow.model_data = container["ModelDataUrl"]
+    flow.first = (config["EndpointConfigName"], model["ModelName"])
 
-    # --- invoke (deploy/invoke.py through the CLI); moto answers what is queued -------------------
+
+def invoke_step(flow: Flow) -> None:
+    """deploy/invoke.py through the CLI; moto answers what is queued."""
     answer = {
         "predictions": [{"user_id": "u1", "items": [{"item_id": "item-3", "score": 0.9}], "fallback": False}]
     }
@@ -175,20 +217,22 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     ).encode()
     urllib.request.urlopen(
         urllib.request.Request(
-            f"{moto_server}/moto-api/static/sagemaker/endpoint-results",
+            f"{flow.moto_server}/moto-api/static/sagemaker/endpoint-results",
             data=queued,
             headers={"Content-Type": "application/json"},
         )
     ).close()
-    out = cli("invoke", "--user", "u1", "--k", "1", "--format", "json")
+    out = flow.cli("invoke", "--user", "u1", "--k", "1", "--format", "json")
     assert json.loads(out) == answer
 
-    # --- deploy again: blue/green update of the live endpoint --------------------------------------
-    first_config, first_model = config["EndpointConfigName"], model["ModelName"]
-    recorder.calls.clear()
-    out = cli("deploy", "--model-data", container["ModelDataUrl"])
-    operations = [c.operation for c in recorder.calls]
-    update = recorder.only("UpdateEndpoint")  # answered by the UpdateEndpoint stub (moto lacks it)
+
+def update_step(flow: Flow) -> None:
+    """A second deploy is a blue/green update of the live endpoint."""
+    first_config, first_model = flow.first
+    flow.recorder.calls.clear()
+    out = flow.cli("deploy", "--model-data", flow.model_data)
+    operations = [c.operation for c in flow.recorder.calls]
+    update = flow.recorder.only("UpdateEndpoint")  # answered by the UpdateEndpoint stub (moto lacks it)
     assert update["EndpointName"] == ENDPOINT
     assert update["DeploymentConfig"] == {
         "BlueGreenUpdatePolicy": {
@@ -200,21 +244,24 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     assert operations.index("UpdateEndpoint") < operations.index("DeregisterScalableTarget")
     assert "CreateEndpoint" not in operations and "DeleteEndpoint" not in operations
     assert "RegisterScalableTarget" not in operations  # autoscaling is off in this deploy
-    new_config = recorder.only("CreateEndpointConfig")["EndpointConfigName"]
-    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == new_config
+    new_config = flow.recorder.only("CreateEndpointConfig")["EndpointConfigName"]
+    assert flow.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == new_config
     assert f"removed the previous {first_config}, {first_model}" in out
     for gone in (
-        lambda: sagemaker.describe_endpoint_config(EndpointConfigName=first_config),
-        lambda: sagemaker.describe_model(ModelName=first_model),
+        lambda: flow.sagemaker.describe_endpoint_config(EndpointConfigName=first_config),
+        lambda: flow.sagemaker.describe_model(ModelName=first_model),
     ):
-        with pytest.raises(sagemaker.exceptions.ClientError):
+        with pytest.raises(flow.sagemaker.exceptions.ClientError):
             gone()
+    flow.endpoint_config = new_config
 
-    # --- batch over a local JSON Lines file ---------------------------------------------------------
-    users = tmp_path / "users.jsonl"
+
+def batch_step(flow: Flow) -> None:
+    """Batch Transform over a local JSON Lines file."""
+    users = flow.tmp_path / "users.jsonl"
     users.write_text('{"user_id": "u1", "k": 5}\n{"user_id": "u2"}\n')
-    out = cli("batch", "--input", str(users), "--model-data", container["ModelDataUrl"], "--wait")
-    transform = recorder.only("CreateTransformJob")
+    out = flow.cli("batch", "--input", str(users), "--model-data", flow.model_data, "--wait")
+    transform = flow.recorder.only("CreateTransformJob")
     name = transform["TransformJobName"]
     assert transform["TransformInput"] == {
         "DataSource": {
@@ -238,13 +285,16 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         "SAGEMAKER_NGINX_PROXY_READ_TIMEOUT_SECONDS": "3600",
     }
     assert transform["ModelClientConfig"] == {"InvocationsTimeoutInSeconds": 3600}
-    assert transform["ModelName"] == recorder.requests("CreateModel")[-1]["ModelName"]
+    assert transform["ModelName"] == flow.recorder.requests("CreateModel")[-1]["ModelName"]
     assert transform["Tags"] == TAGS
     assert s3_read(f"s3://{BUCKET}/ncf/batch/input/{name}/users.jsonl") == users.read_bytes()
     assert f"output: s3://{BUCKET}/ncf/batch/output/{name}/" in out
+    flow.transform_job = name
 
-    # --- tune --wait ----------------------------------------------------------------------------------
-    sagemaker.create_training_job(  # the trial moto reports as best (it invents the name)
+
+def tune_step(flow: Flow) -> None:
+    """A tuning job; moto names its best trial FakeTrainingJobName, created here."""
+    flow.sagemaker.create_training_job(  # the trial moto reports as best (it invents the name)
         TrainingJobName="FakeTrainingJobName",
         AlgorithmSpecification={"TrainingImage": TRAINING_IMAGE, "TrainingInputMode": "File"},
         RoleArn=ROLE_ARN,
@@ -252,8 +302,8 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
         ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": 60},
     )
-    out = cli("tune", "--wait")
-    tuning = recorder.only("CreateHyperParameterTuningJob")
+    out = flow.cli("tune", "--wait")
+    tuning = flow.recorder.only("CreateHyperParameterTuningJob")
     settings = tuning["HyperParameterTuningJobConfig"]
     assert settings["HyperParameterTuningJobObjective"] == {
         "Type": "Maximize",
@@ -278,34 +328,39 @@ def test_full_flow(moto_server: str, recorder: Recorder, capsys, tiny_channels: 
     assert definition["StaticHyperParameters"] == {
         "epochs": "3",
         "sagemaker_program": "train.py",
-        "sagemaker_submit_directory": channels["code"],
+        "sagemaker_submit_directory": flow.code_uri,
     }
     assert "CheckpointConfig" not in definition  # trials must not share checkpoints
     assert definition["EnableManagedSpotTraining"] is True
     assert {c["ChannelName"] for c in definition["InputDataConfig"]} >= {"train", "validation", "test"}
     assert tuning["Tags"] == TAGS
     assert "best training job: FakeTrainingJobName" in out
+    flow.tuning_job = tuning["HyperParameterTuningJobName"]
 
-    # --- status lists what the project made ----------------------------------------------------------
-    listed = json.loads(cli("status", "--json"))["resources"]
+
+def status_step(flow: Flow) -> None:
+    """status lists what the project made, and nothing untagged."""
+    listed = json.loads(flow.cli("status", "--json"))["resources"]
     kinds = {(r["kind"], r["name"]) for r in listed}
-    assert ("endpoint", ENDPOINT) in kinds and ("endpoint-config", new_config) in kinds
-    assert ("training-job", job) in kinds and ("transform-job", name) in kinds
-    assert ("tuning-job", tuning["HyperParameterTuningJobName"]) in kinds
+    assert ("endpoint", ENDPOINT) in kinds and ("endpoint-config", flow.endpoint_config) in kinds
+    assert ("training-job", flow.job) in kinds and ("transform-job", flow.transform_job) in kinds
+    assert ("tuning-job", flow.tuning_job) in kinds
     assert ("training-job", "FakeTrainingJobName") not in kinds  # untagged: not ours
 
-    # --- teardown: only tagged resources, and idempotent ----------------------------------------------
-    sagemaker.create_model(  # someone else's model in the same account
+
+def teardown_step(flow: Flow) -> None:
+    """Only tagged resources are deleted, and a second teardown finds nothing."""
+    flow.sagemaker.create_model(  # someone else's model in the same account
         ModelName=f"{PROJECT}-model-foreign",
         ExecutionRoleArn=ROLE_ARN,
         PrimaryContainer={"Image": SERVING_IMAGE},
     )
-    out = cli("teardown")
+    out = flow.cli("teardown")
     assert f"endpoint {ENDPOINT}: deleted" in out
-    assert f"endpoint-config {new_config}: deleted" in out
+    assert f"endpoint-config {flow.endpoint_config}: deleted" in out
     assert "failed" not in out
-    assert sagemaker.list_endpoints()["Endpoints"] == []
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == [f"{PROJECT}-model-foreign"]
-    assert "nothing to delete" in cli("teardown")
-    remaining = {r["kind"] for r in json.loads(cli("status", "--json"))["resources"]}
+    assert flow.sagemaker.list_endpoints()["Endpoints"] == []
+    assert [m["ModelName"] for m in flow.sagemaker.list_models()["Models"]] == [f"{PROJECT}-model-foreign"]
+    assert "nothing to delete" in flow.cli("teardown")
+    remaining = {r["kind"] for r in json.loads(flow.cli("status", "--json"))["resources"]}
     assert remaining == {"training-job", "tuning-job", "transform-job"}
