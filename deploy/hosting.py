@@ -47,13 +47,14 @@ from deploy.aws import (
     text_or,
     unique_name,
 )
+from deploy.capture import JSON_CONTENT_TYPES
 from deploy.config import Settings
 from deploy.packaging import has_empty_requirements, has_handler, repackage_model
 from deploy.training import completed_model_data, latest_training_job
 
 LOG = logging.getLogger("deploy")
 VARIANT = "AllTraffic"
-CAPTURE_CONTENT_TYPES = ["application/json", "application/jsonlines"]
+CAPTURE_CONTENT_TYPES = list(JSON_CONTENT_TYPES)  # captured as text, as ab-report reads them
 
 
 @dataclass(frozen=True)
