@@ -209,7 +209,10 @@ class _UserTotals:
 
 
 def compare(variants: Sequence[VariantReport]) -> list[Comparison]:
-    """Per metric: the variant with the highest estimate and whether its interval overlaps another's."""
+    """Per metric: the variant with the highest estimate and whether its interval overlaps another's
+    (nothing with fewer than two variants)."""
+    if len(variants) < 2:
+        return []
     comparisons = []
     for metric in METRICS:
         leader = max(variants, key=lambda v: v.metrics[metric].value)
@@ -230,6 +233,8 @@ def format_lines(variants: Sequence[VariantReport], comparisons: Sequence[Compar
         for metric in METRICS:
             e = v.metrics[metric]
             lines.append(f"  {_label(metric, k):<16} {e.value:.4f}  (95% CI {e.low:.4f} - {e.high:.4f})")
+    if not comparisons:
+        lines.append("only one variant in the capture: nothing to compare")
     for c in comparisons:
         clear = "intervals overlap: not a clear difference" if c.overlap else "intervals do not overlap"
         lines.append(f"{_label(c.metric, k)}: {c.leader} leads ({clear})")

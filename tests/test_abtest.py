@@ -191,3 +191,13 @@ def test_interactions_without_timestamps_are_refused(
     plain.write_text("user_id,item_id\nu0,i1\n")
     status = main(["ab-report", "--capture", str(folder), "--interactions", str(plain)])
     assert status == 2 and "no timestamp column" in capsys.readouterr().err
+
+
+def test_one_variant_is_reported_without_a_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, interactions = synthetic_ab(tmp_path, {"AllTraffic": 0.3}, users=20)
+    report = ab_report(capsys, "--capture", str(folder), "--interactions", str(interactions))
+    assert [v["variant"] for v in report["variants"]] == ["AllTraffic"] and report["comparisons"] == []
+    main(["ab-report", "--capture", str(folder), "--interactions", str(interactions)])
+    assert capsys.readouterr().out.splitlines()[-1] == "only one variant in the capture: nothing to compare"
