@@ -169,6 +169,7 @@ class _UserTotals:
     ndcg: np.ndarray
     pair_users: np.ndarray  # (user index, item index) of every distinct recommended pair
     pair_items: np.ndarray
+    items: int  # distinct items recommended
 
     @classmethod
     def of(cls, rows: list[Outcome]) -> _UserTotals:
@@ -184,12 +185,13 @@ class _UserTotals:
         items: dict[str, int] = {}
         pair_users = np.array([u for u, _ in pairs], dtype=np.int64)
         pair_items = np.array([items.setdefault(item, len(items)) for _, item in pairs], dtype=np.int64)
-        return cls(list(index), requests, hits, ndcg, pair_users, pair_items)
+        return cls(list(index), requests, hits, ndcg, pair_users, pair_items, len(items))
 
     def metrics(self, weights: np.ndarray, catalog_size: int) -> tuple[float, float, float]:
         """(hit rate, NDCG, coverage) with each user counted `weights[u]` times."""
         total = float(weights @ self.requests)
-        covered = np.unique(self.pair_items[weights[self.pair_users] > 0]).size
+        drawn_pairs = self.pair_items[weights[self.pair_users] > 0]
+        covered = np.count_nonzero(np.bincount(drawn_pairs, minlength=self.items))
         return (
             float(weights @ self.hits) / total,
             float(weights @ self.ndcg) / total,

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,17 @@ def pipeline_parameters(assignments: dict[str, str]) -> list[dict[str, str]]:
     return [{"Name": name, "Value": value} for name, value in assignments.items()]
 
 
+def check_timezone(name: str) -> str:
+    """`name` when it is an IANA time zone (what ScheduleExpressionTimezone takes), else NcfError."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise NcfError(
+            f"setting schedule_timezone: expected an IANA time zone such as UTC or Europe/Paris, got {name!r}"
+        ) from None
+    return name
+
+
 def _request(
     settings: Settings, region: str, expression: str, parameters: list[dict[str, str]]
 ) -> dict[str, Any]:
@@ -122,7 +134,7 @@ def _request(
         "Name": schedule_name(settings),
         "GroupName": GROUP,
         "ScheduleExpression": expression,
-        "ScheduleExpressionTimezone": settings.schedule_timezone,
+        "ScheduleExpressionTimezone": check_timezone(settings.schedule_timezone),
         "Description": f"starts the {pipeline_name(settings)} pipeline of project {settings.project}",
         "State": "ENABLED",
         "FlexibleTimeWindow": {"Mode": "OFF"},

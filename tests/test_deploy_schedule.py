@@ -114,3 +114,11 @@ def test_scheduler_cron_forms_are_accepted(cron: str, expected: str) -> None:
 def test_a_pipeline_parameter_name_is_checked_against_the_api() -> None:
     with pytest.raises(NcfError, match=r"--parameter bad name: name must match"):
         schedule.pipeline_parameters({"bad name": "1"})
+
+
+def test_an_unknown_time_zone_is_refused_before_any_request(run, recorder: Recorder) -> None:
+    status, _, err = run(
+        "--cron", "cron(0 3 * * ? *)", "--timezone", "Mars/Olympus", "--schedule-role-arn", SCHEDULER_ROLE
+    )
+    assert status == 2 and "schedule_timezone: expected an IANA time zone" in err
+    assert not recorder.requests("CreateSchedule")
