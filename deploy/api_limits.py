@@ -50,6 +50,8 @@ MODEL = "CreateModel"
 CONFIG = "CreateEndpointConfig"
 TRANSFORM = "CreateTransformJob"
 POLICY = "PutScalingPolicy"
+SCHEDULER = "scheduler"
+SCHEDULE = "CreateSchedule"
 RANGES = "HyperParameterTuningJobConfig.ParameterRanges"
 #: What a tuning trial's hyperparameters hold besides the configured ones: the SDK's tuner adds the
 #: first two (sagemaker/train/tuner.py), SageMaker the third to each trial.
@@ -306,6 +308,8 @@ _DIRECT = _direct(
         POLICY,
         "TargetTrackingScalingPolicyConfiguration.ScaleOutCooldown",
     ),
+    ("candidate_share", SAGEMAKER, CONFIG, "ProductionVariants[].InitialVariantWeight"),
+    ("schedule_timezone", SCHEDULER, SCHEDULE, "ScheduleExpressionTimezone"),
     ("batch_instance_type", SAGEMAKER, TRANSFORM, "TransformResources.InstanceType"),
     ("batch_instance_count", SAGEMAKER, TRANSFORM, "TransformResources.InstanceCount"),
     ("batch_max_payload_mb", SAGEMAKER, TRANSFORM, "MaxPayloadInMB"),
@@ -336,6 +340,15 @@ _NAMES = [
         "training_image", SAGEMAKER, TRAIN, "AlgorithmSpecification.TrainingImage", _if_set("training_image")
     ),
     Limit("inference_image", SAGEMAKER, MODEL, "PrimaryContainer.Image", _if_set("inference_image")),
+    Limit("schedule_role_arn", SCHEDULER, SCHEDULE, "Target.RoleArn", _if_set("schedule_role_arn")),
+    Limit(
+        "project",
+        SCHEDULER,
+        SCHEDULE,
+        "Name",
+        lambda s: [f"{s.project}-retrain"],
+        "the schedule name",
+    ),
     Limit(
         "endpoint_name",
         SAGEMAKER,

@@ -6,6 +6,9 @@
     invoke      recommendations for users from the endpoint (or a local one with --endpoint-url)
     batch       Batch Transform over a JSON Lines file of users
     tune        hyperparameter tuning job, objective validation NDCG@10
+    promote     A/B test over: all traffic to one variant, the other removed
+    ab-report   per variant: hit rate, NDCG, coverage of the captured answers, with 95 % intervals
+    pipeline    schedule: start the retraining pipeline on a cron schedule (EventBridge Scheduler)
     status      this project's resources (found by tag)
     teardown    delete this project's endpoints, endpoint configs, models and scaling policies
     iam-policy  the least-privilege execution role, trust and operator policies (JSON)
@@ -117,6 +120,8 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
         invoke_module.add_arguments(invoke)
     _batch_options(command("batch", _batch, "Batch Transform over a JSON Lines file of users in S3."))
     _tune_options(command("tune", _tune, "Hyperparameter tuning job (objective: validation NDCG@10)."))
+    _ab_test_commands(command)
+    _pipeline_commands(commands, common)
     status = command("status", _status, "List this project's SageMaker resources (found by tag).")
     status.add_argument("--limit", type=int, default=10, help="jobs of each kind to show, newest first")
     _json_option(status)
@@ -129,7 +134,7 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
     iam.add_argument("--account-id", help="AWS account id (default: taken from role_arn)")
     iam.add_argument(
         "--which",
-        choices=("all", "execution-role", "trust", "operator"),
+        choices=("all", "execution-role", "trust", "operator", "scheduler-role", "scheduler-trust"),
         default="all",
         help="print one document only",
     )
@@ -245,6 +250,12 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     _setting(parser, "--port", "local_port", "with --local: the endpoint's port on 127.0.0.1", type=int)
     _model_source_options(parser)
     _setting(parser, "--endpoint-name", "endpoint_name", "endpoint name (default: <project>-endpoint)")
+    parser.add_argument(
+        "--candidate",
+        metavar="MODEL_DATA_OR_TRAINING_JOB",
+        help="A/B test: serve this model (s3://.../model.tar.gz or a training job) as a second variant",
+    )
+    _setting(parser, "--candidate-share", "candidate_share", "the candidate's share of traffic", type=float)
     _setting(parser, "--instance-type", "deploy_instance_type", "endpoint instance type")
     _setting(parser, "--instance-count", "deploy_instance_count", "endpoint instances", type=int)
     _switch(parser, "--serverless", "serverless", "serverless endpoint instead of instances")
@@ -256,6 +267,57 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     _setting(parser, "--min-instances", "autoscaling_min_instances", "autoscaling minimum", type=int)
     _setting(parser, "--max-instances", "autoscaling_max_instances", "autoscaling maximum", type=int)
     _json_option(parser)
+
+
+def _ab_test_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
+    """`promote` and `ab-report` (the candidate itself is `deploy --candidate`)."""
+    promote = command("promote", _promote, "Shift all traffic to one variant and remove the other.")
+    promote.add_argument("--variant", required=True, help="the variant that keeps the endpoint")
+    _setting(promote, "--endpoint-name", "endpoint_name", "endpoint name (default: <project>-endpoint)")
+    _json_option(promote)
+    _ab_report_options(
+        command("ab-report", _ab_report, "Compare the endpoint's variants on what users did next.")
+    )
+
+
+def _ab_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--capture",
+        help="data capture folder or s3:// prefix (default: the endpoint's, s3://<bucket>/<prefix>/"
+        "data-capture/<endpoint>/)",
+    )
+    parser.add_argument(
+        "--interactions", required=True, help="user_id,item_id,timestamp file (local or s3://)"
+    )
+    parser.add_argument("--k", type=int, default=10, help="cut-off of hit rate and NDCG (default 10)")
+    parser.add_argument(
+        "--window-days", type=float, default=7.0, help="interactions this long after a request count"
+    )
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    _setting(parser, "--endpoint-name", "endpoint_name", "endpoint name (default: <project>-endpoint)")
+    _json_option(parser)
+
+
+def _pipeline_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    """`pipeline <action>`: here `schedule` (the pipeline's own actions are added next to it)."""
+    pipeline = commands.add_parser("pipeline", help="The retraining pipeline and its schedule.")
+    actions = pipeline.add_subparsers(dest="action", required=True, metavar="action")
+    summary = "Start the retraining pipeline on a cron schedule (EventBridge Scheduler), or stop that."
+    schedule = actions.add_parser("schedule", parents=[common], help=summary, description=summary)
+    schedule.set_defaults(handler=_schedule)
+    what = schedule.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cron", help='Scheduler cron, e.g. "cron(0 3 * * ? *)": every day at 03:00')
+    what.add_argument("--delete", action="store_true", help="delete the schedule")
+    schedule.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline parameter each scheduled run gets (repeatable; default: the pipeline's)",
+    )
+    _setting(schedule, "--timezone", "schedule_timezone", "time zone of the cron expression")
+    _setting(schedule, "--schedule-role-arn", "schedule_role_arn", "role EventBridge Scheduler assumes")
+    _json_option(schedule)
 
 
 def _batch_options(parser: argparse.ArgumentParser) -> None:
@@ -340,6 +402,22 @@ def _serving_model_data(args: argparse.Namespace, settings: Settings, session: A
     return hosting.ensure_serving_code(settings, session.client("s3"), model_data, force=args.repackage)
 
 
+def _candidate_model_data(args: argparse.Namespace, settings: Settings, session: Any) -> str:
+    """--candidate's model: an s3:// model.tar.gz, else a training job's (with serving code)."""
+    from deploy import hosting
+
+    if args.training_job or args.model_data:
+        raise NcfError("--candidate names the candidate's model: --training-job/--model-data go without it")
+    source = args.candidate
+    model_data = hosting.resolve_model_data(
+        settings,
+        session,
+        training_job=None if source.startswith("s3://") else source,
+        model_data=source if source.startswith("s3://") else None,
+    )
+    return hosting.ensure_serving_code(settings, session.client("s3"), model_data, force=args.repackage)
+
+
 def _deploy(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
     from deploy import hosting
 
@@ -349,7 +427,10 @@ def _deploy(args: argparse.Namespace, settings: Settings, factory: SessionFactor
         return commands.deploy(args, settings)
     cfg.require(settings, "role_arn", "bucket")
     session = open_session(settings, factory)
-    report = hosting.deploy(settings, session, _serving_model_data(args, settings, session))
+    if args.candidate:
+        report = hosting.deploy_candidate(settings, session, _candidate_model_data(args, settings, session))
+    else:
+        report = hosting.deploy(settings, session, _serving_model_data(args, settings, session))
     lines = [
         f"endpoint {report.endpoint} {report.action}: InService",
         f"endpoint config: {report.endpoint_config}",
@@ -404,6 +485,66 @@ def _tune(args: argparse.Namespace, settings: Settings, factory: SessionFactory)
             f"best hyperparameters: {json.dumps(report.best_hyperparameters, sort_keys=True)}",
             f"model: {report.best_model_data}",
         ]
+    _emit(args, vars(report), lines)
+    return 0
+
+
+def _promote(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import hosting
+
+    report = hosting.promote(settings, open_session(settings, factory), args.variant)
+    lines = [
+        f"endpoint {report.endpoint}: all traffic on {report.variant}, now its only variant",
+        f"endpoint config: {report.endpoint_config}",
+    ]
+    if report.removed:
+        lines.append(f"removed the previous {', '.join(report.removed)}")
+    _emit(args, vars(report), lines)
+    return 0
+
+
+def _ab_report(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    import dataclasses
+
+    from deploy import abreport_io, abtest
+
+    if args.capture is None:
+        cfg.require(settings, "bucket")
+    capture = args.capture or settings.s3_uri("data-capture", settings.endpoint) + "/"
+    remote = any(source.startswith("s3://") for source in (capture, args.interactions))
+    s3_client = open_session(settings, factory).client("s3") if remote else None
+    variants, comparisons = abreport_io.run(
+        capture,
+        args.interactions,
+        s3_client,
+        k=args.k,
+        window_days=args.window_days,
+        resamples=args.resamples,
+    )
+    data = {
+        "k": args.k,
+        "window_days": args.window_days,
+        "variants": [dataclasses.asdict(v) for v in variants],
+        "comparisons": [dataclasses.asdict(c) for c in comparisons],
+    }
+    _emit(args, data, abtest.format_lines(variants, comparisons, args.k))
+    return 0
+
+
+def _schedule(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import schedule
+
+    if args.delete:
+        report = schedule.delete(settings, open_session(settings, factory))
+        _emit(args, vars(report), [f"schedule {report.schedule}: {report.action}"])
+        return 0
+    cfg.require(settings, "schedule_role_arn")
+    parameters = dict(cfg.parse_assignment(item, "--parameter") for item in args.parameter)
+    report = schedule.upsert(settings, open_session(settings, factory), args.cron, parameters)
+    lines = [
+        f"schedule {report.schedule} {report.action}: {report.expression} ({report.timezone})",
+        f"starts pipeline {report.pipeline}",
+    ]
     _emit(args, vars(report), lines)
     return 0
 
@@ -483,7 +624,13 @@ def _iam_policy(args: argparse.Namespace, settings: Settings, factory: SessionFa
         images.inference_image(settings, region, settings.batch_instance_type),
     ]
     documents = iam.policies(settings, account, image_uris)
-    names = {"execution-role": "ExecutionRolePolicy", "trust": "TrustPolicy", "operator": "OperatorPolicy"}
+    names = {
+        "execution-role": "ExecutionRolePolicy",
+        "trust": "TrustPolicy",
+        "operator": "OperatorPolicy",
+        "scheduler-role": "SchedulerRolePolicy",
+        "scheduler-trust": "SchedulerTrustPolicy",
+    }
     chosen = documents if args.which == "all" else documents[names[args.which]]
     print(json.dumps(chosen, indent=2))
     return 0

@@ -97,6 +97,11 @@ class Settings:
     bluegreen_wait_seconds: int = 300
     serving_env: dict[str, str] = field(default_factory=dict)
     deploy_timeout_seconds: int = 3600
+    # A/B tests: the share of traffic `deploy --candidate` sends to the candidate variant.
+    candidate_share: float = 0.1
+    # The retraining schedule (`deploy pipeline schedule`): the role Scheduler assumes, the cron's time zone.
+    schedule_role_arn: str = ""
+    schedule_timezone: str = "UTC"
     # Batch Transform.
     batch_input: str = ""
     batch_instance_type: str = "ml.m5.large"
@@ -342,6 +347,10 @@ def _check_combinations(s: Settings) -> None:
             "autoscaling_min_instances > autoscaling_max_instances",
         ),
         (s.autoscaling_target_invocations <= 0, "autoscaling_target_invocations must be positive"),
+        (
+            not 0 < s.candidate_share < 1,
+            f"candidate_share must be between 0 and 1 (exclusive), got {s.candidate_share}",
+        ),
         (s.tune_max_parallel_jobs > s.tune_max_jobs, "tune_max_parallel_jobs must not exceed tune_max_jobs"),
         (
             s.tune_strategy == "Grid" and any(r["type"] != "categorical" for r in s.tune_ranges.values()),

@@ -47,13 +47,14 @@ from deploy.aws import (
     text_or,
     unique_name,
 )
+from deploy.capture import JSON_CONTENT_TYPES
 from deploy.config import Settings
 from deploy.packaging import has_empty_requirements, has_handler, repackage_model
 from deploy.training import completed_model_data, latest_training_job
 
 LOG = logging.getLogger("deploy")
 VARIANT = "AllTraffic"
-CAPTURE_CONTENT_TYPES = ["application/json", "application/jsonlines"]
+CAPTURE_CONTENT_TYPES = list(JSON_CONTENT_TYPES)  # captured as text, as ab-report reads them
 
 
 @dataclass(frozen=True)
@@ -128,35 +129,27 @@ def create_model(
     return name
 
 
+@dataclass(frozen=True)
+class Variant:
+    """One production variant of an endpoint config (instances; a serverless one takes the settings')."""
+
+    name: str
+    model: str
+    weight: float = 1.0
+    instance_type: str = ""  # empty: deploy_instance_type
+    instance_count: int = 0  # 0: deploy_instance_count
+
+
 def create_endpoint_config(settings: Settings, session: boto3.Session, model_name: str) -> str:
     """One production variant (instances or serverless), optional data capture. Returns its name."""
-    from sagemaker.core.resources import EndpointConfig
-    from sagemaker.core.shapes import (
-        CaptureContentTypeHeader,
-        CaptureOption,
-        DataCaptureConfig,
-        ProductionVariant,
-        ProductionVariantServerlessConfig,
-    )
+    return create_variants_config(settings, session, [Variant(VARIANT, model_name)])
 
-    if settings.serverless:
-        _fix_serverless_field_name()
-        variant = ProductionVariant(
-            variant_name=VARIANT,
-            model_name=model_name,
-            serverless_config=ProductionVariantServerlessConfig(
-                memory_size_in_mb=settings.serverless_memory_mb,
-                max_concurrency=settings.serverless_max_concurrency,
-            ),
-        )
-    else:
-        variant = ProductionVariant(
-            variant_name=VARIANT,
-            model_name=model_name,
-            instance_type=settings.deploy_instance_type,
-            initial_instance_count=settings.deploy_instance_count,
-            initial_variant_weight=1.0,
-        )
+
+def create_variants_config(settings: Settings, session: boto3.Session, variants: list[Variant]) -> str:
+    """An endpoint config with `variants` (their weights split the traffic), optional data capture."""
+    from sagemaker.core.resources import EndpointConfig
+    from sagemaker.core.shapes import CaptureContentTypeHeader, CaptureOption, DataCaptureConfig
+
     capture = {}
     if settings.data_capture:
         _keep_zero_sampling_percentage(session)
@@ -170,13 +163,35 @@ def create_endpoint_config(settings: Settings, session: boto3.Session, model_nam
     name = unique_name(settings, "config")
     EndpointConfig.create(
         endpoint_config_name=name,
-        production_variants=[variant],
+        production_variants=[_production_variant(settings, v) for v in variants],
         tags=sdk_tags(settings),
         session=session,
         region=session.region_name,
         **capture,
     )
     return name
+
+
+def _production_variant(settings: Settings, variant: Variant) -> Any:
+    from sagemaker.core.shapes import ProductionVariant, ProductionVariantServerlessConfig
+
+    if settings.serverless:
+        _fix_serverless_field_name()
+        return ProductionVariant(
+            variant_name=variant.name,
+            model_name=variant.model,
+            serverless_config=ProductionVariantServerlessConfig(
+                memory_size_in_mb=settings.serverless_memory_mb,
+                max_concurrency=settings.serverless_max_concurrency,
+            ),
+        )
+    return ProductionVariant(
+        variant_name=variant.name,
+        model_name=variant.model,
+        instance_type=variant.instance_type or settings.deploy_instance_type,
+        initial_instance_count=variant.instance_count or settings.deploy_instance_count,
+        initial_variant_weight=variant.weight,
+    )
 
 
 def _keep_zero_sampling_percentage(session: boto3.Session) -> None:
@@ -415,8 +430,11 @@ def _set_autoscaling(settings: Settings, scaling_client: Any, current: dict[str,
         LOG.info("autoscaling off: removed the %s", ", ".join(removed))
 
 
-def _delete_previous(settings: Settings, sagemaker_client: Any, config_name: str) -> tuple[str, ...]:
-    """After an update: delete the old endpoint config and its models (only those with the project tag)."""
+def _delete_previous(
+    settings: Settings, sagemaker_client: Any, config_name: str, keep: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """After an update: delete the old endpoint config and its models (only those with the project tag),
+    except the models in `keep` (still served by the new config)."""
     try:
         config = sagemaker_client.describe_endpoint_config(EndpointConfigName=config_name)
     except ClientError as exc:
@@ -424,10 +442,113 @@ def _delete_previous(settings: Settings, sagemaker_client: Any, config_name: str
             return ()
         raise
     candidates = [("endpoint-config", config_name)] + [
-        ("model", v["ModelName"]) for v in config["ProductionVariants"]
+        ("model", v["ModelName"]) for v in config["ProductionVariants"] if v["ModelName"] not in keep
     ]
     return tuple(
         name
         for kind, name in candidates
         if inventory.delete_if_tagged(sagemaker_client, kind, name, settings.project)
     )
+
+
+# --- A/B tests: a candidate variant next to the serving one, and promoting the winner -------------
+
+CANDIDATE = "Candidate"
+
+
+@dataclass(frozen=True)
+class PromoteReport:
+    """What `promote` did."""
+
+    endpoint: str
+    variant: str  # the winner, now served as the endpoint's only variant (named VARIANT)
+    endpoint_config: str
+    model: str
+    removed: tuple[str, ...]
+
+
+def deploy_candidate(settings: Settings, session: boto3.Session, model_data: str) -> DeployReport:
+    """Serve `model_data` as the variant CANDIDATE with `candidate_share` of the traffic, next to the
+    endpoint's one serving variant (same model, instances and the rest of the traffic), through the
+    blue/green update; data capture is on, so ab-report can compare the two."""
+    if settings.serverless:
+        raise NcfError("an A/B test needs data capture, which serverless endpoints lack: deploy on instances")
+    sagemaker_client = session.client("sagemaker")
+    current = _ab_endpoint(settings, sagemaker_client)
+    blue = sagemaker_client.describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
+    serving = blue["ProductionVariants"]
+    if len(serving) != 1:
+        names = ", ".join(v["VariantName"] for v in serving)
+        raise NcfError(f"endpoint {settings.endpoint} already serves {names}: `deploy promote` one first")
+    incumbent = serving[0]
+    model_name = create_model(settings, session, model_data, settings.deploy_instance_type)
+    variants = [
+        Variant(
+            incumbent["VariantName"],
+            incumbent["ModelName"],
+            1.0 - settings.candidate_share,
+            incumbent["InstanceType"],
+            incumbent["InitialInstanceCount"],
+        ),
+        Variant(CANDIDATE, model_name, settings.candidate_share),
+    ]
+    capturing = dataclasses.replace(settings, data_capture=True)
+    config_name = create_variants_config(capturing, session, variants)
+    _update_endpoint(settings, session, current, config_name)
+    keep = frozenset({incumbent["ModelName"]})
+    removed = _delete_previous(settings, sagemaker_client, current["EndpointConfigName"], keep)
+    return DeployReport(settings.endpoint, "candidate added", config_name, model_name, model_data, removed)
+
+
+def _ab_endpoint(settings: Settings, sagemaker_client: Any) -> dict[str, Any]:
+    """The project's InService endpoint (an A/B test changes a serving endpoint only)."""
+    current = describe_endpoint(sagemaker_client, settings.endpoint)
+    if current is None:
+        raise NcfError(f"no endpoint {settings.endpoint}: deploy a model first, then a candidate next to it")
+    _check_updatable(settings, sagemaker_client, current)
+    return current
+
+
+def promote(settings: Settings, session: boto3.Session, winner: str) -> PromoteReport:
+    """All traffic to `winner` at once (UpdateEndpointWeightsAndCapacities), then a blue/green update to
+    a config holding only the winner's model (as VARIANT, on the winner's instances); the other
+    variant's model and the old config are deleted."""
+    sagemaker_client = session.client("sagemaker")
+    current = _ab_endpoint(settings, sagemaker_client)
+    blue = sagemaker_client.describe_endpoint_config(EndpointConfigName=current["EndpointConfigName"])
+    variants = {v["VariantName"]: v for v in blue["ProductionVariants"]}
+    if winner not in variants or len(variants) < 2:
+        raise NcfError(
+            f"endpoint {settings.endpoint} serves {', '.join(variants)}: "
+            f"--variant must name one of two or more variants, got {winner!r}"
+        )
+    _shift_all_traffic(settings, session, winner, variants)
+    chosen = variants[winner]
+    green = dataclasses.replace(
+        settings,
+        deploy_instance_type=chosen["InstanceType"],
+        deploy_instance_count=chosen["InitialInstanceCount"],
+    )
+    config_name = create_endpoint_config(green, session, chosen["ModelName"])
+    _update_endpoint(green, session, current, config_name)
+    keep = frozenset({chosen["ModelName"]})
+    removed = _delete_previous(settings, sagemaker_client, current["EndpointConfigName"], keep)
+    _set_autoscaling(green, session.client("application-autoscaling"), current)
+    return PromoteReport(settings.endpoint, winner, config_name, chosen["ModelName"], removed)
+
+
+def _shift_all_traffic(
+    settings: Settings, session: boto3.Session, winner: str, variants: dict[str, Any]
+) -> None:
+    """Weight 1 to the winner and 0 to the others, in place (no new fleet), and wait until InService."""
+    from sagemaker.core.resources import Endpoint
+
+    LOG.info("endpoint %s: all traffic to %s", settings.endpoint, winner)
+    session.client("sagemaker").update_endpoint_weights_and_capacities(
+        EndpointName=settings.endpoint,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": name, "DesiredWeight": 1.0 if name == winner else 0.0} for name in variants
+        ],
+    )
+    endpoint = Endpoint.get(endpoint_name=settings.endpoint, session=session, region=session.region_name)
+    _wait_in_service(settings, endpoint)

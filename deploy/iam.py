@@ -4,8 +4,11 @@
   tuning trials, endpoints and transform jobs: read/write only under s3://<bucket>/<prefix>/, pull
   only the TensorFlow images, write only SageMaker's logs and metrics.
 - TrustPolicy: lets only SageMaker, acting for this account, assume the role.
+- SchedulerRolePolicy / SchedulerTrustPolicy: the role in `schedule_role_arn`, which EventBridge
+  Scheduler assumes (for this account only) to start the retraining pipeline, and may do nothing else.
 - OperatorPolicy: for whoever runs this CLI: the SageMaker calls it makes, restricted to resources
   named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling,
+  the project's one schedule (and passing the scheduler role to Scheduler only),
   and the read-only questions of `doctor` (`doctor_statements`).
   tests/test_deploy_iam.py evaluates every request each command makes against it.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy import schedule
 from deploy.config import Settings
 
 SAGEMAKER_JOB_RESOURCES = (
@@ -31,7 +35,25 @@ def policies(settings: Settings, account: str, image_uris: list[str]) -> dict[st
         "ExecutionRolePolicy": execution_role_policy(settings, account, image_uris),
         "TrustPolicy": trust_policy(account),
         "OperatorPolicy": operator_policy(settings, account, image_uris),
+        "SchedulerRolePolicy": scheduler_role_policy(settings, account),
+        "SchedulerTrustPolicy": scheduler_trust_policy(account),
     }
+
+
+def scheduler_role_policy(settings: Settings, account: str) -> dict[str, Any]:
+    """What the schedule's role may do: start this project's retraining pipeline, nothing else."""
+    return _document(
+        _statement(
+            "StartRetrainingPipeline",
+            ["sagemaker:StartPipelineExecution"],
+            schedule.pipeline_arn(settings, settings.region or "*", account),
+        )
+    )
+
+
+def scheduler_trust_policy(account: str) -> dict[str, Any]:
+    """EventBridge Scheduler may assume the schedule's role, only for schedules of this account."""
+    return _trust("scheduler.amazonaws.com", account)
 
 
 def execution_role_policy(settings: Settings, account: str, image_uris: list[str]) -> dict[str, Any]:
@@ -61,10 +83,15 @@ def execution_role_policy(settings: Settings, account: str, image_uris: list[str
 
 def trust_policy(account: str) -> dict[str, Any]:
     """SageMaker may assume the role, only on behalf of this account (no confused deputy)."""
+    return _trust("sagemaker.amazonaws.com", account)
+
+
+def _trust(service: str, account: str) -> dict[str, Any]:
+    """`service` may assume the role, only on behalf of `account` (no confused deputy)."""
     return _document(
         {
             "Effect": "Allow",
-            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Principal": {"Service": service},
             "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"aws:SourceAccount": account}},
         }
@@ -91,7 +118,27 @@ def operator_policy(settings: Settings, account: str, image_uris: list[str]) -> 
             ["logs:DescribeLogStreams", "logs:GetLogEvents", "logs:FilterLogEvents"],
             f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*",
         ),
+        _schedule_statements(settings, account),
         doctor_statements(settings, account, image_uris),
+    )
+
+
+def _schedule_statements(settings: Settings, account: str) -> tuple[dict[str, Any], ...]:
+    """`pipeline schedule`: the project's one schedule, and passing its role to Scheduler only."""
+    region = settings.region or "*"
+    role = settings.schedule_role_arn or f"arn:aws:iam::{account}:role/<schedule_role_arn>"
+    return (
+        _statement(
+            "ManageRetrainingSchedule",
+            [f"scheduler:{verb}Schedule" for verb in ("Create", "Update", "Get", "Delete")],
+            schedule.schedule_arn(settings, region, account),
+        ),
+        _statement(
+            "PassSchedulerRole",
+            ["iam:PassRole"],
+            role,
+            {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+        ),
     )
 
 

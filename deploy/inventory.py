@@ -130,12 +130,24 @@ def with_endpoint_details(
                     raise
                 continue
             scaling = autoscaling.describe(autoscaling_client, endpoint)
-            detail = f"config {endpoint['EndpointConfigName']}" + (
+            detail = f"config {endpoint['EndpointConfigName']}, {variants_detail(endpoint)}" + (
                 f", autoscaling {scaling}" if scaling else ""
             )
             resource = Resource(resource.kind, resource.name, resource.status, resource.created, detail)
         annotated.append(resource)
     return annotated
+
+
+def variants_detail(endpoint: dict[str, Any]) -> str:
+    """`variants A 90% (2 instances), B 10% (1 instance)` from DescribeEndpoint (weights as shares)."""
+    variants = endpoint.get("ProductionVariants", [])
+    total = sum(v.get("CurrentWeight", 0.0) for v in variants) or 1.0
+    parts = []
+    for v in variants:
+        count = v.get("CurrentInstanceCount")
+        instances = f" ({count} instance{'s' if count != 1 else ''})" if count is not None else ""
+        parts.append(f"{v['VariantName']} {v.get('CurrentWeight', 0.0) / total:.0%}{instances}")
+    return "variants " + ", ".join(parts) if parts else "no variants"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ keys of each operation) and the services' own documentation of what a call check
   (`iam:CreateServiceLinkedRole`), and a target-tracking policy creates and deletes CloudWatch alarms
   in the caller's name.
 - `sts:GetCallerIdentity` needs no permission.
+- EventBridge Scheduler: CreateSchedule and UpdateSchedule act on the schedule ARN
+  (`schedule/<group>/<name>`) and pass the target's role (`iam:PassedToService = scheduler.amazonaws.com`).
 An operation missing from `RULES` raises `Unmapped`: a new call cannot slip past the check.
 """
 
@@ -131,6 +133,19 @@ def _service_linked_role(where: Where) -> list[str]:
 
 
 # --- context --------------------------------------------------------------------------------------
+
+
+def _schedule(where: Where) -> list[str]:
+    group = where.params.get("GroupName", "default")
+    return [f"arn:aws:scheduler:{where.region}:{where.account}:schedule/{group}/{where.params['Name']}"]
+
+
+def _target_role(where: Where) -> list[str]:
+    return [where.params["Target"]["RoleArn"]]
+
+
+def _passed_to_scheduler(_: Where) -> Context:
+    return {"iam:PassedToService": "scheduler.amazonaws.com"}
 
 
 def _no_context(_: Where) -> Context:
@@ -272,6 +287,9 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
         _sagemaker("UpdateEndpoint", "endpoint", "EndpointName"),
         _sagemaker("UpdateEndpoint", "endpoint-config", "EndpointConfigName"),
     ),
+    ("sagemaker", "UpdateEndpointWeightsAndCapacities"): (
+        _sagemaker("UpdateEndpointWeightsAndCapacities", "endpoint", "EndpointName"),
+    ),
     **{
         ("sagemaker", f"{verb}{noun}"): (_sagemaker(f"{verb}{noun}", kind, f"{noun}Name"),)
         for verbs, nouns in ((("Describe", "Stop"), _JOBS), (("Describe", "Delete"), _HOSTING))
@@ -310,6 +328,18 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     ("application-autoscaling", "DescribeScalingPolicies"): (
         rule("application-autoscaling:DescribeScalingPolicies"),
     ),
+    # The retraining schedule: creating or updating one passes its role to Scheduler.
+    **{
+        ("scheduler", f"{verb}Schedule"): (rule(f"scheduler:{verb}Schedule", _schedule),)
+        for verb in ("Get", "Delete")
+    },
+    **{
+        ("scheduler", f"{verb}Schedule"): (
+            rule(f"scheduler:{verb}Schedule", _schedule),
+            rule("iam:PassRole", _target_role, _passed_to_scheduler),
+        )
+        for verb in ("Create", "Update")
+    },
     # The job's logs, while `--wait` follows it.
     ("logs", "DescribeLogStreams"): (rule("logs:DescribeLogStreams", _log_group),),
     ("logs", "GetLogEvents"): (rule("logs:GetLogEvents", _log_stream),),

@@ -433,3 +433,77 @@ def test_status_and_teardown_of_an_endpoint_not_named_after_the_project(
     assert ("endpoint", "recs-live") in listed
     assert "endpoint recs-live: deleted" in cli("teardown", *named)
     audit(settings=named)
+
+
+# --- retraining schedule and A/B tests (issue #21) --------------------------------------------------
+
+SCHEDULER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/ncftest-scheduler"
+SCHEDULE_SETTINGS = ("--set", f"schedule_role_arn={SCHEDULER_ROLE}")
+
+
+def test_pipeline_schedule(cli: Cli, audit: Audit) -> None:
+    """Create, update and delete the project's schedule; another team's schedule is left alone."""
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    team_b = {
+        "Name": f"team-b-{PROJECT}-retrain",
+        "ScheduleExpression": "rate(1 day)",
+        "FlexibleTimeWindow": {"Mode": "OFF"},
+        "Target": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/b", "RoleArn": ROLE_ARN},
+    }
+    scheduler.create_schedule(**team_b)
+    cli("pipeline", "schedule", "--cron", "cron(0 3 * * ? *)", *SCHEDULE_SETTINGS)
+    cli("pipeline", "schedule", "--cron", "cron(0 4 * * ? *)", *SCHEDULE_SETTINGS)
+    cli("pipeline", "schedule", "--delete", *SCHEDULE_SETTINGS)
+    assert {c.operation for c in cli.recorder.calls} >= {"CreateSchedule", "UpdateSchedule", "DeleteSchedule"}
+    assert [s["Name"] for s in scheduler.list_schedules()["Schedules"]] == [team_b["Name"]]
+    audit(settings=SCHEDULE_SETTINGS)
+
+
+def test_the_scheduler_role_may_only_start_the_pipeline(cli: Cli, node: str) -> None:
+    documents = json.loads(cli("iam-policy", *SCHEDULE_SETTINGS))
+    trust = documents["SchedulerTrustPolicy"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    pipeline = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{PROJECT}-retrain"
+    requests = [
+        IamRequest("sagemaker:StartPipelineExecution", pipeline),
+        IamRequest("sagemaker:StartPipelineExecution", f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/b"),
+        IamRequest("sagemaker:DeletePipeline", pipeline),
+    ]
+    policy = {"SchedulerRolePolicy": documents["SchedulerRolePolicy"]}
+    answers = [a["decision"] for a in decisions(SCHEDULER_ROLE, policy, requests)]
+    assert answers == ["Allowed", "ImplicitlyDenied", "ImplicitlyDenied"]
+
+
+def test_candidate_and_promote(cli: Cli, deployed: None, model_data: str, audit: Audit) -> None:
+    cli("deploy", "--candidate", model_data, "--candidate-share", "0.2")
+    assert "Candidate 20%" in cli("status")
+    cli("promote", "--variant", "Candidate")
+    assert cli.recorder.requests("UpdateEndpointWeightsAndCapacities")
+    audit()
+
+
+def test_ab_report_from_the_endpoint_capture_in_s3(
+    cli: Cli, account: dict[str, set[str]], tmp_path: Path, audit: Audit
+) -> None:
+    """The default --capture is the endpoint's data capture prefix; the interactions are in S3 too."""
+    from datetime import UTC, datetime
+
+    from deploy import capture
+
+    s3 = boto3.client("s3", region_name=REGION)
+    at = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    answer = {"predictions": [{"user_id": "u1", "items": [{"item_id": "i1", "score": 1.0}]}]}
+    for variant in ("AllTraffic", "Candidate"):
+        record = capture.record(
+            b'{"user_id": "u1"}', "application/json", json.dumps(answer).encode(), "application/json", at
+        )
+        key = f"ncf/data-capture/{ENDPOINT}/" + capture.relative_path(ENDPOINT, variant, at, "c.jsonl")
+        s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(record).encode())
+    later = int(at.timestamp()) + 60
+    s3.put_object(
+        Bucket=BUCKET, Key="ncf/ab/interactions.csv", Body=f"user_id,item_id,timestamp\nu1,i1,{later}\n"
+    )
+    out = cli("ab-report", "--interactions", f"s3://{BUCKET}/ncf/ab/interactions.csv", "--json")
+    assert [v["variant"] for v in json.loads(out)["variants"]] == ["AllTraffic", "Candidate"]
+    audit()

@@ -44,6 +44,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         help="region named in ModelError's LogStreamArn",
     )
+    parser.add_argument(
+        "--capture-dir",
+        type=Path,
+        help="write SageMaker data capture files (<endpoint>/<variant>/yyyy/mm/dd/hh/*.jsonl) here",
+    )
+    parser.add_argument(
+        "--variant", default="AllTraffic", help="the production variant this endpoint stands for"
+    )
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser.parse_args(argv)
 
@@ -63,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         model_server=args.model_server,
         transport=args.transport,
         region=args.region,
+        variant=args.variant,
+        capture_dir=args.capture_dir,
     )
     endpoint = LocalEndpoint(config)
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import requests
 
+from deploy.local.capture_writer import CaptureWriter
 from deploy.local.container_server import ContainerFront
 from deploy.local.httpserver import Server
 from deploy.local.inprocess import InProcessAdapter
@@ -39,6 +40,8 @@ class EndpointConfig:
     model_server: str = "auto"
     transport: str = "inprocess"
     region: str = "us-east-1"
+    variant: str = "AllTraffic"
+    capture_dir: Path | None = None  # write SageMaker-style data capture files here
 
 
 class LocalEndpoint:
@@ -85,7 +88,8 @@ class LocalEndpoint:
             raise LocalEndpointError(
                 f"cannot write the TLS certificate in {tls_dir}: {err.strerror}"
             ) from None
-        app = RuntimeApi(front, region=config.region)
+        writer = CaptureWriter(config.capture_dir, config.variant) if config.capture_dir else None
+        app = RuntimeApi(front, region=config.region, variant=config.variant, capture=writer)
         try:
             self.server = Server(
                 (config.host, config.port),
@@ -112,6 +116,11 @@ class LocalEndpoint:
             f"TLS certificate ({cert_note}): {self.cert_path}",
             f"runtime API: POST {self.url}/endpoints/<any-name>/invocations; container: GET {self.url}/ping, "
             f"POST {self.url}/invocations",
+            *(
+                [f"data capture: {self.config.capture_dir} (variant {self.config.variant})"]
+                if self.config.capture_dir
+                else []
+            ),
             f"ready: {self.url}",
         ]
 

@@ -11,6 +11,8 @@ What a boto3 `sagemaker-runtime` client sees, per botocore's service model (rest
 The forwarded request headers are the ones InvokeEndpoint models: `Content-Type`, `Accept` and
 `X-Amzn-SageMaker-Custom-Attributes`. Where the real message points at CloudWatch Logs, this one points
 at the local log. Every other path goes to the container front (`/ping`, `/invocations`).
+With a capture writer (`--capture-dir`), every answered request is also written as SageMaker's data
+capture writes it (deploy/local/capture_writer.py), under the variant `--variant` names.
 Not reproduced: SigV4 checks (any credentials work), endpoint names (any name is served), the 6 MB
 payload limit and the 60 s container timeout, and the runtime's own errors for those (ValidationError).
 """
@@ -24,6 +26,7 @@ from urllib.parse import unquote
 
 from requests.structures import CaseInsensitiveDict
 
+from deploy.local.capture_writer import CaptureWriter
 from deploy.local.container_server import CUSTOM_ATTRIBUTES_HEADER
 from deploy.local.httpserver import App, Request, Response
 
@@ -59,9 +62,13 @@ def model_error(endpoint: str, status: int, body: bytes, *, region: str, request
 class RuntimeApi:
     """Route `/endpoints/<name>/invocations` to the container's `/invocations`, the rest to the container."""
 
-    def __init__(self, container: App, *, region: str) -> None:
+    def __init__(
+        self, container: App, *, region: str, variant: str = VARIANT, capture: CaptureWriter | None = None
+    ) -> None:
         self.container = container
         self.region = region
+        self.variant = variant
+        self.capture = capture
 
     def __call__(self, request: Request) -> Response:
         match = _ROUTE.match(request.path)
@@ -79,14 +86,17 @@ class RuntimeApi:
         )
         headers["Content-Length"] = str(len(request.body))
         answer = self.container(Request("POST", "/invocations", headers, request.body))
+        endpoint = unquote(match["name"])
         if not 200 <= answer.status < 300:
-            endpoint = unquote(match["name"])
             return model_error(
                 endpoint, answer.status, answer.body, region=self.region, request_id=request_id
             )
+        if self.capture is not None:
+            request_type = headers.get("Content-Type") or "application/octet-stream"
+            self.capture.write(endpoint, request.body, request_type, answer.body, answer.content_type)
         return Response(
             200,
             answer.body,
             content_type=answer.content_type,
-            headers={"x-amzn-RequestId": request_id, "x-Amzn-Invoked-Production-Variant": VARIANT},
+            headers={"x-amzn-RequestId": request_id, "x-Amzn-Invoked-Production-Variant": self.variant},
         )
