@@ -138,8 +138,8 @@ def exports(
 
 class UntrackedKerasValues(tf.Module):
     """A Keras 3 layer inside a tf.Module that does not track its variables' values: TensorFlow 2's loader
-    answers its signature, TF Serving's cannot find the variables (the pitfall `ncf.serving.export`
-    avoids; /work/shared/docs/tensorflow-facts.md, Export)."""
+    answers its signature, TF Serving's cannot find the variables ("Could not find variable ..."): the
+    pitfall `ncf.serving.export` avoids by tracking the values, which an eager-only check would miss."""
 
     def __init__(self) -> None:
         super().__init__()
