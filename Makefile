@@ -56,7 +56,23 @@ $(IAM_SIMULATOR): tests/iam/package-lock.json
 	elif [ -n "$$CI" ]; then echo "error: npm not found: CI needs Node.js 20+ for the IAM test (tests/iam)" >&2; exit 1; \
 	else echo "npm not found: tests/test_deploy_iam.py will be skipped (install Node.js 20+ and run make install)"; fi
 
-install: $(STAMP) $(IAM_SIMULATOR) ## Create .venv/ with everything (training, serving, deploy, tests)
+# TF Serving's TensorFlow (tensorflow-cpu, pinned in tests/tf-serving-requirements.txt) in its own environment:
+# tests/test_serving_tf219.py loads every export shape with it. The path is fixed: the test and bench-serve look
+# there. The stamp depends on the pin, so a second `make install` does nothing and a new pin reinstalls.
+# TensorFlow 2.19 has wheels for Python 3.9-3.12 only: TF219_PYTHON_SYSTEM picks another interpreter.
+TF219_VENV := .venv-tf219
+TF219_STAMP := $(TF219_VENV)/.installed
+TF219_REQUIREMENTS := tests/tf-serving-requirements.txt
+TF219_PYTHON_SYSTEM ?= $(PYTHON_SYSTEM)
+
+$(TF219_STAMP): $(TF219_REQUIREMENTS)
+	@$(TF219_PYTHON_SYSTEM) -c 'import sys; sys.exit(None if (3, 9) <= sys.version_info[:2] <= (3, 12) else \
+	    f"error: $(TF219_PYTHON_SYSTEM) is Python {sys.version.split()[0]}; TensorFlow 2.19 needs 3.9-3.12: set TF219_PYTHON_SYSTEM")'
+	$(TF219_PYTHON_SYSTEM) -m venv $(TF219_VENV)
+	$(TF219_VENV)/bin/pip install -r $(TF219_REQUIREMENTS)
+	touch $(TF219_STAMP)
+
+install: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Create .venv/ with everything (training, serving, deploy, tests) and .venv-tf219/
 
 data: $(STAMP) ## Download a MovieLens dataset into data/raw/ (DATASET=ml-100k|ml-1m|ml-20m|ml-25m|ml-latest-small)
 	$(PY) data/download.py --dataset $(DATASET) --dest data/raw $(DOWNLOAD_ARGS)
@@ -73,7 +89,7 @@ train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evalua
 	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
 	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
 
-test: $(STAMP) $(IAM_SIMULATOR) ## Run the whole test suite (offline)
+test: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Run the whole test suite (offline)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines
@@ -89,10 +105,7 @@ bench-serve: $(STAMP) ## Serving latency/throughput and two-stage retrieval (1M 
 	$(PY) tests/benchmarks/bench_serve.py
 	$(PY) tests/benchmarks/bench_retrieval.py $(BENCH_ARGS)
 
-TF219_VENV ?= .venv-tf219
-tf-serving-venv: ## Create .venv-tf219/ with tensorflow-cpu 2.19 (TF Serving 2.19's TF) for bench-serve's load check
-	$(PYTHON_SYSTEM) -m venv $(TF219_VENV)
-	$(TF219_VENV)/bin/pip install "tensorflow-cpu==2.19.*"
+tf-serving-venv: $(TF219_STAMP) ## Create .venv-tf219/ with TF Serving 2.19.1's TensorFlow (part of install; tests and bench-serve load exports with it)
 
 bench-similarity: $(STAMP) ## Similar-items quality on MovieLens 100K (genre overlap) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_similarity.py $(BENCH_ARGS)
