@@ -96,6 +96,7 @@ import csv
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,14 +125,17 @@ SCORE = "score"
 SIMILAR_ITEMS = "similar_items"
 SIMILAR_USERS = "similar_users"
 _FIELDS = {
-    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "history", "signature"),
+    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "history", "filter", "filter_values", "signature"),
     SCORE: ("user_id", "item_id", "signature"),
-    SIMILAR_ITEMS: ("item_id", "k", "signature"),
+    SIMILAR_ITEMS: ("item_id", "k", "filter", "filter_values", "signature"),
     SIMILAR_USERS: ("user_id", "k", "signature"),
 }
 # The id a similarity signature takes, and the name of its id output in the SavedModel.
 _SIMILAR_QUERY = {SIMILAR_ITEMS: "item_id", SIMILAR_USERS: "user_id"}
 FROM_HISTORY = "recommend_from_history"
+# The signatures of an export with filters (`ncf.serving.filtered`), by the signature a request names.
+_FILTERED = {RECOMMEND: "recommend_filtered", SIMILAR_ITEMS: "similar_items_filtered"}
+_PARAM_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,7 @@ class Settings:
     default_k: int = 10
     max_instances: int = 1000
     max_history: int = 1000
+    max_filter_values: int = 100
     max_body_bytes: int = 6 * 1024 * 1024
     tfs_chunk_size: int = 1000
     tfs_timeout_s: float = 30.0
@@ -154,6 +159,7 @@ class Settings:
             "default_k": "NCF_DEFAULT_K",
             "max_instances": "NCF_MAX_INSTANCES",
             "max_history": "NCF_MAX_HISTORY",
+            "max_filter_values": "NCF_MAX_FILTER_VALUES",
             "max_body_bytes": "NCF_MAX_BODY_BYTES",
             "tfs_chunk_size": "NCF_TFS_CHUNK_SIZE",
             "tfs_timeout_s": "NCF_TFS_TIMEOUT_S",
@@ -193,6 +199,14 @@ class InferenceError(Exception):
 
 
 @dataclass(frozen=True)
+class Filter:
+    """A request's filter: its name and each `$PARAM`'s values as text, sorted by parameter name."""
+
+    name: str
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Recommend:
     """One user's top-k request."""
 
@@ -201,6 +215,7 @@ class Recommend:
     exclude: tuple[str, ...] = ()
     exclude_seen: bool = True
     history: tuple[str, ...] | None = None  # the user's latest events, oldest first (None: not given)
+    filter: Filter | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,7 @@ class Similar:
     signature: str
     query_id: str
     k: int
+    filter: Filter | None = None
 
 
 Instance = Recommend | Score | Similar
@@ -389,9 +405,11 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             f"(allowed: {', '.join(allowed)})",
             unknown[0],
         )
+    chosen = _filter(obj, where, settings)
     if signature in _SIMILAR_QUERY:
         field = _SIMILAR_QUERY[signature]
-        return Similar(signature, _user_id(obj.get(field), where, field), _json_k(obj, where, settings))
+        query = _user_id(obj.get(field), where, field)
+        return Similar(signature, query, _json_k(obj, where, settings), chosen)
     user_id = _user_id(obj.get("user_id"), where, "user_id")
     if signature == SCORE:
         return Score(user_id, _user_id(obj.get("item_id"), where, "item_id"))
@@ -409,7 +427,58 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             " seen items are always excluded)",
             "history",
         )
-    return Recommend(user_id, k, tuple(exclude), exclude_seen, history)
+    if history is not None and chosen is not None:
+        raise InferenceError(f"{where}filter cannot be combined with history (not supported yet)", "filter")
+    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen)
+
+
+def _filter(obj: dict[str, Any], where: str, settings: Settings) -> Filter | None:
+    """The request's `filter` and `filter_values` (None without a filter), checked for shape; the model
+    checks the names and values against the filter itself."""
+    name = obj.get("filter")
+    if name is None:
+        if "filter_values" in obj:
+            raise InferenceError(f"{where}filter_values needs a filter naming which one", "filter_values")
+        return None
+    if not isinstance(name, str) or not name:
+        raise InferenceError(f"{where}filter must be a filter's name (a non-empty string)", "filter")
+    given = obj.get("filter_values", {})
+    if not isinstance(given, dict):
+        raise InferenceError(
+            f'{where}filter_values must be an object {{"PARAM": value or [values]}}', "filter_values"
+        )
+    values = tuple(
+        sorted((param, _param_values(param, value, where, settings)) for param, value in given.items())
+    )
+    return Filter(name, values)
+
+
+def _param_values(param: str, value: Any, where: str, settings: Settings) -> tuple[str, ...]:
+    """One parameter's values as the model reads them: text, booleans as true/false, numbers as JSON."""
+    if not _PARAM_NAME.fullmatch(param):
+        raise InferenceError(
+            f"{where}filter_values: {param!r} is not a parameter name (the $NAME of the filter without"
+            " the $, upper case)",
+            "filter_values",
+        )
+    listed = value if isinstance(value, list) else [value]
+    if not listed:
+        raise InferenceError(f"{where}filter_values: {param} has an empty list of values", "filter_values")
+    if len(listed) > settings.max_filter_values:
+        raise InferenceError(
+            f"{where}filter_values: {param} has {len(listed)} values, more than"
+            f" {settings.max_filter_values} (NCF_MAX_FILTER_VALUES)",
+            "filter_values",
+            413,
+        )
+    for entry in listed:
+        if isinstance(entry, (dict, list)) or entry is None or entry == "":
+            raise InferenceError(
+                f"{where}filter_values: {param} must be a non-empty string, number or boolean, or a list"
+                f" of them, got {json.dumps(entry)}",
+                "filter_values",
+            )
+    return tuple(entry if isinstance(entry, str) else json.dumps(entry) for entry in listed)
 
 
 def _history(obj: dict[str, Any], where: str, settings: Settings) -> tuple[str, ...] | None:
@@ -466,10 +535,14 @@ def plan_calls(instances: list[Instance], chunk_size: int) -> list[Call]:
     ]
 
 
-def _call_key(instance: Instance) -> str:
-    """Which TF Serving call answers an instance (`seen` becomes a signature per chunk, in `_call`)."""
+def _call_key(instance: Instance) -> Any:
+    """Which TF Serving call answers an instance (`seen` becomes a signature per chunk, in `_call`); a
+    filtered request's call also carries its filter (one filter and one `exclude_seen` per call)."""
     if isinstance(instance, Score):
         return "score"
+    if getattr(instance, "filter", None) is not None:
+        seen = isinstance(instance, Recommend) and instance.exclude_seen
+        return (_FILTERED[getattr(instance, "signature", RECOMMEND)], instance.filter, seen)
     if isinstance(instance, Similar):
         return instance.signature
     if instance.history is not None:
@@ -477,9 +550,11 @@ def _call_key(instance: Instance) -> str:
     return "seen" if instance.exclude_seen else "recommend_with_seen"
 
 
-def _call(key: str, indices: list[int], instances: list[Instance]) -> Call:
+def _call(key: Any, indices: list[int], instances: list[Instance]) -> Call:
     """The predict body for the instances at `indices`, all of call key `key`."""
     members = [instances[i] for i in indices]
+    if isinstance(key, tuple):
+        return _filtered_call(key, indices, members)
     if key == "score":
         inputs: dict[str, Any] = {
             "user_id": [m.user_id for m in members],
@@ -498,6 +573,26 @@ def _call(key: str, indices: list[int], instances: list[Instance]) -> Call:
         signature = "recommend_excluding" if any(m.exclude for m in members) else "serving_default"
     if signature != "serving_default":
         inputs["exclude"] = _padded([m.exclude for m in members])
+    return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
+
+
+def _filtered_call(key: tuple[str, Filter, bool], indices: list[int], members: list[Any]) -> Call:
+    """A `recommend_filtered` / `similar_items_filtered` call: the filter's name and its parameters as a
+    name vector and a padded value matrix (one "" name and row when it has none: never an empty tensor)."""
+    signature, chosen, exclude_seen = key
+    names = [name for name, _ in chosen.values] or [""]
+    inputs: dict[str, Any] = {
+        "k": max(m.k for m in members),
+        "filter": chosen.name,
+        "filter_names": names,
+        "filter_values": _padded([values for _, values in chosen.values] or [()]),
+    }
+    if signature == "similar_items_filtered":
+        inputs["item_id"] = [m.query_id for m in members]
+    else:
+        inputs["user_id"] = [m.user_id for m in members]
+        inputs["exclude"] = _padded([m.exclude for m in members])
+        inputs["exclude_seen"] = exclude_seen
     return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
 
 
@@ -535,6 +630,7 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
         raise InferenceError("the model server is unavailable", None, 503) from None
     if response.status_code != 200:
         _refuse_missing_history_signature(body, response)
+        _refuse_missing_filtered_signature(body, response)
         LOG.error(
             "TF Serving answered HTTP %d for signature %s: %.2000s",
             response.status_code,
@@ -566,6 +662,19 @@ def _refuse_missing_history_signature(body: dict[str, Any], response: requests.R
         )
 
 
+def _refuse_missing_filtered_signature(body: dict[str, Any], response: requests.Response) -> None:
+    """A filter request to an export without filters is the client's error: exported without a filters
+    file, or before filters were supported (TF Serving: 400 "... not found in signature def")."""
+    missing = response.status_code == 400 and "not found" in response.text
+    if body.get("signature_name") in _FILTERED.values() and missing:
+        raise InferenceError(
+            f"this model has no filters, so none named {body['inputs']['filter']!r} (it was exported"
+            " without a filters file, or before filters were supported): retrain it with --filters, or"
+            " drop 'filter'",
+            "filter",
+        )
+
+
 def _malformed(body: dict[str, Any], detail: str) -> InferenceError:
     LOG.error("TF Serving returned malformed output for signature %s: %s", body.get("signature_name"), detail)
     return InferenceError("the model returned an unexpected response", None, 502)
@@ -582,7 +691,9 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
     """Predictions (in the call's instance order) from one signature's columnar outputs."""
     rows = len(call.indices)
     members = [instances[i] for i in call.indices]
-    if call.signature in _SIMILAR_QUERY:
+    if call.signature in _FILTERED.values():
+        _refuse_filter_errors(call, outputs, instances)
+    if call.signature in (*_SIMILAR_QUERY, _FILTERED[SIMILAR_ITEMS]):
         return _read_similar(call, outputs, instances, members)
     fallback = _column(outputs, "fallback", rows, call)
     if call.signature == "score":
@@ -603,6 +714,14 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
     return predictions
 
 
+def _refuse_filter_errors(call: Call, outputs: dict[str, Any], instances: list[Instance]) -> None:
+    """The model's verdict on the filter and its values (one per call: every row carries the same one)."""
+    errors = _column(outputs, "filter_error", len(call.indices), call)
+    if errors[0]:
+        field = "filter" if str(errors[0]).startswith("unknown filter") else "filter_values"
+        raise InferenceError(f"{_where(call.indices[0], instances)}{errors[0]}", field)
+
+
 def _where(index: int, instances: list[Instance]) -> str:
     return f"instances[{index}]: " if len(instances) > 1 else ""
 
@@ -611,7 +730,7 @@ def _read_similar(
     call: Call, outputs: dict[str, Any], instances: list[Instance], members: list[Similar]
 ) -> list[dict[str, Any]]:
     """`similar_*` outputs: refuse unknown query ids (no fallback), then each query's neighbours."""
-    field = _SIMILAR_QUERY[call.signature]
+    field = _SIMILAR_QUERY[members[0].signature]
     noun = field.removesuffix("_id")
     known = _column(outputs, "known", len(members), call)
     for index, member, flag in zip(call.indices, members, known, strict=True):

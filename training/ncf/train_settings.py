@@ -162,6 +162,12 @@ class TrainConfig:
         20_000,
         "catalogs with fewer items keep exhaustive scoring (fast and exact there); 0: always retrieve",
     )
+    filters: str = _setting(
+        "auto",
+        "named serving filters, a JSON file {name: 'INCLUDE ItemID WHERE Items.col IN ($PARAM)', ...} over"
+        " the items channel's columns, exported into the model (README: Filters and promotions): auto"
+        " (filters.json in the items channel when there is one), none, or a file",
+    )
 
     @property
     def is_implicit(self) -> bool:
@@ -185,6 +191,16 @@ class TrainConfig:
             "rmse": "validation_rmse",
         }
         return names[self.selection_metric]
+
+    @property
+    def filters_path(self) -> str | None:
+        """The filters file to export, resolved from `filters` and the items channel."""
+        if self.filters == "none":
+            return None
+        if self.filters != "auto":
+            return self.filters
+        found = Path(self.items) / "filters.json" if self.items else None
+        return str(found) if found is not None and found.is_file() else None
 
     @property
     def resolved_output_dir(self) -> Path:
@@ -211,6 +227,7 @@ class TrainConfig:
             "checkpoint_dir",
             "inference_code",
             "package",
+            "filters",
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in path_names}
 

@@ -1,0 +1,194 @@
+"""Filters end to end: declared at training (`--filters`, the items channel), applied by inference.py.
+
+A tiny NeuMF is trained by train.py with an items channel holding `filters.json`; TF Serving is the local
+stand-in serving its SavedModel, mounted on the handler's session (as in test_history_inference.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tensorflow as tf
+from conftest import TINY_NEUMF_FLAGS, channel_args, run_train
+from filter_fixtures import item_table, passes
+from test_history_inference import serve
+from test_inference import event_lines, inference, invoke, refusal  # noqa: F401  (inference is a fixture)
+
+FILTERS = {
+    "by_genre": "INCLUDE ItemID WHERE Items.genres IN ($GENRES)",
+    "recent_on_sale": "INCLUDE ItemID WHERE Items.year >= $MIN_YEAR"
+    " | EXCLUDE ItemID WHERE Items.on_sale = false",
+    "no_acme": 'EXCLUDE ItemID WHERE Items.brand = "acme"',
+}
+
+
+@pytest.fixture(scope="module")
+def filtered_run(tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path) -> tuple[Path, Any]:
+    """(MODEL_DIR, the items table) of a NeuMF exported with FILTERS over a synthetic items channel."""
+    root = tmp_path_factory.mktemp("filtered")
+    items = item_table([f"item-{i}" for i in range(40)], seed=2)
+    (root / "items").mkdir()
+    items.to_csv(root / "items" / "items.csv", index=False)
+    (root / "items" / "filters.json").write_text(json.dumps(FILTERS))
+    args = [*channel_args(tiny_channels), "--items", str(root / "items"), "--item-features", "none"]
+    result = run_train([*args, "--model-dir", str(root / "model"), *TINY_NEUMF_FLAGS, "--package", "false"])
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "filters: by_genre, no_acme, recent_on_sale" in result.stdout
+    return root / "model", items
+
+
+@pytest.fixture
+def served(inference: Any, filtered_run: tuple[Path, Any]) -> Any:  # noqa: F811
+    serve(inference, filtered_run[0])
+    yield inference
+    inference.SESSION.adapters.pop("http://localhost:8501/")
+
+
+def test_a_bad_filter_stops_training_before_it_starts(tmp_path: Path, tiny_channels: Path) -> None:
+    (tmp_path / "items").mkdir()
+    item_table([f"item-{i}" for i in range(40)]).to_csv(tmp_path / "items" / "items.csv", index=False)
+    (tmp_path / "filters.json").write_text(json.dumps({"f": "INCLUDE ItemID WHERE Items.colour = 'red'"}))
+    args = [
+        *channel_args(tiny_channels),
+        "--items",
+        str(tmp_path / "items"),
+        "--filters",
+        str(tmp_path / "filters.json"),
+    ]
+    result = run_train([*args, "--model-dir", str(tmp_path / "model")])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: filter 'f': Items.colour at position 21: no such item column")
+    assert "epoch" not in result.stdout
+
+
+def test_the_export_records_its_filters(filtered_run: tuple[Path, Any]) -> None:
+    loaded = tf.saved_model.load(str(filtered_run[0] / "1"))
+    assert set(json.loads(loaded.filters.metadata.numpy())) == set(FILTERS)
+    assert {"recommend_filtered", "similar_items_filtered", "serving_default"} <= set(loaded.signatures)
+
+
+def passing_ids(items: Any, name: str, values: dict[str, list[str]]) -> set[str]:
+    return set(items.loc[passes(FILTERS[name], values, items), "item_id"])
+
+
+def test_json_request_with_parameters_returns_k_items_that_pass(
+    served: Any, filtered_run: tuple[Path, Any]
+) -> None:
+    values = {"GENRES": sorted({g for listed in filtered_run[1]["genres"] for g in listed.split("|")})[:6]}
+    body = {"user_id": "u1", "k": 3, "filter": "by_genre", "filter_values": values}
+    prediction = invoke(served, body)[0]["predictions"][0]
+    ids = [entry["item_id"] for entry in prediction["items"]]
+    assert len(ids) == 3 and set(ids) <= passing_ids(filtered_run[1], "by_genre", values)
+
+
+def test_json_lines_batch_mixes_filters_values_and_plain_requests(
+    served: Any, filtered_run: tuple[Path, Any]
+) -> None:
+    requests = [
+        {"user_id": "u1", "k": 5, "filter": "recent_on_sale", "filter_values": {"MIN_YEAR": 1990}},
+        {"user_id": "u2", "k": 5},
+        {"user_id": "stranger", "k": 5, "filter": "no_acme", "exclude_seen": False},
+        {"user_id": "u3", "k": 5, "filter": "recent_on_sale", "filter_values": {"MIN_YEAR": "2010"}},
+    ]
+    lines = "".join(json.dumps(r) + "\n" for r in requests)
+    text, _ = invoke(served, lines, "application/jsonlines", "application/jsonlines")
+    first, plain, stranger, last = (json.loads(line) for line in text.splitlines())
+    items = filtered_run[1]
+    assert {e["item_id"] for e in first["items"]} <= passing_ids(
+        items, "recent_on_sale", {"MIN_YEAR": ["1990"]}
+    )
+    assert {e["item_id"] for e in last["items"]} <= passing_ids(
+        items, "recent_on_sale", {"MIN_YEAR": ["2010"]}
+    )
+    assert {e["item_id"] for e in stranger["items"]} <= passing_ids(items, "no_acme", {})
+    assert stranger["fallback"] is True and len(plain["items"]) == 5
+
+
+def test_similar_items_with_a_filter(served: Any, filtered_run: tuple[Path, Any]) -> None:
+    body = {"signature": "similar_items", "item_id": "item-1", "k": 4, "filter": "no_acme"}
+    prediction = invoke(served, body)[0]["predictions"][0]
+    ids = {entry["item_id"] for entry in prediction["similar"]}
+    assert len(ids) == 4 and ids <= passing_ids(filtered_run[1], "no_acme", {}) - {"item-1"}
+
+
+BAD_REQUESTS = [
+    (
+        {"filter": "nope"},
+        "filter",
+        "unknown filter 'nope' (this model's filters: by_genre, no_acme, recent_on_sale)",
+    ),
+    ({"filter": 3}, "filter", "filter must be a filter's name"),
+    ({"filter": ""}, "filter", "filter must be a filter's name"),
+    ({"filter_values": {"GENRES": ["g1"]}}, "filter_values", "filter_values needs a filter"),
+    ({"filter": "by_genre"}, "filter_values", "filter 'by_genre' needs a value for $GENRES"),
+    (
+        {"filter": "by_genre", "filter_values": {"GENRES": ["g1"], "YEAR": 1}},
+        "filter_values",
+        "has no parameter $YEAR",
+    ),
+    (
+        {"filter": "no_acme", "filter_values": {"X": "1"}},
+        "filter_values",
+        "filter 'no_acme' has no parameter $X",
+    ),
+    (
+        {"filter": "by_genre", "filter_values": {"GENRES": ["Comdy"]}},
+        "filter_values",
+        "'Comdy' is not a value of Items.genres",
+    ),
+    (
+        {"filter": "recent_on_sale", "filter_values": {"MIN_YEAR": "soon"}},
+        "filter_values",
+        "$MIN_YEAR must be a number, got 'soon'",
+    ),
+    (
+        {"filter": "recent_on_sale", "filter_values": {"MIN_YEAR": True}},
+        "filter_values",
+        "$MIN_YEAR must be a number, got 'true'",
+    ),
+    (
+        {"filter": "recent_on_sale", "filter_values": {"MIN_YEAR": [1990, 2000]}},
+        "filter_values",
+        "$MIN_YEAR takes one value, got 2",
+    ),
+    ({"filter": "by_genre", "filter_values": ["g1"]}, "filter_values", "filter_values must be an object"),
+    (
+        {"filter": "by_genre", "filter_values": {"GENRES": []}},
+        "filter_values",
+        "GENRES has an empty list of values",
+    ),
+    (
+        {"filter": "by_genre", "filter_values": {"GENRES": [["g1"]]}},
+        "filter_values",
+        "must be a non-empty string, number or boolean",
+    ),
+    (
+        {"filter": "by_genre", "filter_values": {"genres": ["g1"]}},
+        "filter_values",
+        "'genres' is not a parameter name",
+    ),
+    ({"filter": "no_acme", "history": ["item-1"]}, "filter", "filter cannot be combined with history"),
+]
+
+
+@pytest.mark.parametrize(("fields", "field", "message"), BAD_REQUESTS)
+def test_bad_filter_requests_are_refused_and_logged(
+    served: Any, capsys: Any, fields: dict, field: str, message: str
+) -> None:
+    capsys.readouterr()
+    error = refusal(served, {"user_id": "u1", "k": 3, **fields})
+    assert error["status"] == 400 and error["field"] == field and message in error["error"], error
+    assert event_lines(capsys) == [{"event": "client_error", **error}]
+
+
+def test_a_filter_request_to_a_model_without_filters_is_refused(inference: Any, trained_model: Path) -> None:  # noqa: F811
+    serve(inference, trained_model)
+    try:
+        error = refusal(inference, {"user_id": "u1", "filter": "by_genre", "filter_values": {"GENRES": "g1"}})
+    finally:
+        inference.SESSION.adapters.pop("http://localhost:8501/")
+    assert error["status"] == 400 and error["field"] == "filter"
+    assert error["error"].startswith("this model has no filters, so none named 'by_genre'")
