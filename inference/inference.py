@@ -48,6 +48,14 @@ types fold the history into the user's vector by a few gradient steps inside the
 (`ncf.serving.foldin`); a known user with an empty history gets the plain answer. At most
 `NCF_MAX_HISTORY` entries (default 1000); `history` cannot be combined with `exclude` or `exclude_seen`.
 
+Filters (JSON and JSON Lines, for recommendations and `similar_items`): `"filter": "NAME"` and
+`"filter_values": {"PARAM": value or [values]}` select one of the filters declared at training and
+exported in the model (README: Filters and promotions); the model answers only items that pass it, and
+checks the names and values itself (`filter_error`: unknown filter, missing or extra parameter, wrong
+type, value not in the vocabulary), which this handler turns into a 400. The shape of `filter_values`
+is checked here. Instances with the same filter, values and `exclude_seen` share a call to
+`recommend_filtered` / `similar_items_filtered`; a model without those signatures refuses the request.
+
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
 `exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. The instances of a
@@ -86,6 +94,7 @@ Configuration (environment variables of the SageMaker model, read once at import
 - `NCF_TFS_CHUNK_SIZE` (default 1000): most instances in one TF Serving call.
 - `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for one TF Serving call.
 - `NCF_MAX_HISTORY` (default 1000): most entries in one request's `history`.
+- `NCF_MAX_FILTER_VALUES` (default 100): most values of one filter parameter.
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import

@@ -1,7 +1,8 @@
 """Filters end to end: declared at training (`--filters`, the items channel), applied by inference.py.
 
-A tiny NeuMF is trained by train.py with an items channel holding `filters.json`; TF Serving is the local
-stand-in serving its SavedModel, mounted on the handler's session (as in test_history_inference.py).
+conftest's `filtered_model` is a tiny NeuMF trained by train.py with an items channel holding
+`filters.json`; TF Serving is the local stand-in serving its SavedModel, mounted on the handler's
+session (as in test_history_inference.py).
 """
 
 from __future__ import annotations
@@ -12,37 +13,15 @@ from typing import Any
 
 import pytest
 import tensorflow as tf
-from conftest import TINY_NEUMF_FLAGS, channel_args, run_train
+from conftest import FILTERS, channel_args, run_train
 from filter_fixtures import item_table, passes
 from test_history_inference import serve
 from test_inference import event_lines, inference, invoke, refusal  # noqa: F401  (inference is a fixture)
 
-FILTERS = {
-    "by_genre": "INCLUDE ItemID WHERE Items.genres IN ($GENRES)",
-    "recent_on_sale": "INCLUDE ItemID WHERE Items.year >= $MIN_YEAR"
-    " | EXCLUDE ItemID WHERE Items.on_sale = false",
-    "no_acme": 'EXCLUDE ItemID WHERE Items.brand = "acme"',
-}
-
-
-@pytest.fixture(scope="module")
-def filtered_run(tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path) -> tuple[Path, Any]:
-    """(MODEL_DIR, the items table) of a NeuMF exported with FILTERS over a synthetic items channel."""
-    root = tmp_path_factory.mktemp("filtered")
-    items = item_table([f"item-{i}" for i in range(40)], seed=2)
-    (root / "items").mkdir()
-    items.to_csv(root / "items" / "items.csv", index=False)
-    (root / "items" / "filters.json").write_text(json.dumps(FILTERS))
-    args = [*channel_args(tiny_channels), "--items", str(root / "items"), "--item-features", "none"]
-    result = run_train([*args, "--model-dir", str(root / "model"), *TINY_NEUMF_FLAGS, "--package", "false"])
-    assert result.returncode == 0, result.stderr + result.stdout
-    assert "filters: by_genre, no_acme, recent_on_sale" in result.stdout
-    return root / "model", items
-
 
 @pytest.fixture
-def served(inference: Any, filtered_run: tuple[Path, Any]) -> Any:  # noqa: F811
-    serve(inference, filtered_run[0])
+def served(inference: Any, filtered_model: tuple[Path, Any]) -> Any:  # noqa: F811
+    serve(inference, filtered_model[0])
     yield inference
     inference.SESSION.adapters.pop("http://localhost:8501/")
 
@@ -64,8 +43,8 @@ def test_a_bad_filter_stops_training_before_it_starts(tmp_path: Path, tiny_chann
     assert "epoch" not in result.stdout
 
 
-def test_the_export_records_its_filters(filtered_run: tuple[Path, Any]) -> None:
-    loaded = tf.saved_model.load(str(filtered_run[0] / "1"))
+def test_the_export_records_its_filters(filtered_model: tuple[Path, Any]) -> None:
+    loaded = tf.saved_model.load(str(filtered_model[0] / "1"))
     assert set(json.loads(loaded.filters.metadata.numpy())) == set(FILTERS)
     assert {"recommend_filtered", "similar_items_filtered", "serving_default"} <= set(loaded.signatures)
 
@@ -75,17 +54,17 @@ def passing_ids(items: Any, name: str, values: dict[str, list[str]]) -> set[str]
 
 
 def test_json_request_with_parameters_returns_k_items_that_pass(
-    served: Any, filtered_run: tuple[Path, Any]
+    served: Any, filtered_model: tuple[Path, Any]
 ) -> None:
-    values = {"GENRES": sorted({g for listed in filtered_run[1]["genres"] for g in listed.split("|")})[:6]}
+    values = {"GENRES": sorted({g for listed in filtered_model[1]["genres"] for g in listed.split("|")})[:6]}
     body = {"user_id": "u1", "k": 3, "filter": "by_genre", "filter_values": values}
     prediction = invoke(served, body)[0]["predictions"][0]
     ids = [entry["item_id"] for entry in prediction["items"]]
-    assert len(ids) == 3 and set(ids) <= passing_ids(filtered_run[1], "by_genre", values)
+    assert len(ids) == 3 and set(ids) <= passing_ids(filtered_model[1], "by_genre", values)
 
 
 def test_json_lines_batch_mixes_filters_values_and_plain_requests(
-    served: Any, filtered_run: tuple[Path, Any]
+    served: Any, filtered_model: tuple[Path, Any]
 ) -> None:
     requests = [
         {"user_id": "u1", "k": 5, "filter": "recent_on_sale", "filter_values": {"MIN_YEAR": 1990}},
@@ -96,7 +75,7 @@ def test_json_lines_batch_mixes_filters_values_and_plain_requests(
     lines = "".join(json.dumps(r) + "\n" for r in requests)
     text, _ = invoke(served, lines, "application/jsonlines", "application/jsonlines")
     first, plain, stranger, last = (json.loads(line) for line in text.splitlines())
-    items = filtered_run[1]
+    items = filtered_model[1]
     assert {e["item_id"] for e in first["items"]} <= passing_ids(
         items, "recent_on_sale", {"MIN_YEAR": ["1990"]}
     )
@@ -107,11 +86,11 @@ def test_json_lines_batch_mixes_filters_values_and_plain_requests(
     assert stranger["fallback"] is True and len(plain["items"]) == 5
 
 
-def test_similar_items_with_a_filter(served: Any, filtered_run: tuple[Path, Any]) -> None:
+def test_similar_items_with_a_filter(served: Any, filtered_model: tuple[Path, Any]) -> None:
     body = {"signature": "similar_items", "item_id": "item-1", "k": 4, "filter": "no_acme"}
     prediction = invoke(served, body)[0]["predictions"][0]
     ids = {entry["item_id"] for entry in prediction["similar"]}
-    assert len(ids) == 4 and ids <= passing_ids(filtered_run[1], "no_acme", {}) - {"item-1"}
+    assert len(ids) == 4 and ids <= passing_ids(filtered_model[1], "no_acme", {}) - {"item-1"}
 
 
 BAD_REQUESTS = [

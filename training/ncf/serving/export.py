@@ -19,6 +19,9 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
   that react to the request's recent events: the sequence model reads them after the stored history,
   the NCF types fold them into the user's rows (see `ncf.serving.history`, `ncf.serving.foldin`)
 
+- `recommend_filtered`, `similar_items_filtered`: only in exports with filters, the same answers among the
+  items that pass a declared filter (see `ncf.serving.filtered`)
+
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
 

@@ -33,12 +33,18 @@ _PARAM_VALUES = tf.TensorSpec([None, None], tf.string)
 
 
 def filtered_signatures(recommender: Recommender) -> dict:
-    """{"recommend_filtered": ..., "similar_items_filtered": ...}; {} for an export without filters."""
+    """{"recommend_filtered": ..., "similar_items_filtered": ...}; {} for an export without filters.
+
+    Traced without autograph: their code branches in the graph explicitly (`tf.switch_case`, `tf.cond`),
+    and with it, in bench_filters.py (a process that had loaded other SavedModels), the call of
+    `Recommender.top_k` failed inside a converted `Recommender.scale` (TypeError: 6 arguments given)."""
     filters = recommender.filters
     if filters is None:
         return {}
 
-    @tf.function(input_signature=[_IDS, _K, _EXCLUDE, _FLAG, _NAME, _PARAM_NAMES, _PARAM_VALUES])
+    @tf.function(
+        input_signature=[_IDS, _K, _EXCLUDE, _FLAG, _NAME, _PARAM_NAMES, _PARAM_VALUES], autograph=False
+    )
     def recommend_filtered(
         user_id: tf.Tensor,
         k: tf.Tensor,
@@ -52,7 +58,7 @@ def filtered_signatures(recommender: Recommender) -> dict:
         answer = recommender.top_k(user_id, k, exclude, exclude_seen, allowed)
         return {**answer, "filter_error": tf.fill(tf.shape(user_id), error)}
 
-    @tf.function(input_signature=[_IDS, _K, _NAME, _PARAM_NAMES, _PARAM_VALUES])
+    @tf.function(input_signature=[_IDS, _K, _NAME, _PARAM_NAMES, _PARAM_VALUES], autograph=False)
     def similar_items_filtered(
         item_id: tf.Tensor,
         k: tf.Tensor,
