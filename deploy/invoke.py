@@ -119,6 +119,12 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         help="a value (or comma-separated values) of the filter's $PARAM, e.g. GENRES=Comedy,Drama"
         " (repeat for each parameter)",
     )
+    parser.add_argument(
+        "--promote",
+        metavar="FILTER:SHARE",
+        help="give SHARE (0 < SHARE <= 1) of the k slots to the best items that pass FILTER (a filter without"
+        " parameters), marked promoted, e.g. on_sale:0.2",
+    )
 
 
 def read_users(users: list[str], users_file: Path | None) -> list[str]:
@@ -336,10 +342,29 @@ def make_client(
     return session.client("sagemaker-runtime", **options)
 
 
+def promotion_fields(promote: str | None, signature: str) -> dict[str, Any]:
+    """The request field of `--promote FILTER:SHARE` ({} without it); the endpoint checks the share."""
+    if promote is None:
+        return {}
+    name, sep, share = promote.rpartition(":")
+    try:
+        value = float(share)
+    except ValueError:
+        value = None
+    if not sep or not name or value is None:
+        raise UsageError(f"--promote {promote!r}: expected FILTER:SHARE, e.g. on_sale:0.2")
+    if signature != RECOMMEND:
+        raise UsageError("--promote applies to recommendations, not to similarity")
+    return {"promotion": {"filter": name, "share": value}}
+
+
 def request_of(args: argparse.Namespace) -> tuple[bytes, str, str]:
-    """`build_request`'s answer for the command line's queries, options and filter."""
+    """`build_request`'s answer for the command line's queries, options, filter and promotion."""
     signature, queries = choose_queries(args)
-    filtered = filter_fields(args.filter, args.filter_value, signature)
+    filtered = {
+        **filter_fields(args.filter, args.filter_value, signature),
+        **promotion_fields(args.promote, signature),
+    }
     return build_request(
         queries, args.k, args.exclude, args.include_seen, args.content_type, signature, args.history, filtered
     )

@@ -56,6 +56,11 @@ type, value not in the vocabulary), which this handler turns into a 400. The sha
 is checked here. Instances with the same filter, values and `exclude_seen` share a call to
 `recommend_filtered` / `similar_items_filtered`; a model without those signatures refuses the request.
 
+Promotions (JSON and JSON Lines recommendations): `"promotion": {"filter": NAME, "filter_values": {...},
+"share": S}` gives round(S * k) slots (at least 1) to the best items that pass that filter (a second,
+filtered call with the request's exclusions), marked `"promoted": true`; the request's own list fills
+the rest without repeating them, in score order.
+
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
 `exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. The instances of a
@@ -134,7 +139,17 @@ SCORE = "score"
 SIMILAR_ITEMS = "similar_items"
 SIMILAR_USERS = "similar_users"
 _FIELDS = {
-    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "history", "filter", "filter_values", "signature"),
+    RECOMMEND: (
+        "user_id",
+        "k",
+        "exclude",
+        "exclude_seen",
+        "history",
+        "filter",
+        "filter_values",
+        "promotion",
+        "signature",
+    ),
     SCORE: ("user_id", "item_id", "signature"),
     SIMILAR_ITEMS: ("item_id", "k", "filter", "filter_values", "signature"),
     SIMILAR_USERS: ("user_id", "k", "signature"),
@@ -216,6 +231,18 @@ class Filter:
 
 
 @dataclass(frozen=True)
+class Promotion:
+    """A share of a request's k slots for the best items that pass another filter."""
+
+    filter: Filter
+    share: float
+
+    def slots(self, k: int) -> int:
+        """Promoted slots of a k-item answer: the share of k, rounded, at least 1."""
+        return min(k, max(1, round(self.share * k)))
+
+
+@dataclass(frozen=True)
 class Recommend:
     """One user's top-k request."""
 
@@ -225,6 +252,7 @@ class Recommend:
     exclude_seen: bool = True
     history: tuple[str, ...] | None = None  # the user's latest events, oldest first (None: not given)
     filter: Filter | None = None
+    promotion: Promotion | None = None
 
 
 @dataclass(frozen=True)
@@ -438,7 +466,36 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
         )
     if history is not None and chosen is not None:
         raise InferenceError(f"{where}filter cannot be combined with history (not supported yet)", "filter")
-    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen)
+    promotion = _promotion(obj, where, settings)
+    if history is not None and promotion is not None:
+        raise InferenceError(
+            f"{where}promotion cannot be combined with history (not supported yet)", "promotion"
+        )
+    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion)
+
+
+def _promotion(obj: dict[str, Any], where: str, settings: Settings) -> Promotion | None:
+    """The request's `promotion` (None when absent): `{"filter": ..., "filter_values": ..., "share": s}`."""
+    if "promotion" not in obj:
+        return None
+    value = obj["promotion"]
+    shape = 'promotion must be an object {"filter": NAME, "share": S} (0 < S <= 1; optional filter_values)'
+    if (
+        not isinstance(value, dict)
+        or "filter" not in value
+        or set(value) - {"filter", "filter_values", "share"}
+    ):
+        raise InferenceError(f"{where}{shape}", "promotion")
+    share = value.get("share")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise InferenceError(
+            f"{where}promotion share must be a number in (0, 1], got {json.dumps(share)}", "promotion"
+        )
+    try:
+        chosen = _filter(value, f"{where}promotion: ", settings)
+    except InferenceError as err:
+        raise InferenceError(err.message, "promotion", err.status) from None
+    return Promotion(chosen, float(share))
 
 
 def _filter(obj: dict[str, Any], where: str, settings: Settings) -> Filter | None:
@@ -808,12 +865,50 @@ def predict(data: Any, context: Any, settings: Settings) -> tuple[str, str]:
     accept = response_type(context.accept_header)
     body = read_body(data, context.content_length, settings)
     instances = parse_request(body, context.request_content_type, settings)
+    promoted = [i for i, m in enumerate(instances) if getattr(m, "promotion", None) is not None]
+    held = dict.fromkeys(promoted)  # predictions merged with their promoted items before serialising
     predictions: list[str] = [""] * len(instances)
-    for call in plan_calls(instances, settings.tfs_chunk_size):
-        outputs = call_tfs(context.rest_uri, call.body, settings)
-        for index, prediction in zip(call.indices, read_outputs(call, outputs, instances), strict=True):
+    for index, prediction in answers(instances, context.rest_uri, settings):
+        if index in held:
+            held[index] = prediction
+        else:
             predictions[index] = serialise(prediction)
+    for index, promotion in promoted_items(instances, promoted, context.rest_uri, settings):
+        predictions[index] = serialise(merge_promoted(held[index], promotion, instances[index].k))
     return format_response(predictions, accept), accept
+
+
+def answers(instances: list[Instance], rest_uri: str, settings: Settings) -> Any:
+    """(index, prediction) of every instance, one TF Serving call per chunk of each signature needed."""
+    for call in plan_calls(instances, settings.tfs_chunk_size):
+        outputs = call_tfs(rest_uri, call.body, settings)
+        yield from zip(call.indices, read_outputs(call, outputs, instances), strict=True)
+
+
+def promoted_items(instances: list[Instance], promoted: list[int], rest_uri: str, settings: Settings) -> Any:
+    """(index, promoted prediction) of each promoting instance: the best items that pass its promotion's
+    filter, as many as its promoted slots, with the instance's own exclusions."""
+    requests = [instances[i] for i in promoted]
+    asked = [
+        Recommend(m.user_id, m.promotion.slots(m.k), m.exclude, m.exclude_seen, None, m.promotion.filter)
+        for m in requests
+    ]
+    try:
+        for position, prediction in answers(asked, rest_uri, settings):
+            yield promoted[position], prediction
+    except InferenceError as err:
+        if err.status >= 500:
+            raise
+        raise InferenceError(f"promotion: {err.message}", "promotion", err.status) from None
+
+
+def merge_promoted(answer: dict[str, Any], promotion: dict[str, Any], k: int) -> dict[str, Any]:
+    """`answer` with its promoted items (marked `"promoted": true`) in their slots: the rest of its own
+    list fills the other slots, without the promoted items, and the whole list is in score order."""
+    chosen = [{**entry, "promoted": True} for entry in promotion["items"]]
+    ids = {entry["item_id"] for entry in chosen}
+    rest = [entry for entry in answer["items"] if entry["item_id"] not in ids][: k - len(chosen)]
+    return {**answer, "items": sorted(chosen + rest, key=lambda entry: -entry["score"])}
 
 
 def handler(data: Any, context: Any) -> tuple[str, str]:

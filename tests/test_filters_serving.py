@@ -93,6 +93,25 @@ def test_similar_items_with_a_filter(served: Any, filtered_model: tuple[Path, An
     assert len(ids) == 4 and ids <= passing_ids(filtered_model[1], "no_acme", {}) - {"item-1"}
 
 
+def test_a_promotion_fills_its_share_of_the_slots_with_the_best_passing_items(
+    served: Any, filtered_model: tuple[Path, Any]
+) -> None:
+    """k=10 with a 0.3 promotion of `no_acme` over a `by_genre` list: 3 promoted items, the best that pass
+    no_acme; 7 of the user's own filtered list, without them; the whole list in score order."""
+    genres = sorted({g for listed in filtered_model[1]["genres"] for g in listed.split("|")})[:8]
+    base = {"user_id": "u1", "k": 10, "filter": "by_genre", "filter_values": {"GENRES": genres}}
+    own = invoke(served, base)[0]["predictions"][0]["items"]
+    best = invoke(served, {"user_id": "u1", "k": 3, "filter": "no_acme"})[0]["predictions"][0]["items"]
+    promotion = {"filter": "no_acme", "share": 0.3}
+    items = invoke(served, {**base, "promotion": promotion})[0]["predictions"][0]["items"]
+    promoted = [entry for entry in items if entry.get("promoted")]
+    assert [{**e, "promoted": True} for e in best] == sorted(promoted, key=lambda e: -e["score"])
+    others = [e for e in own if e["item_id"] not in {p["item_id"] for p in promoted}][:7]
+    assert [e for e in items if not e.get("promoted")] == others
+    assert [e["score"] for e in items] == sorted((e["score"] for e in items), reverse=True)
+    assert len(items) == 10 and len({e["item_id"] for e in items}) == 10
+
+
 BAD_REQUESTS = [
     (
         {"filter": "nope"},
@@ -150,6 +169,25 @@ BAD_REQUESTS = [
         "'genres' is not a parameter name",
     ),
     ({"filter": "no_acme", "history": ["item-1"]}, "filter", "filter cannot be combined with history"),
+    ({"promotion": "no_acme"}, "promotion", "promotion must be an object"),
+    ({"promotion": {"share": 0.2}}, "promotion", "promotion must be an object"),
+    (
+        {"promotion": {"filter": "no_acme", "share": 0}},
+        "promotion",
+        "share must be a number in (0, 1], got 0",
+    ),
+    (
+        {"promotion": {"filter": "no_acme", "share": True}},
+        "promotion",
+        "share must be a number in (0, 1], got true",
+    ),
+    ({"promotion": {"filter": "", "share": 0.2}}, "promotion", "promotion: filter must be a filter's name"),
+    ({"promotion": {"filter": "nope", "share": 0.2}}, "promotion", "promotion: unknown filter 'nope'"),
+    (
+        {"promotion": {"filter": "by_genre", "share": 0.2, "filter_values": {"GENRES": ["Comdy"]}}},
+        "promotion",
+        "promotion: 'Comdy' is not a value of Items.genres",
+    ),
 ]
 
 

@@ -172,6 +172,25 @@ def test_filter_and_its_values_reach_recommend_filtered(endpoint):
     }
 
 
+def test_promote_sends_the_promotion_with_the_request():
+    args = argparse.Namespace(
+        user=["1"],
+        users_file=None,
+        similar_to=[],
+        similar_users_to=[],
+        k=10,
+        exclude=[],
+        include_seen=False,
+        history=[],
+        content_type="json",
+        filter=None,
+        filter_value=[],
+        promote="on_sale:0.25",
+    )
+    body, _, _ = invoke.request_of(args)
+    assert json.loads(body) == {"user_id": "1", "k": 10, "promotion": {"filter": "on_sale", "share": 0.25}}
+
+
 def test_a_filter_the_model_refuses_prints_one_clear_line(endpoint, capsys):
     url, cert, _ = endpoint
     assert run("--user", "1", "--filter", "nope", "--endpoint-url", url, "--ca-bundle", str(cert)) == 1
@@ -239,6 +258,9 @@ def test_unreachable_endpoint(capsys, tmp_path):
         ),
         (["--similar-users-to", "1", "--filter", "f"], "not to --similar-users-to"),
         (["--user", "1", "--filter", "f", "--content-type", "csv"], "need --content-type json or jsonlines"),
+        (["--user", "1", "--promote", "on_sale"], "expected FILTER:SHARE"),
+        (["--user", "1", "--promote", "on_sale:lots"], "expected FILTER:SHARE"),
+        (["--similar-to", "1", "--promote", "on_sale:0.2"], "--promote applies to recommendations"),
     ],
 )
 def test_usage_errors_exit_2(capsys, argv, message):

@@ -202,9 +202,9 @@ def catalog_1m(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     users = bench_retrieval.user_sample(served, args.users, SEED)
     allowed = np.array(["rare" in g for g in table["genres"]])
 
-    def filtered(rec: Recommender, ids: np.ndarray) -> np.ndarray:
+    def filtered(signature: Any, ids: np.ndarray) -> np.ndarray:
         return (
-            rec.signatures()["recommend_filtered"](
+            signature(
                 user_id=tf.constant(ids),
                 k=tf.constant(10),
                 exclude=tf.constant([[""]] * len(ids)),
@@ -217,29 +217,14 @@ def catalog_1m(work: Path, args: argparse.Namespace) -> dict[str, Any]:
             .astype(str)
         )
 
-    got = np.concatenate([filtered(two_stage, users[i : i + 2]) for i in range(0, len(users), 2)])
-    want = np.concatenate([filtered(exhaustive, users[i : i + 2]) for i in range(0, len(users), 2)])
+    signature = two_stage.signatures()["recommend_filtered"]  # each signatures() call traces anew
+    reference = exhaustive.signatures()["recommend_filtered"]
+    got = np.concatenate([filtered(signature, users[i : i + 2]) for i in range(0, len(users), 2)])
+    want = np.concatenate([filtered(reference, users[i : i + 2]) for i in range(0, len(users), 2)])
     position = {item: i for i, item in enumerate(served.items.ids)}
     passing = [sum(bool(x) and allowed[position[x]] for x in row) for row in got]
     overlap = float(np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want, strict=True)]))
-    singles = [tf.constant(users[i % len(users) : i % len(users) + 1]) for i in range(len(users))]
-    signature = two_stage.signatures()["recommend_filtered"]
-    plain = two_stage.signatures()["serving_default"]
-    filtered_ms = latency_ms(
-        lambda i: signature(
-            user_id=singles[i % len(singles)],
-            k=tf.constant(10),
-            exclude=tf.constant([[""]]),
-            exclude_seen=tf.constant(True),
-            filter=tf.constant("rare"),
-            filter_names=names,
-            filter_values=rows,
-        ),
-        args.calls,
-    )
-    unfiltered_ms = latency_ms(
-        lambda i: plain(user_id=singles[i % len(singles)], k=tf.constant(10)), args.calls
-    )
+    filtered_ms, unfiltered_ms = latencies(two_stage, users, names, rows, args.calls)
     return {
         "items": args.catalog_size,
         "filter": text,
@@ -251,6 +236,27 @@ def catalog_1m(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "one_user_filtered_ms": filtered_ms,
         "one_user_unfiltered_ms": unfiltered_ms,
     }
+
+
+def latencies(rec: Recommender, users: np.ndarray, names: tf.Tensor, rows: tf.Tensor, calls: int) -> tuple:
+    """1-user latency of the filtered ("rare") and of the unfiltered top-10, in-process."""
+    signature = rec.signatures()["recommend_filtered"]
+    singles = [tf.constant(users[i % len(users) : i % len(users) + 1]) for i in range(len(users))]
+    plain = rec.signatures()["serving_default"]
+    filtered_ms = latency_ms(
+        lambda i: signature(
+            user_id=singles[i % len(singles)],
+            k=tf.constant(10),
+            exclude=tf.constant([[""]]),
+            exclude_seen=tf.constant(True),
+            filter=tf.constant("rare"),
+            filter_names=names,
+            filter_values=rows,
+        ),
+        calls,
+    )
+    unfiltered_ms = latency_ms(lambda i: plain(user_id=singles[i % len(singles)], k=tf.constant(10)), calls)
+    return filtered_ms, unfiltered_ms
 
 
 def _inputs(served: bench_retrieval.Served) -> tuple:
