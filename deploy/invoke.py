@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--filter` and `--filter-value`."""
+    """`--filter`, `--filter-value`, `--promote` and `--item-field`."""
     parser.add_argument(
         "--filter",
         metavar="NAME",
@@ -124,6 +124,13 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILTER:SHARE",
         help="give SHARE (0 < SHARE <= 1) of the k slots to the best items that pass FILTER (a filter without"
         " parameters), marked promoted, e.g. on_sale:0.2",
+    )
+    parser.add_argument(
+        "--item-field",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="return this item column (stored from the items channel) with each item, e.g. title (repeat)",
     )
 
 
@@ -255,7 +262,9 @@ def render_table(predictions: list[dict[str, Any]]) -> str:
         if not items:
             rows.append((prediction["user_id"], "-", "(no items)", "", fallback))
         for rank, item in enumerate(items, start=1):
-            rows.append((prediction["user_id"], str(rank), item["item_id"], f"{item['score']:.4f}", fallback))
+            rows.append(
+                (prediction["user_id"], str(rank), _label(item, "item_id"), f"{item['score']:.4f}", fallback)
+            )
     ignored = [
         f"{p['user_id']}: {', '.join(p['ignored_history'])}" for p in predictions if p.get("ignored_history")
     ]
@@ -270,8 +279,15 @@ def _render_similar(predictions: list[dict[str, Any]]) -> str:
         if not prediction["similar"]:
             rows.append((prediction[field], "-", "(none)", ""))
         for rank, neighbour in enumerate(prediction["similar"], start=1):
-            rows.append((prediction[field], str(rank), neighbour[field], f"{neighbour['score']:.4f}"))
+            rows.append((prediction[field], str(rank), _label(neighbour, field), f"{neighbour['score']:.4f}"))
     return _aligned(rows)
+
+
+def _label(entry: dict[str, Any], field: str) -> str:
+    """A listed id, marked when promoted, followed by its item fields when the answer has them."""
+    label = entry[field] + (" (promoted)" if entry.get("promoted") else "")
+    fields = entry.get("fields") or {}
+    return label + "".join(f"  {name}={value}" for name, value in fields.items())
 
 
 def _aligned(rows: list[tuple[str, ...]]) -> str:
@@ -361,9 +377,14 @@ def promotion_fields(promote: str | None, signature: str) -> dict[str, Any]:
 def request_of(args: argparse.Namespace) -> tuple[bytes, str, str]:
     """`build_request`'s answer for the command line's queries, options, filter and promotion."""
     signature, queries = choose_queries(args)
+    if args.item_field and signature == SIMILAR_USERS:
+        raise UsageError(
+            "--item-field applies to recommendations and --similar-to, not to --similar-users-to"
+        )
     filtered = {
         **filter_fields(args.filter, args.filter_value, signature),
         **promotion_fields(args.promote, signature),
+        **({"item_fields": args.item_field} if args.item_field else {}),
     }
     return build_request(
         queries, args.k, args.exclude, args.include_seen, args.content_type, signature, args.history, filtered

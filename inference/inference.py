@@ -61,6 +61,9 @@ Promotions (JSON and JSON Lines recommendations): `"promotion": {"filter": NAME,
 filtered call with the request's exclusions), marked `"promoted": true`; the request's own list fills
 the rest without repeating them, in score order.
 
+Item fields (JSON and JSON Lines, recommendations and `similar_items`): `"item_fields": ["title", ...]`
+adds `"fields": {"title": ...}` to every listed item, read from the model's `item_fields` signature.
+
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
 `exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. The instances of a
@@ -100,6 +103,7 @@ Configuration (environment variables of the SageMaker model, read once at import
 - `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for one TF Serving call.
 - `NCF_MAX_HISTORY` (default 1000): most entries in one request's `history`.
 - `NCF_MAX_FILTER_VALUES` (default 100): most values of one filter parameter.
+- `NCF_MAX_ITEM_FIELDS` (default 20): most names in one request's `item_fields`.
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
@@ -148,10 +152,11 @@ _FIELDS = {
         "filter",
         "filter_values",
         "promotion",
+        "item_fields",
         "signature",
     ),
     SCORE: ("user_id", "item_id", "signature"),
-    SIMILAR_ITEMS: ("item_id", "k", "filter", "filter_values", "signature"),
+    SIMILAR_ITEMS: ("item_id", "k", "filter", "filter_values", "item_fields", "signature"),
     SIMILAR_USERS: ("user_id", "k", "signature"),
 }
 # The id a similarity signature takes, and the name of its id output in the SavedModel.
@@ -171,6 +176,7 @@ class Settings:
     max_instances: int = 1000
     max_history: int = 1000
     max_filter_values: int = 100
+    max_item_fields: int = 20
     max_body_bytes: int = 6 * 1024 * 1024
     tfs_chunk_size: int = 1000
     tfs_timeout_s: float = 30.0
@@ -184,6 +190,7 @@ class Settings:
             "max_instances": "NCF_MAX_INSTANCES",
             "max_history": "NCF_MAX_HISTORY",
             "max_filter_values": "NCF_MAX_FILTER_VALUES",
+            "max_item_fields": "NCF_MAX_ITEM_FIELDS",
             "max_body_bytes": "NCF_MAX_BODY_BYTES",
             "tfs_chunk_size": "NCF_TFS_CHUNK_SIZE",
             "tfs_timeout_s": "NCF_TFS_TIMEOUT_S",
@@ -253,6 +260,7 @@ class Recommend:
     history: tuple[str, ...] | None = None  # the user's latest events, oldest first (None: not given)
     filter: Filter | None = None
     promotion: Promotion | None = None
+    item_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,6 +279,7 @@ class Similar:
     query_id: str
     k: int
     filter: Filter | None = None
+    item_fields: tuple[str, ...] = ()
 
 
 Instance = Recommend | Score | Similar
@@ -446,7 +455,8 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
     if signature in _SIMILAR_QUERY:
         field = _SIMILAR_QUERY[signature]
         query = _user_id(obj.get(field), where, field)
-        return Similar(signature, query, _json_k(obj, where, settings), chosen)
+        fields = _item_fields(obj, where, settings)
+        return Similar(signature, query, _json_k(obj, where, settings), chosen, fields)
     user_id = _user_id(obj.get("user_id"), where, "user_id")
     if signature == SCORE:
         return Score(user_id, _user_id(obj.get("item_id"), where, "item_id"))
@@ -471,7 +481,22 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
         raise InferenceError(
             f"{where}promotion cannot be combined with history (not supported yet)", "promotion"
         )
-    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion)
+    fields = _item_fields(obj, where, settings)
+    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion, fields)
+
+
+def _item_fields(obj: dict[str, Any], where: str, settings: Settings) -> tuple[str, ...]:
+    """The request's `item_fields`: a list of at most `max_item_fields` distinct non-empty names."""
+    fields = obj.get("item_fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+        raise InferenceError(f"{where}item_fields must be a list of item column names", "item_fields")
+    if len(fields) > settings.max_item_fields:
+        raise InferenceError(
+            f"{where}item_fields lists {len(fields)} names, more than {settings.max_item_fields}"
+            " (NCF_MAX_ITEM_FIELDS)",
+            "item_fields",
+        )
+    return tuple(dict.fromkeys(fields))
 
 
 def _promotion(obj: dict[str, Any], where: str, settings: Settings) -> Promotion | None:
@@ -697,6 +722,7 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
     if response.status_code != 200:
         _refuse_missing_history_signature(body, response)
         _refuse_missing_filtered_signature(body, response)
+        _refuse_missing_item_fields_signature(body, response)
         LOG.error(
             "TF Serving answered HTTP %d for signature %s: %.2000s",
             response.status_code,
@@ -725,6 +751,17 @@ def _refuse_missing_history_signature(body: dict[str, Any], response: requests.R
             "this model has no recommend_from_history signature (it was exported before requests could"
             " carry a history): retrain and redeploy it with this version, or drop 'history'",
             "history",
+        )
+
+
+def _refuse_missing_item_fields_signature(body: dict[str, Any], response: requests.Response) -> None:
+    """`item_fields` from a model that stores none: exported without an items channel (or before)."""
+    missing = response.status_code == 400 and "not found" in response.text
+    if body.get("signature_name") == "item_fields" and missing:
+        raise InferenceError(
+            "this model stores no item fields (it was exported without an items channel, with"
+            " item_fields none, or before item fields were supported): drop 'item_fields'",
+            "item_fields",
         )
 
 
@@ -866,7 +903,8 @@ def predict(data: Any, context: Any, settings: Settings) -> tuple[str, str]:
     body = read_body(data, context.content_length, settings)
     instances = parse_request(body, context.request_content_type, settings)
     promoted = [i for i, m in enumerate(instances) if getattr(m, "promotion", None) is not None]
-    held = dict.fromkeys(promoted)  # predictions merged with their promoted items before serialising
+    described = [i for i, m in enumerate(instances) if getattr(m, "item_fields", ())]
+    held = dict.fromkeys([*promoted, *described])  # completed (promotions, fields) before serialising
     predictions: list[str] = [""] * len(instances)
     for index, prediction in answers(instances, context.rest_uri, settings):
         if index in held:
@@ -874,8 +912,48 @@ def predict(data: Any, context: Any, settings: Settings) -> tuple[str, str]:
         else:
             predictions[index] = serialise(prediction)
     for index, promotion in promoted_items(instances, promoted, context.rest_uri, settings):
-        predictions[index] = serialise(merge_promoted(held[index], promotion, instances[index].k))
+        held[index] = merge_promoted(held[index], promotion, instances[index].k)
+    if described:
+        attach_item_fields({i: held[i] for i in described}, instances, context.rest_uri, settings)
+    for index, prediction in held.items():
+        predictions[index] = serialise(prediction)
     return format_response(predictions, accept), accept
+
+
+def _listed(prediction: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ranked entries of a prediction: its `items`, or its `similar` items."""
+    return prediction["items"] if "items" in prediction else prediction["similar"]
+
+
+def attach_item_fields(
+    predictions: dict[int, dict[str, Any]], instances: list[Instance], rest_uri: str, settings: Settings
+) -> None:
+    """Give each listed item of `predictions` a `"fields"` object with its instance's `item_fields`, read
+    from the model's `item_fields` signature (one call per chunk of distinct ids)."""
+    fields = list(dict.fromkeys(f for i in predictions for f in instances[i].item_fields))
+    ids = list(dict.fromkeys(e["item_id"] for p in predictions.values() for e in _listed(p)))
+    values: dict[str, list[str]] = {}
+    for start in range(0, len(ids), settings.tfs_chunk_size):
+        chunk = ids[start : start + settings.tfs_chunk_size]
+        body = {"signature_name": "item_fields", "inputs": {"item_id": chunk, "field": fields}}
+        outputs = call_tfs(rest_uri, body, settings)
+        _refuse_unknown_fields(fields, outputs)
+        values.update(zip(chunk, outputs["values"], strict=True))
+    for index, prediction in predictions.items():
+        wanted = instances[index].item_fields
+        for entry in _listed(prediction):
+            row = dict(zip(fields, values.get(entry["item_id"], [""] * len(fields)), strict=True))
+            entry["fields"] = {name: row[name] for name in wanted}
+
+
+def _refuse_unknown_fields(fields: list[str], outputs: dict[str, Any]) -> None:
+    known = outputs.get("known_field")
+    if not isinstance(known, list) or not isinstance(outputs.get("values"), list):
+        raise _malformed({"signature_name": "item_fields"}, "no known_field/values outputs")
+    unknown = [name for name, flag in zip(fields, known, strict=True) if not flag]
+    if unknown:
+        listed = ", ".join(outputs.get("field_names") or []) or "none"
+        raise InferenceError(f"unknown item field {unknown[0]!r} (this model's: {listed})", "item_fields")
 
 
 def answers(instances: list[Instance], rest_uri: str, settings: Settings) -> Any:

@@ -300,3 +300,18 @@ def test_the_saved_model_answers_filtered_requests_and_records_its_filters(tmp_p
 def test_an_export_without_filters_has_no_filtered_signatures() -> None:
     rec = Recommender(model_of("gmf"), USERS, ITEMS, SEEN, POPULARITY, True)
     assert "recommend_filtered" not in rec.signatures()
+
+
+def test_item_field_table_answers_stored_columns_and_flags_unknowns() -> None:
+    from ncf.serving.item_fields import ItemFieldTable
+
+    table = pd.DataFrame(
+        {"item_id": ["i2", "i0", "elsewhere"], "title": ["Two", "Zero", "X"], "year": ["", "1999", "1"]}
+    )
+    fields = ItemFieldTable(table, ITEMS.ids.astype(str))
+    position = ITEMS.lookup(np.array(["i0", "i2", "i5"], dtype=object)).astype(np.int64)
+    out = fields.lookup(
+        tf.constant(position), tf.constant([True, True, False]), tf.constant(["year", "nope", "title"])
+    )
+    assert out["values"].numpy().astype(str).tolist() == [["1999", "", "Zero"], ["", "", "Two"], ["", "", ""]]
+    assert out["known_field"].numpy().tolist() == [True, False, True]

@@ -112,6 +112,40 @@ def test_a_promotion_fills_its_share_of_the_slots_with_the_best_passing_items(
     assert len(items) == 10 and len({e["item_id"] for e in items}) == 10
 
 
+def test_item_fields_come_with_each_item(served: Any, filtered_model: tuple[Path, Any]) -> None:
+    table = filtered_model[1].set_index("item_id")
+    body = {"user_id": "u1", "k": 4, "filter": "no_acme", "item_fields": ["year", "genres"]}
+    similar = {"signature": "similar_items", "item_id": "item-3", "k": 2, "item_fields": ["brand"]}
+    first, second = invoke(served, {"instances": [body, similar]})[0]["predictions"]
+    for entry in first["items"]:
+        assert entry["fields"] == {
+            "year": table.at[entry["item_id"], "year"],
+            "genres": table.at[entry["item_id"], "genres"],
+        }
+    assert [e["fields"] for e in second["similar"]] == [
+        {"brand": table.at[e["item_id"], "brand"]} for e in second["similar"]
+    ]
+
+
+def test_a_bad_item_fields_setting_stops_training(tmp_path: Path, tiny_channels: Path) -> None:
+    (tmp_path / "items").mkdir()
+    item_table([f"item-{i}" for i in range(40)]).to_csv(tmp_path / "items" / "items.csv", index=False)
+    args = [*channel_args(tiny_channels), "--items", str(tmp_path / "items"), "--item-fields", "title"]
+    result = run_train([*args, "--model-dir", str(tmp_path / "model")])
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: item_fields: no column 'title' in ")
+
+
+def test_item_fields_from_a_model_that_stores_none_are_refused(inference: Any, trained_model: Path) -> None:  # noqa: F811
+    serve(inference, trained_model)
+    try:
+        error = refusal(inference, {"user_id": "u1", "item_fields": ["title"]})
+    finally:
+        inference.SESSION.adapters.pop("http://localhost:8501/")
+    assert error["status"] == 400 and error["field"] == "item_fields"
+    assert error["error"].startswith("this model stores no item fields")
+
+
 BAD_REQUESTS = [
     (
         {"filter": "nope"},
@@ -169,6 +203,13 @@ BAD_REQUESTS = [
         "'genres' is not a parameter name",
     ),
     ({"filter": "no_acme", "history": ["item-1"]}, "filter", "filter cannot be combined with history"),
+    (
+        {"item_fields": ["colour"]},
+        "item_fields",
+        "unknown item field 'colour' (this model's: genres, year, brand, on_sale)",
+    ),
+    ({"item_fields": "year"}, "item_fields", "item_fields must be a list of item column names"),
+    ({"item_fields": ["f"] * 21}, "item_fields", "more than 20 (NCF_MAX_ITEM_FIELDS)"),
     ({"promotion": "no_acme"}, "promotion", "promotion must be an object"),
     ({"promotion": {"share": 0.2}}, "promotion", "promotion must be an object"),
     (

@@ -172,23 +172,30 @@ def test_filter_and_its_values_reach_recommend_filtered(endpoint):
     }
 
 
-def test_promote_sends_the_promotion_with_the_request():
-    args = argparse.Namespace(
-        user=["1"],
-        users_file=None,
-        similar_to=[],
-        similar_users_to=[],
-        k=10,
-        exclude=[],
-        include_seen=False,
-        history=[],
-        content_type="json",
-        filter=None,
-        filter_value=[],
-        promote="on_sale:0.25",
-    )
+def test_promote_and_item_fields_reach_the_request():
+    parser = argparse.ArgumentParser()
+    invoke.add_arguments(parser)
+    args = parser.parse_args(["--user", "1", "--promote", "on_sale:0.25", "--item-field", "title"])
     body, _, _ = invoke.request_of(args)
-    assert json.loads(body) == {"user_id": "1", "k": 10, "promotion": {"filter": "on_sale", "share": 0.25}}
+    assert json.loads(body) == {
+        "user_id": "1",
+        "k": 10,
+        "promotion": {"filter": "on_sale", "share": 0.25},
+        "item_fields": ["title"],
+    }
+
+
+def test_table_marks_promoted_items_and_shows_item_fields():
+    prediction = {
+        "user_id": "7",
+        "fallback": False,
+        "items": [
+            {"item_id": "a", "score": 0.9, "promoted": True, "fields": {"title": "Alpha"}},
+            {"item_id": "b", "score": 0.5, "fields": {"title": "Beta"}},
+        ],
+    }
+    lines = invoke.render_table([prediction]).splitlines()
+    assert "a (promoted)  title=Alpha" in lines[1] and "b  title=Beta" in lines[2]
 
 
 def test_a_filter_the_model_refuses_prints_one_clear_line(endpoint, capsys):
@@ -261,6 +268,7 @@ def test_unreachable_endpoint(capsys, tmp_path):
         (["--user", "1", "--promote", "on_sale"], "expected FILTER:SHARE"),
         (["--user", "1", "--promote", "on_sale:lots"], "expected FILTER:SHARE"),
         (["--similar-to", "1", "--promote", "on_sale:0.2"], "--promote applies to recommendations"),
+        (["--similar-users-to", "1", "--item-field", "title"], "--item-field applies to recommendations"),
     ],
 )
 def test_usage_errors_exit_2(capsys, argv, message):

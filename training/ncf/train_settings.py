@@ -162,6 +162,11 @@ class TrainConfig:
         20_000,
         "catalogs with fewer items keep exhaustive scoring (fast and exact there); 0: always retrieve",
     )
+    item_fields: str = _setting(
+        "auto",
+        "columns of the items channel stored in the model and returned with each item on request"
+        ' ("item_fields": [...]): auto (all of them when there is an items channel), none, or NAME,NAME',
+    )
     filters: str = _setting(
         "auto",
         "named serving filters, a JSON file {name: 'INCLUDE ItemID WHERE Items.col IN ($PARAM)', ...} over"
@@ -228,6 +233,7 @@ class TrainConfig:
             "inference_code",
             "package",
             "filters",
+            "item_fields",
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in path_names}
 

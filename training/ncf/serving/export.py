@@ -19,6 +19,8 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
   that react to the request's recent events: the sequence model reads them after the stored history,
   the NCF types fold them into the user's rows (see `ncf.serving.history`, `ncf.serving.foldin`)
 
+- `item_fields(item_id[N], field[F])` -> `values[N,F]`: stored item columns (`ncf.serving.item_fields`),
+  only in exports with an items channel
 - `recommend_filtered`, `similar_items_filtered`: only in exports with filters, the same answers among the
   items that pass a declared filter (see `ncf.serving.filtered`)
 
@@ -42,6 +44,7 @@ from ncf.serving.filtered import filtered_signatures
 from ncf.serving.filters import FilterSet
 from ncf.serving.foldin import FoldInSettings
 from ncf.serving.history import history_signatures
+from ncf.serving.item_fields import ItemFieldTable, item_field_signatures
 from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.serving.similarity import SimilarityIndex, build_indexes
 from ncf.serving.topk import allowed_only, ids_of, top_k_excluding
@@ -74,10 +77,12 @@ class Recommender(tf.Module):
         retrieval: RetrievalChoice | None = None,
         foldin: FoldInSettings | None = None,
         filters: FilterSet | None = None,
+        item_fields: ItemFieldTable | None = None,
     ) -> None:
         """`retrieval`: the top-k strategy (`ncf.serving.retrieval.choose`); None: chosen with the defaults.
         `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults.
-        `filters`: the declared filters and item attributes (`ncf.serving.filters`); None: no filters."""
+        `filters`: the declared filters and item attributes (`ncf.serving.filters`); None: no filters.
+        `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none."""
         super().__init__(name="recommender")
         self.model = model
         self.implicit = implicit
@@ -106,6 +111,7 @@ class Recommender(tf.Module):
         self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
         self.foldin = model.fold_in(foldin)
         self.filters = filters
+        self.item_fields = item_fields
 
     def lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(known [B], index [B]) of raw user ids; unknown ids get index 0 and known false."""
@@ -218,6 +224,7 @@ class Recommender(tf.Module):
             "similar_users": self.similar_users,
             **history_signatures(self),
             **filtered_signatures(self),
+            **item_field_signatures(self),
         }
 
 
