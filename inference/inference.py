@@ -104,6 +104,8 @@ Configuration (environment variables of the SageMaker model, read once at import
 - `NCF_MAX_HISTORY` (default 1000): most entries in one request's `history`.
 - `NCF_MAX_FILTER_VALUES` (default 100): most values of one filter parameter.
 - `NCF_MAX_ITEM_FIELDS` (default 20): most names in one request's `item_fields`.
+- `NCF_DEFAULT_PROMOTION` (default none): a promotion object, e.g. `{"filter": "on_sale", "share": 0.2}`,
+  applied to every recommendation request without `promotion` or `history` (`"promotion": null` opts out).
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
@@ -117,7 +119,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -180,6 +182,7 @@ class Settings:
     max_body_bytes: int = 6 * 1024 * 1024
     tfs_chunk_size: int = 1000
     tfs_timeout_s: float = 30.0
+    default_promotion: Any = None  # a Promotion, from NCF_DEFAULT_PROMOTION (a JSON promotion object)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -210,6 +213,9 @@ class Settings:
         settings = cls(**values)
         if settings.default_k > settings.max_k:
             raise ValueError(f"NCF_DEFAULT_K={settings.default_k} is larger than NCF_MAX_K={settings.max_k}")
+        raw = env.get("NCF_DEFAULT_PROMOTION", "").strip()
+        if raw:
+            return replace(settings, default_promotion=_default_promotion(raw, settings))
         return settings
 
 
@@ -477,12 +483,26 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
     if history is not None and chosen is not None:
         raise InferenceError(f"{where}filter cannot be combined with history (not supported yet)", "filter")
     promotion = _promotion(obj, where, settings)
+    if history is not None and "promotion" not in obj:
+        promotion = None  # the deploy-time default applies to requests without history only
     if history is not None and promotion is not None:
         raise InferenceError(
             f"{where}promotion cannot be combined with history (not supported yet)", "promotion"
         )
     fields = _item_fields(obj, where, settings)
     return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion, fields)
+
+
+def _default_promotion(raw: str, settings: Settings) -> Promotion:
+    """`NCF_DEFAULT_PROMOTION`'s promotion; a bad value stops the container at start, naming the variable."""
+    try:
+        promotion = _promotion({"promotion": json.loads(raw)}, "", settings)
+    except (ValueError, InferenceError) as err:
+        detail = err.message if isinstance(err, InferenceError) else f"not JSON ({err})"
+        raise ValueError(f"NCF_DEFAULT_PROMOTION={raw!r}: {detail}") from None
+    if promotion is None:
+        raise ValueError(f"NCF_DEFAULT_PROMOTION={raw!r}: expected a promotion object, not null")
+    return promotion
 
 
 def _item_fields(obj: dict[str, Any], where: str, settings: Settings) -> tuple[str, ...]:
@@ -500,10 +520,13 @@ def _item_fields(obj: dict[str, Any], where: str, settings: Settings) -> tuple[s
 
 
 def _promotion(obj: dict[str, Any], where: str, settings: Settings) -> Promotion | None:
-    """The request's `promotion` (None when absent): `{"filter": ..., "filter_values": ..., "share": s}`."""
+    """The request's `promotion`: `{"filter": ..., "filter_values": ..., "share": s}`; when absent the
+    deploy-time default (`NCF_DEFAULT_PROMOTION`); `null` asks for none."""
     if "promotion" not in obj:
-        return None
+        return settings.default_promotion
     value = obj["promotion"]
+    if value is None:
+        return None
     shape = 'promotion must be an object {"filter": NAME, "share": S} (0 < S <= 1; optional filter_values)'
     if (
         not isinstance(value, dict)

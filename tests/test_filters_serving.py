@@ -8,6 +8,7 @@ session (as in test_history_inference.py).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,30 @@ def test_item_fields_from_a_model_that_stores_none_are_refused(inference: Any, t
         inference.SESSION.adapters.pop("http://localhost:8501/")
     assert error["status"] == 400 and error["field"] == "item_fields"
     assert error["error"].startswith("this model stores no item fields")
+
+
+def test_the_deploy_time_default_promotion(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NCF_DEFAULT_PROMOTION applies to requests without their own promotion or a history; null opts out."""
+    settings = served.Settings.from_env({"NCF_DEFAULT_PROMOTION": '{"filter": "no_acme", "share": 0.5}'})
+    monkeypatch.setattr(served, "SETTINGS", settings)
+    promoted = invoke(served, {"user_id": "u1", "k": 4})[0]["predictions"][0]["items"]
+    assert sum(bool(e.get("promoted")) for e in promoted) == 2
+    plain = invoke(served, {"user_id": "u1", "k": 4, "promotion": None})[0]["predictions"][0]["items"]
+    with_history = invoke(served, {"user_id": "u1", "k": 4, "history": ["item-2"]})[0]["predictions"][0]
+    assert not any(e.get("promoted") for e in [*plain, *with_history["items"]])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("on_sale", "NCF_DEFAULT_PROMOTION='on_sale': not JSON"),
+        ('{"filter": "x", "share": 2}', "share must be a number in (0, 1], got 2"),
+        ("null", "expected a promotion object, not null"),
+    ],
+)
+def test_a_bad_default_promotion_stops_the_container(inference: Any, value: str, message: str) -> None:  # noqa: F811
+    with pytest.raises(ValueError, match=re.escape(message)):
+        inference.Settings.from_env({"NCF_DEFAULT_PROMOTION": value})
 
 
 BAD_REQUESTS = [
