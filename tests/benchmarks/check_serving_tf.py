@@ -39,11 +39,29 @@ def call_every_signature(loaded: object, user: str, item: str) -> dict[str, dict
             "history": tf.constant([[item, ""], [item, "zz"]]),
             "k": ids(k),
         },
+        # Exports with filters / item fields; an unknown filter only sets filter_error, the graph still runs.
+        "recommend_filtered": {
+            "user_id": users,
+            "k": ids(k),
+            "exclude": tf.constant([[item], [""]]),
+            "exclude_seen": ids(True),
+            "filter": ids("any"),
+            "filter_names": tf.constant([""]),
+            "filter_values": tf.constant([[""]]),
+        },
+        "similar_items_filtered": {
+            "item_id": items,
+            "k": ids(k),
+            "filter": ids("any"),
+            "filter_names": tf.constant([""]),
+            "filter_values": tf.constant([[""]]),
+        },
+        "item_fields": {"item_id": items, "field": tf.constant(["title", "genres"])},
     }
     return {
         name: {out: list(value.shape) for out, value in signatures[name](**inputs).items()}
         for name, inputs in requests.items()
-        if name in signatures  # exports older than the NCF fold-in have no recommend_from_history
+        if name in signatures  # older exports lack recommend_from_history; filters and fields are optional
     }
 
 
