@@ -54,7 +54,8 @@ exported in the model (README: Filters and promotions); the model answers only i
 checks the names and values itself (`filter_error`: unknown filter, missing or extra parameter, wrong
 type, value not in the vocabulary), which this handler turns into a 400. The shape of `filter_values`
 is checked here. Instances with the same filter, values and `exclude_seen` share a call to
-`recommend_filtered` / `similar_items_filtered`; a model without those signatures refuses the request.
+`recommend_filtered` / `similar_items_filtered` / `recommend_from_history_filtered` (with `history`); a
+model without those signatures refuses the request.
 
 Promotions (JSON and JSON Lines recommendations): `"promotion": {"filter": NAME, "filter_values": {...},
 "share": S}` gives round(S * k) slots (at least 1) to the best items that pass that filter (a second,
@@ -165,7 +166,11 @@ _FIELDS = {
 _SIMILAR_QUERY = {SIMILAR_ITEMS: "item_id", SIMILAR_USERS: "user_id"}
 FROM_HISTORY = "recommend_from_history"
 # The signatures of an export with filters (`ncf.serving.filtered`), by the signature a request names.
-_FILTERED = {RECOMMEND: "recommend_filtered", SIMILAR_ITEMS: "similar_items_filtered"}
+_FILTERED = {
+    RECOMMEND: "recommend_filtered",
+    SIMILAR_ITEMS: "similar_items_filtered",
+    FROM_HISTORY: "recommend_from_history_filtered",
+}
 _PARAM_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
@@ -480,8 +485,6 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             " seen items are always excluded)",
             "history",
         )
-    if history is not None and chosen is not None:
-        raise InferenceError(f"{where}filter cannot be combined with history (not supported yet)", "filter")
     promotion = _promotion(obj, where, settings)
     if history is not None and "promotion" not in obj:
         promotion = None  # the deploy-time default applies to requests without history only
@@ -656,7 +659,8 @@ def _call_key(instance: Instance) -> Any:
         return "score"
     if getattr(instance, "filter", None) is not None:
         seen = isinstance(instance, Recommend) and instance.exclude_seen
-        return (_FILTERED[getattr(instance, "signature", RECOMMEND)], instance.filter, seen)
+        kind = FROM_HISTORY if getattr(instance, "history", None) is not None else RECOMMEND
+        return (_FILTERED[getattr(instance, "signature", kind)], instance.filter, seen)
     if isinstance(instance, Similar):
         return instance.signature
     if instance.history is not None:
@@ -701,8 +705,11 @@ def _filtered_call(key: tuple[str, Filter, bool], indices: list[int], members: l
         "filter_names": names,
         "filter_values": _padded([values for _, values in chosen.values] or [()]),
     }
-    if signature == "similar_items_filtered":
+    if signature == _FILTERED[SIMILAR_ITEMS]:
         inputs["item_id"] = [m.query_id for m in members]
+    elif signature == _FILTERED[FROM_HISTORY]:
+        inputs["user_id"] = [m.user_id for m in members]
+        inputs["history"] = _padded([m.history for m in members])
     else:
         inputs["user_id"] = [m.user_id for m in members]
         inputs["exclude"] = _padded([m.exclude for m in members])
@@ -833,7 +840,7 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
         {"user_id": member.user_id, "items": items, "fallback": bool(flag)}
         for member, items, flag in zip(members, ranked, fallback, strict=True)
     ]
-    if call.signature == FROM_HISTORY:
+    if call.signature in (FROM_HISTORY, _FILTERED[FROM_HISTORY]):
         unknown = _column(outputs, "unknown_history", rows, call)
         for prediction, member, flags in zip(predictions, members, unknown, strict=True):
             prediction["ignored_history"] = [i for i, bad in zip(member.history, flags, strict=False) if bad]

@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import FILTERS, channel_args, run_train
+from conftest import FILTERS, SASREC_TEST_FLAGS, channel_args, run_train
 from filter_fixtures import item_table, passes
 from test_history_inference import serve
 from test_inference import event_lines, inference, invoke, refusal  # noqa: F401  (inference is a fixture)
@@ -85,6 +86,15 @@ def test_json_lines_batch_mixes_filters_values_and_plain_requests(
     )
     assert {e["item_id"] for e in stranger["items"]} <= passing_ids(items, "no_acme", {})
     assert stranger["fallback"] is True and len(plain["items"]) == 5
+
+
+def test_history_with_a_filter(served: Any, filtered_model: tuple[Path, Any]) -> None:
+    """The history is folded in and the answer holds only passing items, none of the history's."""
+    body = {"user_id": "new-user", "k": 5, "history": ["item-1", "nope"], "filter": "no_acme"}
+    prediction = invoke(served, body)[0]["predictions"][0]
+    ids = {entry["item_id"] for entry in prediction["items"]}
+    assert len(ids) == 5 and ids <= passing_ids(filtered_model[1], "no_acme", {}) - {"item-1"}
+    assert prediction["ignored_history"] == ["nope"] and prediction["fallback"] is False
 
 
 def test_similar_items_with_a_filter(served: Any, filtered_model: tuple[Path, Any]) -> None:
@@ -227,7 +237,6 @@ BAD_REQUESTS = [
         "filter_values",
         "'genres' is not a parameter name",
     ),
-    ({"filter": "no_acme", "history": ["item-1"]}, "filter", "filter cannot be combined with history"),
     (
         {"item_fields": ["colour"]},
         "item_fields",
@@ -275,3 +284,29 @@ def test_a_filter_request_to_a_model_without_filters_is_refused(inference: Any, 
         inference.SESSION.adapters.pop("http://localhost:8501/")
     assert error["status"] == 400 and error["field"] == "filter"
     assert error["error"].startswith("this model has no filters, so none named 'by_genre'")
+
+
+def test_sasrec_history_with_a_filter(tmp_path: Path, walk_channels: Path) -> None:
+    """The sequence model's recommend_from_history_filtered: only passing items, none of the history."""
+    ids = sorted(pd.read_csv(next((walk_channels / "train").glob("*.csv")), dtype=str)["item_id"].unique())
+    items = item_table(ids, seed=4)
+    (tmp_path / "items").mkdir()
+    items.to_csv(tmp_path / "items" / "items.csv", index=False)
+    (tmp_path / "items" / "filters.json").write_text(json.dumps({"no_acme": FILTERS["no_acme"]}))
+    args = [*channel_args(walk_channels), "--items", str(tmp_path / "items"), "--item-features", "none"]
+    flags = list(SASREC_TEST_FLAGS)
+    flags[flags.index("--epochs") + 1] = "1"
+    result = run_train([*args, *flags, "--model-dir", str(tmp_path / "model"), "--package", "false"])
+    assert result.returncode == 0, result.stderr + result.stdout
+    loaded = tf.saved_model.load(str(tmp_path / "model" / "1"))
+    out = loaded.signatures["recommend_from_history_filtered"](
+        user_id=tf.constant(["new-user"]),
+        history=tf.constant([[ids[0], ids[1]]]),
+        k=tf.constant(5),
+        filter=tf.constant("no_acme"),
+        filter_names=tf.constant([""]),
+        filter_values=tf.constant([[""]]),
+    )
+    returned = {x.decode() for x in out["item_ids"].numpy()[0] if x}
+    assert out["filter_error"].numpy()[0] == b"" and len(returned) == 5
+    assert returned <= passing_ids(items, "no_acme", {}) - {ids[0], ids[1]}

@@ -21,8 +21,8 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
 
 - `item_fields(item_id[N], field[F])` -> `values[N,F]`: stored item columns (`ncf.serving.item_fields`),
   only in exports with an items channel
-- `recommend_filtered`, `similar_items_filtered`: only in exports with filters, the same answers among the
-  items that pass a declared filter (see `ncf.serving.filtered`)
+- `recommend_filtered`, `similar_items_filtered`, `recommend_from_history_filtered`: only in exports with
+  filters, the same answers among the items that pass a declared filter (see `ncf.serving.filtered`)
 
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
