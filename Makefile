@@ -33,7 +33,7 @@ DEPLOY_ARGS ?=
 # Quality benchmark options, e.g. BENCH_ARGS="--data path/to/ml-100k"
 BENCH_ARGS ?=
 
-.PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity \
+.PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity bench-filters \
         bench-features bench-scale bench-distributed bench-local-mode tf-serving-venv serve-local invoke-local \
         local-images \
         upload train deploy invoke batch tune status teardown iam-policy doctor clean
@@ -109,6 +109,9 @@ tf-serving-venv: $(TF219_STAMP) ## Create .venv-tf219/ with TF Serving 2.19.1's 
 
 bench-similarity: $(STAMP) ## Similar-items quality on MovieLens 100K (genre overlap) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_similarity.py $(BENCH_ARGS)
+
+bench-filters: $(STAMP) ## Filters: MovieLens 100K correctness, 1M items never starved + latency -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_filters.py $(BENCH_ARGS)
 
 bench-features: $(STAMP) ## Item features and cold-start items on MovieLens 100K -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_features.py $(BENCH_ARGS)

@@ -88,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an item the user just interacted with, oldest first (repeat for several): sent as the"
         " request's history (real-time events: read by sasrec, folded into the user by NCF types)",
     )
+    _add_filter_arguments(parser)
     parser.add_argument(
         "--content-type",
         choices=tuple(CONTENT_TYPES),
@@ -100,6 +101,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ca-bundle", type=Path, help="certificate to trust for --endpoint-url")
     parser.add_argument("--endpoint-name", help="endpoint to invoke (default: the configured one)")
+
+
+def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--filter`, `--filter-value`, `--promote` and `--item-field`."""
+    parser.add_argument(
+        "--filter",
+        metavar="NAME",
+        help="only items that pass this filter of the model (declared at training: README, Filters and"
+        " promotions); for recommendations and --similar-to",
+    )
+    parser.add_argument(
+        "--filter-value",
+        action="append",
+        default=[],
+        metavar="PARAM=V1,V2",
+        help="a value (or comma-separated values) of the filter's $PARAM, e.g. GENRES=Comedy,Drama"
+        " (repeat for each parameter)",
+    )
+    parser.add_argument(
+        "--promote",
+        metavar="FILTER:SHARE",
+        help="give SHARE (0 < SHARE <= 1) of the k slots to the best items that pass FILTER (a filter without"
+        " parameters), marked promoted, e.g. on_sale:0.2",
+    )
+    parser.add_argument(
+        "--item-field",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="return this item column (stored from the items channel) with each item, e.g. title (repeat)",
+    )
 
 
 def read_users(users: list[str], users_file: Path | None) -> list[str]:
@@ -141,6 +173,28 @@ def choose_queries(args: argparse.Namespace) -> tuple[str, list[str]]:
     return RECOMMEND, read_users(args.user, args.users_file)
 
 
+def filter_fields(name: str | None, values: list[str], signature: str) -> dict[str, Any]:
+    """The request fields of `--filter NAME --filter-value PARAM=V1,V2 ...` ({} without a filter)."""
+    if name is None:
+        if values:
+            raise UsageError("--filter-value needs --filter naming the filter")
+        return {}
+    if signature == SIMILAR_USERS:
+        raise UsageError("--filter applies to recommendations and --similar-to, not to --similar-users-to")
+    parsed: dict[str, list[str]] = {}
+    for entry in values:
+        param, sep, listed = entry.partition("=")
+        items = [v.strip() for v in listed.split(",") if v.strip()]
+        if not sep or not param.strip() or not items:
+            raise UsageError(f"--filter-value {entry!r}: expected PARAM=VALUE or PARAM=V1,V2")
+        if param.strip() in parsed:
+            raise UsageError(
+                f"--filter-value: {param.strip()} is given twice (list its values once, comma-separated)"
+            )
+        parsed[param.strip()] = items
+    return {"filter": name, "filter_values": parsed} if parsed else {"filter": name}
+
+
 def build_request(
     users: list[str],
     k: int,
@@ -149,13 +203,15 @@ def build_request(
     content_type: str,
     signature: str = RECOMMEND,
     history: list[str] | None = None,
+    filtered: dict[str, Any] | None = None,
 ) -> tuple[bytes, str, str]:
     """`(body, Content-Type, Accept)` for the handler's request formats; `users` are the query ids,
-    `history` every user's latest events (None or empty: none sent)."""
+    `history` every user's latest events (None or empty: none sent), `filtered` the fields of a filter
+    (`filter_fields`) added to every request."""
     if content_type == "csv":
-        if exclude or include_seen or history:
+        if exclude or include_seen or history or filtered:
             raise UsageError(
-                "--exclude, --include-seen and --history need --content-type json or jsonlines"
+                "--exclude, --include-seen, --history and --filter need --content-type json or jsonlines"
                 " (CSV is user_id,k)"
             )
         suffix = "" if signature == RECOMMEND else f",{signature}"
@@ -172,7 +228,7 @@ def build_request(
             request["exclude_seen"] = False
         if history:
             request["history"] = history
-        requests.append(request)
+        requests.append({**request, **(filtered or {})})
     if content_type == "jsonlines":
         body = "".join(json.dumps(r) + "\n" for r in requests)
         return body.encode(), CONTENT_TYPES["jsonlines"], CONTENT_TYPES["jsonlines"]
@@ -206,7 +262,9 @@ def render_table(predictions: list[dict[str, Any]]) -> str:
         if not items:
             rows.append((prediction["user_id"], "-", "(no items)", "", fallback))
         for rank, item in enumerate(items, start=1):
-            rows.append((prediction["user_id"], str(rank), item["item_id"], f"{item['score']:.4f}", fallback))
+            rows.append(
+                (prediction["user_id"], str(rank), _label(item, "item_id"), f"{item['score']:.4f}", fallback)
+            )
     ignored = [
         f"{p['user_id']}: {', '.join(p['ignored_history'])}" for p in predictions if p.get("ignored_history")
     ]
@@ -221,8 +279,15 @@ def _render_similar(predictions: list[dict[str, Any]]) -> str:
         if not prediction["similar"]:
             rows.append((prediction[field], "-", "(none)", ""))
         for rank, neighbour in enumerate(prediction["similar"], start=1):
-            rows.append((prediction[field], str(rank), neighbour[field], f"{neighbour['score']:.4f}"))
+            rows.append((prediction[field], str(rank), _label(neighbour, field), f"{neighbour['score']:.4f}"))
     return _aligned(rows)
+
+
+def _label(entry: dict[str, Any], field: str) -> str:
+    """A listed id, marked when promoted, followed by its item fields when the answer has them."""
+    label = entry[field] + (" (promoted)" if entry.get("promoted") else "")
+    fields = entry.get("fields") or {}
+    return label + "".join(f"  {name}={value}" for name, value in fields.items())
 
 
 def _aligned(rows: list[tuple[str, ...]]) -> str:
@@ -293,6 +358,39 @@ def make_client(
     return session.client("sagemaker-runtime", **options)
 
 
+def promotion_fields(promote: str | None, signature: str) -> dict[str, Any]:
+    """The request field of `--promote FILTER:SHARE` ({} without it); the endpoint checks the share."""
+    if promote is None:
+        return {}
+    name, sep, share = promote.rpartition(":")
+    try:
+        value = float(share)
+    except ValueError:
+        value = None
+    if not sep or not name or value is None:
+        raise UsageError(f"--promote {promote!r}: expected FILTER:SHARE, e.g. on_sale:0.2")
+    if signature != RECOMMEND:
+        raise UsageError("--promote applies to recommendations, not to similarity")
+    return {"promotion": {"filter": name, "share": value}}
+
+
+def request_of(args: argparse.Namespace) -> tuple[bytes, str, str]:
+    """`build_request`'s answer for the command line's queries, options, filter and promotion."""
+    signature, queries = choose_queries(args)
+    if args.item_field and signature == SIMILAR_USERS:
+        raise UsageError(
+            "--item-field applies to recommendations and --similar-to, not to --similar-users-to"
+        )
+    filtered = {
+        **filter_fields(args.filter, args.filter_value, signature),
+        **promotion_fields(args.promote, signature),
+        **({"item_fields": args.item_field} if args.item_field else {}),
+    }
+    return build_request(
+        queries, args.k, args.exclude, args.include_seen, args.content_type, signature, args.history, filtered
+    )
+
+
 def run(
     args: argparse.Namespace, *, default_endpoint_name: str, region: str | None, client: Any = None
 ) -> int:
@@ -300,10 +398,7 @@ def run(
 
     `client` replaces the boto3 runtime client (e.g. the SDK's local one for `invoke --local`)."""
     try:
-        signature, queries = choose_queries(args)
-        body, content_type, accept = build_request(
-            queries, args.k, args.exclude, args.include_seen, args.content_type, signature, args.history
-        )
+        body, content_type, accept = request_of(args)
         verify = _verify(args)
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -48,6 +48,23 @@ types fold the history into the user's vector by a few gradient steps inside the
 (`ncf.serving.foldin`); a known user with an empty history gets the plain answer. At most
 `NCF_MAX_HISTORY` entries (default 1000); `history` cannot be combined with `exclude` or `exclude_seen`.
 
+Filters (JSON and JSON Lines, for recommendations and `similar_items`): `"filter": "NAME"` and
+`"filter_values": {"PARAM": value or [values]}` select one of the filters declared at training and
+exported in the model (README: Filters and promotions); the model answers only items that pass it, and
+checks the names and values itself (`filter_error`: unknown filter, missing or extra parameter, wrong
+type, value not in the vocabulary), which this handler turns into a 400. The shape of `filter_values`
+is checked here. Instances with the same filter, values and `exclude_seen` share a call to
+`recommend_filtered` / `similar_items_filtered` / `recommend_from_history_filtered` (with `history`); a
+model without those signatures refuses the request.
+
+Promotions (JSON and JSON Lines recommendations): `"promotion": {"filter": NAME, "filter_values": {...},
+"share": S}` gives round(S * k) slots (at least 1) to the best items that pass that filter (a second,
+filtered call with the request's exclusions), marked `"promoted": true`; the request's own list fills
+the rest without repeating them, in score order.
+
+Item fields (JSON and JSON Lines, recommendations and `similar_items`): `"item_fields": ["title", ...]`
+adds `"fields": {"title": ...}` to every listed item, read from the model's `item_fields` signature.
+
 Signatures called (always the columnar form, because `k` is a scalar): `serving_default` (seen items
 excluded), `recommend_excluding` (seen items and the `exclude` list), `recommend_with_seen` (only the
 `exclude` list), `recommend_from_history`, `score`, `similar_items`, `similar_users`. The instances of a
@@ -86,6 +103,10 @@ Configuration (environment variables of the SageMaker model, read once at import
 - `NCF_TFS_CHUNK_SIZE` (default 1000): most instances in one TF Serving call.
 - `NCF_TFS_TIMEOUT_S` (default 30): how long to wait for one TF Serving call.
 - `NCF_MAX_HISTORY` (default 1000): most entries in one request's `history`.
+- `NCF_MAX_FILTER_VALUES` (default 100): most values of one filter parameter.
+- `NCF_MAX_ITEM_FIELDS` (default 20): most names in one request's `item_fields`.
+- `NCF_DEFAULT_PROMOTION` (default none): a promotion object, e.g. `{"filter": "on_sale", "share": 0.2}`,
+  applied to every recommendation request without `promotion` or `history` (`"promotion": null` opts out).
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
@@ -96,9 +117,10 @@ import csv
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -124,14 +146,32 @@ SCORE = "score"
 SIMILAR_ITEMS = "similar_items"
 SIMILAR_USERS = "similar_users"
 _FIELDS = {
-    RECOMMEND: ("user_id", "k", "exclude", "exclude_seen", "history", "signature"),
+    RECOMMEND: (
+        "user_id",
+        "k",
+        "exclude",
+        "exclude_seen",
+        "history",
+        "filter",
+        "filter_values",
+        "promotion",
+        "item_fields",
+        "signature",
+    ),
     SCORE: ("user_id", "item_id", "signature"),
-    SIMILAR_ITEMS: ("item_id", "k", "signature"),
+    SIMILAR_ITEMS: ("item_id", "k", "filter", "filter_values", "item_fields", "signature"),
     SIMILAR_USERS: ("user_id", "k", "signature"),
 }
 # The id a similarity signature takes, and the name of its id output in the SavedModel.
 _SIMILAR_QUERY = {SIMILAR_ITEMS: "item_id", SIMILAR_USERS: "user_id"}
 FROM_HISTORY = "recommend_from_history"
+# The signatures of an export with filters (`ncf.serving.filtered`), by the signature a request names.
+_FILTERED = {
+    RECOMMEND: "recommend_filtered",
+    SIMILAR_ITEMS: "similar_items_filtered",
+    FROM_HISTORY: "recommend_from_history_filtered",
+}
+_PARAM_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -142,9 +182,12 @@ class Settings:
     default_k: int = 10
     max_instances: int = 1000
     max_history: int = 1000
+    max_filter_values: int = 100
+    max_item_fields: int = 20
     max_body_bytes: int = 6 * 1024 * 1024
     tfs_chunk_size: int = 1000
     tfs_timeout_s: float = 30.0
+    default_promotion: Any = None  # a Promotion, from NCF_DEFAULT_PROMOTION (a JSON promotion object)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Settings":
@@ -154,6 +197,8 @@ class Settings:
             "default_k": "NCF_DEFAULT_K",
             "max_instances": "NCF_MAX_INSTANCES",
             "max_history": "NCF_MAX_HISTORY",
+            "max_filter_values": "NCF_MAX_FILTER_VALUES",
+            "max_item_fields": "NCF_MAX_ITEM_FIELDS",
             "max_body_bytes": "NCF_MAX_BODY_BYTES",
             "tfs_chunk_size": "NCF_TFS_CHUNK_SIZE",
             "tfs_timeout_s": "NCF_TFS_TIMEOUT_S",
@@ -173,6 +218,9 @@ class Settings:
         settings = cls(**values)
         if settings.default_k > settings.max_k:
             raise ValueError(f"NCF_DEFAULT_K={settings.default_k} is larger than NCF_MAX_K={settings.max_k}")
+        raw = env.get("NCF_DEFAULT_PROMOTION", "").strip()
+        if raw:
+            return replace(settings, default_promotion=_default_promotion(raw, settings))
         return settings
 
 
@@ -193,6 +241,26 @@ class InferenceError(Exception):
 
 
 @dataclass(frozen=True)
+class Filter:
+    """A request's filter: its name and each `$PARAM`'s values as text, sorted by parameter name."""
+
+    name: str
+    values: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A share of a request's k slots for the best items that pass another filter."""
+
+    filter: Filter
+    share: float
+
+    def slots(self, k: int) -> int:
+        """Promoted slots of a k-item answer: the share of k, rounded, at least 1."""
+        return min(k, max(1, round(self.share * k)))
+
+
+@dataclass(frozen=True)
 class Recommend:
     """One user's top-k request."""
 
@@ -201,6 +269,9 @@ class Recommend:
     exclude: tuple[str, ...] = ()
     exclude_seen: bool = True
     history: tuple[str, ...] | None = None  # the user's latest events, oldest first (None: not given)
+    filter: Filter | None = None
+    promotion: Promotion | None = None
+    item_fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -218,6 +289,8 @@ class Similar:
     signature: str
     query_id: str
     k: int
+    filter: Filter | None = None
+    item_fields: tuple[str, ...] = ()
 
 
 Instance = Recommend | Score | Similar
@@ -389,9 +462,12 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             f"(allowed: {', '.join(allowed)})",
             unknown[0],
         )
+    chosen = _filter(obj, where, settings)
     if signature in _SIMILAR_QUERY:
         field = _SIMILAR_QUERY[signature]
-        return Similar(signature, _user_id(obj.get(field), where, field), _json_k(obj, where, settings))
+        query = _user_id(obj.get(field), where, field)
+        fields = _item_fields(obj, where, settings)
+        return Similar(signature, query, _json_k(obj, where, settings), chosen, fields)
     user_id = _user_id(obj.get("user_id"), where, "user_id")
     if signature == SCORE:
         return Score(user_id, _user_id(obj.get("item_id"), where, "item_id"))
@@ -409,7 +485,117 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             " seen items are always excluded)",
             "history",
         )
-    return Recommend(user_id, k, tuple(exclude), exclude_seen, history)
+    promotion = _promotion(obj, where, settings)
+    if history is not None and "promotion" not in obj:
+        promotion = None  # the deploy-time default applies to requests without history only
+    if history is not None and promotion is not None:
+        raise InferenceError(
+            f"{where}promotion cannot be combined with history (not supported yet)", "promotion"
+        )
+    fields = _item_fields(obj, where, settings)
+    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion, fields)
+
+
+def _default_promotion(raw: str, settings: Settings) -> Promotion:
+    """`NCF_DEFAULT_PROMOTION`'s promotion; a bad value stops the container at start, naming the variable."""
+    try:
+        promotion = _promotion({"promotion": json.loads(raw)}, "", settings)
+    except (ValueError, InferenceError) as err:
+        detail = err.message if isinstance(err, InferenceError) else f"not JSON ({err})"
+        raise ValueError(f"NCF_DEFAULT_PROMOTION={raw!r}: {detail}") from None
+    if promotion is None:
+        raise ValueError(f"NCF_DEFAULT_PROMOTION={raw!r}: expected a promotion object, not null")
+    return promotion
+
+
+def _item_fields(obj: dict[str, Any], where: str, settings: Settings) -> tuple[str, ...]:
+    """The request's `item_fields`: a list of at most `max_item_fields` distinct non-empty names."""
+    fields = obj.get("item_fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+        raise InferenceError(f"{where}item_fields must be a list of item column names", "item_fields")
+    if len(fields) > settings.max_item_fields:
+        raise InferenceError(
+            f"{where}item_fields lists {len(fields)} names, more than {settings.max_item_fields}"
+            " (NCF_MAX_ITEM_FIELDS)",
+            "item_fields",
+        )
+    return tuple(dict.fromkeys(fields))
+
+
+def _promotion(obj: dict[str, Any], where: str, settings: Settings) -> Promotion | None:
+    """The request's `promotion`: `{"filter": ..., "filter_values": ..., "share": s}`; when absent the
+    deploy-time default (`NCF_DEFAULT_PROMOTION`); `null` asks for none."""
+    if "promotion" not in obj:
+        return settings.default_promotion
+    value = obj["promotion"]
+    if value is None:
+        return None
+    shape = 'promotion must be an object {"filter": NAME, "share": S} (0 < S <= 1; optional filter_values)'
+    if (
+        not isinstance(value, dict)
+        or "filter" not in value
+        or set(value) - {"filter", "filter_values", "share"}
+    ):
+        raise InferenceError(f"{where}{shape}", "promotion")
+    share = value.get("share")
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+        raise InferenceError(
+            f"{where}promotion share must be a number in (0, 1], got {json.dumps(share)}", "promotion"
+        )
+    try:
+        chosen = _filter(value, f"{where}promotion: ", settings)
+    except InferenceError as err:
+        raise InferenceError(err.message, "promotion", err.status) from None
+    return Promotion(chosen, float(share))
+
+
+def _filter(obj: dict[str, Any], where: str, settings: Settings) -> Filter | None:
+    """The request's `filter` and `filter_values` (None without a filter), checked for shape; the model
+    checks the names and values against the filter itself."""
+    name = obj.get("filter")
+    if name is None:
+        if "filter_values" in obj:
+            raise InferenceError(f"{where}filter_values needs a filter naming which one", "filter_values")
+        return None
+    if not isinstance(name, str) or not name:
+        raise InferenceError(f"{where}filter must be a filter's name (a non-empty string)", "filter")
+    given = obj.get("filter_values", {})
+    if not isinstance(given, dict):
+        raise InferenceError(
+            f'{where}filter_values must be an object {{"PARAM": value or [values]}}', "filter_values"
+        )
+    values = tuple(
+        sorted((param, _param_values(param, value, where, settings)) for param, value in given.items())
+    )
+    return Filter(name, values)
+
+
+def _param_values(param: str, value: Any, where: str, settings: Settings) -> tuple[str, ...]:
+    """One parameter's values as the model reads them: text, booleans as true/false, numbers as JSON."""
+    if not _PARAM_NAME.fullmatch(param):
+        raise InferenceError(
+            f"{where}filter_values: {param!r} is not a parameter name (the $NAME of the filter without"
+            " the $, upper case)",
+            "filter_values",
+        )
+    listed = value if isinstance(value, list) else [value]
+    if not listed:
+        raise InferenceError(f"{where}filter_values: {param} has an empty list of values", "filter_values")
+    if len(listed) > settings.max_filter_values:
+        raise InferenceError(
+            f"{where}filter_values: {param} has {len(listed)} values, more than"
+            f" {settings.max_filter_values} (NCF_MAX_FILTER_VALUES)",
+            "filter_values",
+            413,
+        )
+    for entry in listed:
+        if isinstance(entry, (dict, list)) or entry is None or entry == "":
+            raise InferenceError(
+                f"{where}filter_values: {param} must be a non-empty string, number or boolean, or a list"
+                f" of them, got {json.dumps(entry)}",
+                "filter_values",
+            )
+    return tuple(entry if isinstance(entry, str) else json.dumps(entry) for entry in listed)
 
 
 def _history(obj: dict[str, Any], where: str, settings: Settings) -> tuple[str, ...] | None:
@@ -466,10 +652,15 @@ def plan_calls(instances: list[Instance], chunk_size: int) -> list[Call]:
     ]
 
 
-def _call_key(instance: Instance) -> str:
-    """Which TF Serving call answers an instance (`seen` becomes a signature per chunk, in `_call`)."""
+def _call_key(instance: Instance) -> Any:
+    """Which TF Serving call answers an instance (`seen` becomes a signature per chunk, in `_call`); a
+    filtered request's call also carries its filter (one filter and one `exclude_seen` per call)."""
     if isinstance(instance, Score):
         return "score"
+    if getattr(instance, "filter", None) is not None:
+        seen = isinstance(instance, Recommend) and instance.exclude_seen
+        kind = FROM_HISTORY if getattr(instance, "history", None) is not None else RECOMMEND
+        return (_FILTERED[getattr(instance, "signature", kind)], instance.filter, seen)
     if isinstance(instance, Similar):
         return instance.signature
     if instance.history is not None:
@@ -477,9 +668,11 @@ def _call_key(instance: Instance) -> str:
     return "seen" if instance.exclude_seen else "recommend_with_seen"
 
 
-def _call(key: str, indices: list[int], instances: list[Instance]) -> Call:
+def _call(key: Any, indices: list[int], instances: list[Instance]) -> Call:
     """The predict body for the instances at `indices`, all of call key `key`."""
     members = [instances[i] for i in indices]
+    if isinstance(key, tuple):
+        return _filtered_call(key, indices, members)
     if key == "score":
         inputs: dict[str, Any] = {
             "user_id": [m.user_id for m in members],
@@ -498,6 +691,29 @@ def _call(key: str, indices: list[int], instances: list[Instance]) -> Call:
         signature = "recommend_excluding" if any(m.exclude for m in members) else "serving_default"
     if signature != "serving_default":
         inputs["exclude"] = _padded([m.exclude for m in members])
+    return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
+
+
+def _filtered_call(key: tuple[str, Filter, bool], indices: list[int], members: list[Any]) -> Call:
+    """A `recommend_filtered` / `similar_items_filtered` call: the filter's name and its parameters as a
+    name vector and a padded value matrix (one "" name and row when it has none: never an empty tensor)."""
+    signature, chosen, exclude_seen = key
+    names = [name for name, _ in chosen.values] or [""]
+    inputs: dict[str, Any] = {
+        "k": max(m.k for m in members),
+        "filter": chosen.name,
+        "filter_names": names,
+        "filter_values": _padded([values for _, values in chosen.values] or [()]),
+    }
+    if signature == _FILTERED[SIMILAR_ITEMS]:
+        inputs["item_id"] = [m.query_id for m in members]
+    elif signature == _FILTERED[FROM_HISTORY]:
+        inputs["user_id"] = [m.user_id for m in members]
+        inputs["history"] = _padded([m.history for m in members])
+    else:
+        inputs["user_id"] = [m.user_id for m in members]
+        inputs["exclude"] = _padded([m.exclude for m in members])
+        inputs["exclude_seen"] = exclude_seen
     return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
 
 
@@ -535,6 +751,8 @@ def call_tfs(rest_uri: str, body: dict[str, Any], settings: Settings) -> dict[st
         raise InferenceError("the model server is unavailable", None, 503) from None
     if response.status_code != 200:
         _refuse_missing_history_signature(body, response)
+        _refuse_missing_filtered_signature(body, response)
+        _refuse_missing_item_fields_signature(body, response)
         LOG.error(
             "TF Serving answered HTTP %d for signature %s: %.2000s",
             response.status_code,
@@ -566,6 +784,30 @@ def _refuse_missing_history_signature(body: dict[str, Any], response: requests.R
         )
 
 
+def _refuse_missing_item_fields_signature(body: dict[str, Any], response: requests.Response) -> None:
+    """`item_fields` from a model that stores none: exported without an items channel (or before)."""
+    missing = response.status_code == 400 and "not found" in response.text
+    if body.get("signature_name") == "item_fields" and missing:
+        raise InferenceError(
+            "this model stores no item fields (it was exported without an items channel, with"
+            " item_fields none, or before item fields were supported): drop 'item_fields'",
+            "item_fields",
+        )
+
+
+def _refuse_missing_filtered_signature(body: dict[str, Any], response: requests.Response) -> None:
+    """A filter request to an export without filters is the client's error: exported without a filters
+    file, or before filters were supported (TF Serving: 400 "... not found in signature def")."""
+    missing = response.status_code == 400 and "not found" in response.text
+    if body.get("signature_name") in _FILTERED.values() and missing:
+        raise InferenceError(
+            f"this model has no filters, so none named {body['inputs']['filter']!r} (it was exported"
+            " without a filters file, or before filters were supported): retrain it with --filters, or"
+            " drop 'filter'",
+            "filter",
+        )
+
+
 def _malformed(body: dict[str, Any], detail: str) -> InferenceError:
     LOG.error("TF Serving returned malformed output for signature %s: %s", body.get("signature_name"), detail)
     return InferenceError("the model returned an unexpected response", None, 502)
@@ -582,7 +824,9 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
     """Predictions (in the call's instance order) from one signature's columnar outputs."""
     rows = len(call.indices)
     members = [instances[i] for i in call.indices]
-    if call.signature in _SIMILAR_QUERY:
+    if call.signature in _FILTERED.values():
+        _refuse_filter_errors(call, outputs, instances)
+    if call.signature in (*_SIMILAR_QUERY, _FILTERED[SIMILAR_ITEMS]):
         return _read_similar(call, outputs, instances, members)
     fallback = _column(outputs, "fallback", rows, call)
     if call.signature == "score":
@@ -596,11 +840,19 @@ def read_outputs(call: Call, outputs: dict[str, Any], instances: list[Instance])
         {"user_id": member.user_id, "items": items, "fallback": bool(flag)}
         for member, items, flag in zip(members, ranked, fallback, strict=True)
     ]
-    if call.signature == FROM_HISTORY:
+    if call.signature in (FROM_HISTORY, _FILTERED[FROM_HISTORY]):
         unknown = _column(outputs, "unknown_history", rows, call)
         for prediction, member, flags in zip(predictions, members, unknown, strict=True):
             prediction["ignored_history"] = [i for i, bad in zip(member.history, flags, strict=False) if bad]
     return predictions
+
+
+def _refuse_filter_errors(call: Call, outputs: dict[str, Any], instances: list[Instance]) -> None:
+    """The model's verdict on the filter and its values (one per call: every row carries the same one)."""
+    errors = _column(outputs, "filter_error", len(call.indices), call)
+    if errors[0]:
+        field = "filter" if str(errors[0]).startswith("unknown filter") else "filter_values"
+        raise InferenceError(f"{_where(call.indices[0], instances)}{errors[0]}", field)
 
 
 def _where(index: int, instances: list[Instance]) -> str:
@@ -611,7 +863,7 @@ def _read_similar(
     call: Call, outputs: dict[str, Any], instances: list[Instance], members: list[Similar]
 ) -> list[dict[str, Any]]:
     """`similar_*` outputs: refuse unknown query ids (no fallback), then each query's neighbours."""
-    field = _SIMILAR_QUERY[call.signature]
+    field = _SIMILAR_QUERY[members[0].signature]
     noun = field.removesuffix("_id")
     known = _column(outputs, "known", len(members), call)
     for index, member, flag in zip(call.indices, members, known, strict=True):
@@ -680,12 +932,91 @@ def predict(data: Any, context: Any, settings: Settings) -> tuple[str, str]:
     accept = response_type(context.accept_header)
     body = read_body(data, context.content_length, settings)
     instances = parse_request(body, context.request_content_type, settings)
+    promoted = [i for i, m in enumerate(instances) if getattr(m, "promotion", None) is not None]
+    described = [i for i, m in enumerate(instances) if getattr(m, "item_fields", ())]
+    held = dict.fromkeys([*promoted, *described])  # completed (promotions, fields) before serialising
     predictions: list[str] = [""] * len(instances)
-    for call in plan_calls(instances, settings.tfs_chunk_size):
-        outputs = call_tfs(context.rest_uri, call.body, settings)
-        for index, prediction in zip(call.indices, read_outputs(call, outputs, instances), strict=True):
+    for index, prediction in answers(instances, context.rest_uri, settings):
+        if index in held:
+            held[index] = prediction
+        else:
             predictions[index] = serialise(prediction)
+    for index, promotion in promoted_items(instances, promoted, context.rest_uri, settings):
+        held[index] = merge_promoted(held[index], promotion, instances[index].k)
+    if described:
+        attach_item_fields({i: held[i] for i in described}, instances, context.rest_uri, settings)
+    for index, prediction in held.items():
+        predictions[index] = serialise(prediction)
     return format_response(predictions, accept), accept
+
+
+def _listed(prediction: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ranked entries of a prediction: its `items`, or its `similar` items."""
+    return prediction["items"] if "items" in prediction else prediction["similar"]
+
+
+def attach_item_fields(
+    predictions: dict[int, dict[str, Any]], instances: list[Instance], rest_uri: str, settings: Settings
+) -> None:
+    """Give each listed item of `predictions` a `"fields"` object with its instance's `item_fields`, read
+    from the model's `item_fields` signature (one call per chunk of distinct ids)."""
+    fields = list(dict.fromkeys(f for i in predictions for f in instances[i].item_fields))
+    ids = list(dict.fromkeys(e["item_id"] for p in predictions.values() for e in _listed(p)))
+    values: dict[str, list[str]] = {}
+    for start in range(0, len(ids), settings.tfs_chunk_size):
+        chunk = ids[start : start + settings.tfs_chunk_size]
+        body = {"signature_name": "item_fields", "inputs": {"item_id": chunk, "field": fields}}
+        outputs = call_tfs(rest_uri, body, settings)
+        _refuse_unknown_fields(fields, outputs)
+        values.update(zip(chunk, outputs["values"], strict=True))
+    for index, prediction in predictions.items():
+        wanted = instances[index].item_fields
+        for entry in _listed(prediction):
+            row = dict(zip(fields, values.get(entry["item_id"], [""] * len(fields)), strict=True))
+            entry["fields"] = {name: row[name] for name in wanted}
+
+
+def _refuse_unknown_fields(fields: list[str], outputs: dict[str, Any]) -> None:
+    known = outputs.get("known_field")
+    if not isinstance(known, list) or not isinstance(outputs.get("values"), list):
+        raise _malformed({"signature_name": "item_fields"}, "no known_field/values outputs")
+    unknown = [name for name, flag in zip(fields, known, strict=True) if not flag]
+    if unknown:
+        listed = ", ".join(outputs.get("field_names") or []) or "none"
+        raise InferenceError(f"unknown item field {unknown[0]!r} (this model's: {listed})", "item_fields")
+
+
+def answers(instances: list[Instance], rest_uri: str, settings: Settings) -> Any:
+    """(index, prediction) of every instance, one TF Serving call per chunk of each signature needed."""
+    for call in plan_calls(instances, settings.tfs_chunk_size):
+        outputs = call_tfs(rest_uri, call.body, settings)
+        yield from zip(call.indices, read_outputs(call, outputs, instances), strict=True)
+
+
+def promoted_items(instances: list[Instance], promoted: list[int], rest_uri: str, settings: Settings) -> Any:
+    """(index, promoted prediction) of each promoting instance: the best items that pass its promotion's
+    filter, as many as its promoted slots, with the instance's own exclusions."""
+    requests = [instances[i] for i in promoted]
+    asked = [
+        Recommend(m.user_id, m.promotion.slots(m.k), m.exclude, m.exclude_seen, None, m.promotion.filter)
+        for m in requests
+    ]
+    try:
+        for position, prediction in answers(asked, rest_uri, settings):
+            yield promoted[position], prediction
+    except InferenceError as err:
+        if err.status >= 500:
+            raise
+        raise InferenceError(f"promotion: {err.message}", "promotion", err.status) from None
+
+
+def merge_promoted(answer: dict[str, Any], promotion: dict[str, Any], k: int) -> dict[str, Any]:
+    """`answer` with its promoted items (marked `"promoted": true`) in their slots: the rest of its own
+    list fills the other slots, without the promoted items, and the whole list is in score order."""
+    chosen = [{**entry, "promoted": True} for entry in promotion["items"]]
+    ids = {entry["item_id"] for entry in chosen}
+    rest = [entry for entry in answer["items"] if entry["item_id"] not in ids][: k - len(chosen)]
+    return {**answer, "items": sorted(chosen + rest, key=lambda entry: -entry["score"])}
 
 
 def handler(data: Any, context: Any) -> tuple[str, str]:

@@ -191,3 +191,34 @@ def sasrec_run(tmp_path_factory: pytest.TempPathFactory, walk_channels: Path) ->
     assert result.returncode == 0, result.stderr + result.stdout
     (run_dir / "train.log").write_text(result.stdout)
     return run_dir
+
+
+# The filters of `filtered_model`, over `filter_fixtures.item_table`'s columns.
+FILTERS = {
+    "by_genre": "INCLUDE ItemID WHERE Items.genres IN ($GENRES)",
+    "recent_on_sale": "INCLUDE ItemID WHERE Items.year >= $MIN_YEAR"
+    " | EXCLUDE ItemID WHERE Items.on_sale = false",
+    "no_acme": 'EXCLUDE ItemID WHERE Items.brand = "acme"',
+}
+
+
+@pytest.fixture(scope="session")
+def filtered_model(
+    tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path
+) -> tuple[Path, pd.DataFrame]:
+    """(MODEL_DIR, its items table) of a tiny NeuMF exported with FILTERS (so with `recommend_filtered`
+    and `similar_items_filtered`) over a synthetic items channel holding `filters.json`."""
+    import json
+
+    from filter_fixtures import item_table
+
+    root = tmp_path_factory.mktemp("filtered")
+    items = item_table([f"item-{i}" for i in range(40)], seed=2)
+    (root / "items").mkdir()
+    items.to_csv(root / "items" / "items.csv", index=False)
+    (root / "items" / "filters.json").write_text(json.dumps(FILTERS))
+    args = [*channel_args(tiny_channels), "--items", str(root / "items"), "--item-features", "none"]
+    result = run_train([*args, "--model-dir", str(root / "model"), *TINY_NEUMF_FLAGS, "--package", "false"])
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert "filters: by_genre, no_acme, recent_on_sale" in result.stdout
+    return root / "model", items

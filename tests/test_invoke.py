@@ -44,6 +44,13 @@ class FakeTFServing:
             "scores": [[1 / 2**i for i in range(k)] for _ in users],
             "fallback": [user.startswith("new") for user in users],
         }
+        if "filter" in body["inputs"]:  # the model refuses the filter named "nope"
+            unknown = (
+                "unknown filter 'nope' (this model's filters: genre)"
+                if body["inputs"]["filter"] == "nope"
+                else ""
+            )
+            outputs["filter_error"] = [unknown for _ in users]
         if "history" in body["inputs"]:
             outputs["unknown_history"] = [[item == "zz" for item in row] for row in body["inputs"]["history"]]
         return Response(200, json.dumps({"outputs": outputs}).encode())
@@ -138,6 +145,68 @@ def test_history_reaches_recommend_from_history_and_ignored_ids_are_shown(endpoi
     assert "ignored history items the model does not know (new1: zz)" in capsys.readouterr().out
 
 
+def test_filter_and_its_values_reach_recommend_filtered(endpoint):
+    url, cert, tfs = endpoint
+    argv = [
+        "--user",
+        "1",
+        "--filter",
+        "genre",
+        "--filter-value",
+        "GENRES=Comedy, Drama",
+        "--filter-value",
+        "MAX=9",
+    ]
+    assert run(*argv, "--endpoint-url", url, "--ca-bundle", str(cert)) == 0
+    assert tfs.calls[0] == {
+        "signature_name": "recommend_filtered",
+        "inputs": {
+            "k": 10,
+            "filter": "genre",
+            "filter_names": ["GENRES", "MAX"],
+            "filter_values": [["Comedy", "Drama"], ["9", ""]],
+            "user_id": ["1"],
+            "exclude": [[""]],
+            "exclude_seen": True,
+        },
+    }
+
+
+def test_promote_and_item_fields_reach_the_request():
+    parser = argparse.ArgumentParser()
+    invoke.add_arguments(parser)
+    args = parser.parse_args(["--user", "1", "--promote", "on_sale:0.25", "--item-field", "title"])
+    body, _, _ = invoke.request_of(args)
+    assert json.loads(body) == {
+        "user_id": "1",
+        "k": 10,
+        "promotion": {"filter": "on_sale", "share": 0.25},
+        "item_fields": ["title"],
+    }
+
+
+def test_table_marks_promoted_items_and_shows_item_fields():
+    prediction = {
+        "user_id": "7",
+        "fallback": False,
+        "items": [
+            {"item_id": "a", "score": 0.9, "promoted": True, "fields": {"title": "Alpha"}},
+            {"item_id": "b", "score": 0.5, "fields": {"title": "Beta"}},
+        ],
+    }
+    lines = invoke.render_table([prediction]).splitlines()
+    assert "a (promoted)  title=Alpha" in lines[1] and "b  title=Beta" in lines[2]
+
+
+def test_a_filter_the_model_refuses_prints_one_clear_line(endpoint, capsys):
+    url, cert, _ = endpoint
+    assert run("--user", "1", "--filter", "nope", "--endpoint-url", url, "--ca-bundle", str(cert)) == 1
+    assert capsys.readouterr().err == (
+        "error: endpoint ncf-test: the endpoint refused the request: "
+        "unknown filter 'nope' (this model's filters: genre) (field: filter)\n"
+    )
+
+
 def test_refused_request_prints_one_clear_line(endpoint, capsys):
     url, cert, _ = endpoint
     assert run("--user", "1", "--k", "0", "--endpoint-url", url, "--ca-bundle", str(cert)) == 1
@@ -188,6 +257,18 @@ def test_unreachable_endpoint(capsys, tmp_path):
         (["--user", "1", "--content-type", "csv", "--history", "x"], "need --content-type json or jsonlines"),
         (["--user", "1", "--history", "x", "--exclude", "y"], "--history cannot be combined"),
         (["--similar-to", "1", "--history", "x"], "not to similarity"),
+        (["--user", "1", "--filter-value", "A=1"], "--filter-value needs --filter"),
+        (["--user", "1", "--filter", "f", "--filter-value", "A"], "expected PARAM=VALUE or PARAM=V1,V2"),
+        (
+            ["--user", "1", "--filter", "f", "--filter-value", "A=1", "--filter-value", "A=2"],
+            "A is given twice",
+        ),
+        (["--similar-users-to", "1", "--filter", "f"], "not to --similar-users-to"),
+        (["--user", "1", "--filter", "f", "--content-type", "csv"], "need --content-type json or jsonlines"),
+        (["--user", "1", "--promote", "on_sale"], "expected FILTER:SHARE"),
+        (["--user", "1", "--promote", "on_sale:lots"], "expected FILTER:SHARE"),
+        (["--similar-to", "1", "--promote", "on_sale:0.2"], "--promote applies to recommendations"),
+        (["--similar-users-to", "1", "--item-field", "title"], "--item-field applies to recommendations"),
     ],
 )
 def test_usage_errors_exit_2(capsys, argv, message):

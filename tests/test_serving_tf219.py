@@ -111,6 +111,7 @@ def exports(
     tiny_channels: Path,
     trained_model: Path,
     sasrec_run: Path,
+    filtered_model: tuple[Path, object],
 ) -> dict[str, Export]:
     """Every export shape, by name. The shared NeuMF (exhaustive, cosine, final fit) and SASRec come from
     conftest; the others are trained here for a few epochs without refit or final fit."""
@@ -133,6 +134,8 @@ def exports(
         "neumf-exhaustive": Export(trained_model / "1", "u1", "item-1", "exhaustive"),
         **built,
         "sasrec": Export(sasrec_run / "model" / "1", "u1", "item-1", "exhaustive"),
+        # filters (recommend_filtered, similar_items_filtered, ..._from_history_filtered) and item_fields
+        "neumf-filters-item-fields": Export(filtered_model[0] / "1", "u1", "item-1", "exhaustive"),
     }
 
 

@@ -31,10 +31,12 @@ from ncf.fit import interruption
 from ncf.train_settings import TrainConfig, load_config
 
 if TYPE_CHECKING:  # imported where used: TensorFlow loads only after the data has been checked
+    import pandas as pd
     from ncf.data.training_data import TrainingData
     from ncf.fit.distribute import Workers
     from ncf.fit.stage_loop import FitResult
     from ncf.models.base import Model
+    from ncf.serving.filter_checks import DeclaredFilters
 
 
 def log(message: str) -> None:
@@ -59,9 +61,13 @@ def run(config: TrainConfig) -> dict:
     (the reported metrics), then train the exported model on every interaction (`final_fit`).
     """
     from ncf import reporting
+    from ncf.data.features import configured_item_fields
+    from ncf.serving.filter_checks import configured_filters
 
     started = time.perf_counter()
     # Data problems are reported before TensorFlow is imported: fast, and without its start-up noise.
+    filters = configured_filters(config)
+    fields = configured_item_fields(config)
     data, join_workers = _load_data(config)
     stages = _Stages(config, data, join_workers(), _checkpoint_dir(config))
     workers = stages.workers
@@ -78,7 +84,7 @@ def run(config: TrainConfig) -> dict:
     for name, value in {**test_metrics, "best_epoch": result.best_epoch}.items():
         log(reporting.metric_line(name, value))
 
-    retrieval = _export(config, model, exported)
+    retrieval = _export(config, model, exported, filters, fields)
     summary = _summary(config, result, test_metrics, data, exported, time.perf_counter() - started)
     summary["exported_model"]["retrieval"] = retrieval
     _write_reports(config, summary, result.history)
@@ -270,8 +276,15 @@ def _exported_model_summary(config: TrainConfig, epochs: int) -> dict[str, objec
     }
 
 
-def _export(config: TrainConfig, model: Model, exported: TrainingData) -> dict[str, object]:
-    """The SavedModel of `model` with what `exported` knows (ids, seen items, popularity), plus code/.
+def _export(
+    config: TrainConfig,
+    model: Model,
+    exported: TrainingData,
+    filters: DeclaredFilters | None,
+    fields: pd.DataFrame | None,
+) -> dict[str, object]:
+    """The SavedModel of `model` with what `exported` knows (ids, seen items, popularity), the declared
+    `filters` and the item `fields` served on request, plus code/.
 
     Returns the top-k strategy the export chose by catalog size (`ncf.serving.retrieval.choose`), for
     metrics.json.
@@ -279,6 +292,8 @@ def _export(config: TrainConfig, model: Model, exported: TrainingData) -> dict[s
     import dataclasses
 
     from ncf.serving.export import Recommender, copy_inference_code, save_recommender, write_model_archive
+    from ncf.serving.filters import FilterSet
+    from ncf.serving.item_fields import ItemFieldTable, describe
     from ncf.serving.retrieval import choose
 
     model_dir = Path(config.model_dir)
@@ -286,6 +301,13 @@ def _export(config: TrainConfig, model: Model, exported: TrainingData) -> dict[s
         config.model_type, len(exported.items), config.retrieval_candidates, config.retrieval_min_items
     )
     log(f"top-k: {retrieval.mode} ({retrieval.reason})")
+    filter_set = None
+    if filters is not None:
+        filter_set = FilterSet(*filters.checked_for(exported.items.ids.astype(str)))
+        log(f"filters: {', '.join(sorted(filters.texts))}")
+    field_table = None if fields is None else ItemFieldTable(fields, exported.items.ids.astype(str))
+    if fields is not None:
+        log(f"item fields: {describe(fields)}")
     recommender = Recommender(
         model,
         exported.users,
@@ -295,6 +317,8 @@ def _export(config: TrainConfig, model: Model, exported: TrainingData) -> dict[s
         config.is_implicit,
         similarity=config.similarity,
         retrieval=retrieval,
+        filters=filter_set,
+        item_fields=field_table,
     )
     log(f"saved model: {save_recommender(recommender, model_dir)}")
     code = find_inference_code(config)

@@ -62,6 +62,13 @@ def request_values(user: str, item: str) -> dict[str, np.ndarray]:
         "k": np.asarray(K, dtype=np.int32),
         "exclude": strings([[item, ""], ["", UNKNOWN_ITEM]], dtype=object),
         "history": strings([[item, ""], [item, UNKNOWN_ITEM]], dtype=object),
+        # Exports with filters and item fields: a filter name the export lacks only sets `filter_error`
+        # (the whole graph still runs), no parameters, and two item columns that may or may not exist.
+        "exclude_seen": np.asarray(True),
+        "filter": np.asarray("any", dtype=object),
+        "filter_names": strings([""], dtype=object),
+        "filter_values": strings([[""]], dtype=object),
+        "field": strings(["title", "genres"], dtype=object),
     }
 
 

@@ -162,6 +162,17 @@ class TrainConfig:
         20_000,
         "catalogs with fewer items keep exhaustive scoring (fast and exact there); 0: always retrieve",
     )
+    item_fields: str = _setting(
+        "auto",
+        "columns of the items channel stored in the model and returned with each item on request"
+        ' ("item_fields": [...]): auto (all of them when there is an items channel), none, or NAME,NAME',
+    )
+    filters: str = _setting(
+        "auto",
+        "named serving filters, a JSON file {name: 'INCLUDE ItemID WHERE Items.col IN ($PARAM)', ...} over"
+        " the items channel's columns, exported into the model (README: Filters and promotions): auto"
+        " (filters.json in the items channel when there is one), none, or a file",
+    )
 
     @property
     def is_implicit(self) -> bool:
@@ -187,6 +198,16 @@ class TrainConfig:
         return names[self.selection_metric]
 
     @property
+    def filters_path(self) -> str | None:
+        """The filters file to export, resolved from `filters` and the items channel."""
+        if self.filters == "none":
+            return None
+        if self.filters != "auto":
+            return self.filters
+        found = Path(self.items) / "filters.json" if self.items else None
+        return str(found) if found is not None and found.is_file() else None
+
+    @property
     def resolved_output_dir(self) -> Path:
         assert self.model_dir is not None
         return Path(self.output_data_dir) if self.output_data_dir else Path(self.model_dir).parent / "output"
@@ -194,7 +215,7 @@ class TrainConfig:
     def training_identity(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
-        resumable |= {"retrieval_candidates", "retrieval_min_items"}
+        resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -216,6 +237,7 @@ PATH_SETTINGS = frozenset(
         "checkpoint_dir",
         "inference_code",
         "package",
+        "filters",
     }
 )
 #: Every other setting: what a job's hyperparameters (and a tuning range) may set, in declaration order.

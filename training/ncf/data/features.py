@@ -335,3 +335,30 @@ def standardise(values: np.ndarray) -> np.ndarray:
     spread = float(present.std())
     scaled = (values - float(present.mean())) / (spread if spread > 0 and math.isfinite(spread) else 1.0)
     return np.nan_to_num(scaled, nan=0.0).astype(np.float32)
+
+
+# -- served item fields ---------------------------------------------------------------------------------
+
+
+def configured_item_fields(config: TrainConfig) -> pd.DataFrame | None:
+    """`item_id` and the columns to store (`item_fields`) from the items channel; None for none."""
+    if config.item_fields == "none":
+        return None
+    source = config.items or config.item_features_path
+    if source is None:
+        if config.item_fields != "auto":
+            raise NcfError(
+                "item_fields needs the items channel (pass --items DIR or the SageMaker channel 'items')"
+            )
+        return None
+    table = pd.concat([read_text_table(path) for path in feature_files(source)], ignore_index=True)
+    if ITEM_ID not in table.columns:
+        raise NcfError(
+            f"{source}: item fields need an {ITEM_ID!r} column (columns: {', '.join(table.columns)})"
+        )
+    available = [c for c in table.columns if c != ITEM_ID]
+    wanted = available if config.item_fields == "auto" else [c.strip() for c in config.item_fields.split(",")]
+    missing = [c for c in wanted if c not in available]
+    if missing:
+        raise NcfError(f"item_fields: no column {missing[0]!r} in {source} (columns: {', '.join(available)})")
+    return table[[ITEM_ID, *wanted]].drop_duplicates(ITEM_ID)

@@ -143,9 +143,12 @@ class Model(tf.Module, abc.ABC):
         """(user vectors [users, d], item vectors [items, d]) of the dot-product part."""
         raise NotImplementedError(f"{self.model_type} has no dot-product part")
 
-    def history_signature(self, recommender: tf.Module) -> tf.types.experimental.GenericFunction | None:
+    def history_signature(
+        self, recommender: tf.Module, filters: tf.Module | None = None
+    ) -> tf.types.experimental.GenericFunction | None:
         """The export's `recommend_from_history` for this model (`ncf.serving.history`), or None when it
-        cannot read a request's events (the export then has no such signature)."""
+        cannot read a request's events (the export then has no such signature); with `filters` (a
+        `ncf.serving.filters.FilterSet`), its `recommend_from_history_filtered`."""
         return None
 
     def fold_in(self, settings: Any) -> tf.Module | None:

@@ -206,9 +206,11 @@ class NcfModel(Model):
         """The dot-product part's user side of user rows (`user_rows`, or rows folded in)."""
         return user_vectors(self, rows)
 
-    def history_signature(self, recommender: tf.Module) -> tf.types.experimental.GenericFunction:
+    def history_signature(
+        self, recommender: tf.Module, filters: tf.Module | None = None
+    ) -> tf.types.experimental.GenericFunction:
         """The history folded into the user's rows (`ncf.serving.foldin`), then ranked."""
-        return foldin_signature(recommender)
+        return foldin_signature(recommender, filters)
 
     def fold_in(self, settings: FoldInSettings | None) -> FoldIn:
         return FoldIn(self, settings)

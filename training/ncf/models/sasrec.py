@@ -136,9 +136,11 @@ class SasRecModel(Model):
     def dot_product(cls, model_type: str) -> DotProduct:
         return DotProduct(NO_DOT_PRODUCT, "sasrec's exhaustive scoring is already one dot product per item")
 
-    def history_signature(self, recommender: tf.Module) -> tf.types.experimental.GenericFunction:
+    def history_signature(
+        self, recommender: tf.Module, filters: tf.Module | None = None
+    ) -> tf.types.experimental.GenericFunction:
         """The request's events appended to the stored history, read by the encoder."""
-        return sequence_signature(recommender)
+        return sequence_signature(recommender, filters)
 
     def remember(self, data: TrainingData) -> None:
         """Score from `data`'s training items from now on (each user's last `max_len`)."""

@@ -19,6 +19,11 @@ Signatures (string ids in and out; `k` is an int32 scalar, clamped to the catalo
   that react to the request's recent events: the sequence model reads them after the stored history,
   the NCF types fold them into the user's rows (see `ncf.serving.history`, `ncf.serving.foldin`)
 
+- `item_fields(item_id[N], field[F])` -> `values[N,F]`: stored item columns (`ncf.serving.item_fields`),
+  only in exports with an items channel
+- `recommend_filtered`, `similar_items_filtered`, `recommend_from_history_filtered`: only in exports with
+  filters, the same answers among the items that pass a declared filter (see `ncf.serving.filtered`)
+
 When fewer than k items are eligible the tail of a row has item id "" and score 0.
 """
 
@@ -35,11 +40,14 @@ import tensorflow as tf
 from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
 from ncf.models.base import Model
+from ncf.serving.filtered import filtered_signatures
+from ncf.serving.filters import FilterSet
 from ncf.serving.foldin import FoldInSettings
 from ncf.serving.history import history_signatures
+from ncf.serving.item_fields import ItemFieldTable, item_field_signatures
 from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.serving.similarity import SimilarityIndex, build_indexes
-from ncf.serving.topk import ids_of, top_k_excluding
+from ncf.serving.topk import allowed_only, ids_of, top_k_excluding
 from ncf.train_settings import TrainConfig
 
 SAVED_MODEL_VERSION = "1"
@@ -68,9 +76,13 @@ class Recommender(tf.Module):
         similarity: str = "cosine",
         retrieval: RetrievalChoice | None = None,
         foldin: FoldInSettings | None = None,
+        filters: FilterSet | None = None,
+        item_fields: ItemFieldTable | None = None,
     ) -> None:
         """`retrieval`: the top-k strategy (`ncf.serving.retrieval.choose`); None: chosen with the defaults.
-        `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults."""
+        `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults.
+        `filters`: the declared filters and item attributes (`ncf.serving.filters`); None: no filters.
+        `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none."""
         super().__init__(name="recommender")
         self.model = model
         self.implicit = implicit
@@ -98,6 +110,8 @@ class Recommender(tf.Module):
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
         self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
         self.foldin = model.fold_in(foldin)
+        self.filters = filters
+        self.item_fields = item_fields
 
     def lookup_users(self, user_id: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """(known [B], index [B]) of raw user ids; unknown ids get index 0 and known false."""
@@ -109,14 +123,22 @@ class Recommender(tf.Module):
         """Served scores: probabilities for implicit feedback, predicted ratings for explicit."""
         return tf.sigmoid(logits) if self.implicit else logits
 
-    def _top_k(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool) -> dict:
+    def top_k(
+        self,
+        user_id: tf.Tensor,
+        k: tf.Tensor,
+        exclude: tf.Tensor | None,
+        exclude_seen: bool | tf.Tensor,
+        allowed: tf.Tensor | None = None,
+    ) -> dict:
+        """The signatures' answer: top-k ids, scores and fallback flags, among the items `allowed` keeps."""
         known, users = self.lookup_users(user_id)
         excluded = self.excluded(known, users, exclude, exclude_seen)
         if self.retrieval is not None:
-            indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k)
+            indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k, allowed)
         else:  # every model type, the sequence model too, scores the catalog from user indices
             logits = self.model.logits_all_items(users, self.mlp_item_half)
-            indices, top_scores = self.ranked(logits, known, excluded, k)
+            indices, top_scores = self.ranked(logits, known, excluded, k, allowed)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
@@ -124,22 +146,32 @@ class Recommender(tf.Module):
         }
 
     def ranked(
-        self, logits: tf.Tensor, personal: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor
+        self,
+        logits: tf.Tensor,
+        personal: tf.Tensor,
+        excluded: tf.Tensor | None,
+        k: tf.Tensor,
+        allowed: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """The exhaustive top-k of every item's logits; rows with `personal` false rank by popularity."""
+        """The exhaustive top-k of every item's logits; rows with `personal` false rank by popularity;
+        items a filter's mask `allowed` drops are never ranked."""
         scores = tf.where(personal[:, None], self.scale(logits), self.popularity[None, :])
-        return top_k_excluding(scores, excluded, k)
+        return top_k_excluding(allowed_only(scores, allowed), excluded, k)
 
     def excluded(
-        self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool
+        self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool | tf.Tensor
     ) -> tf.Tensor | None:
-        """(row, item) coordinates never to recommend: the user's seen items and the caller's list."""
+        """(row, item) coordinates never to recommend: the user's seen items (when `exclude_seen`, a
+        Python bool or a request's bool scalar) and the caller's list."""
         excluded = []
-        if exclude_seen:
+        if exclude_seen is not False:
             rows = tf.where(known, users, self.num_users)
             seen = tf.RaggedTensor.from_row_splits(self.seen_items, self.seen_offsets, validate=False)
             user_seen = tf.gather(seen, rows)
-            excluded.append(tf.stack([user_seen.value_rowids(), user_seen.flat_values], axis=1))
+            coordinates = tf.stack([user_seen.value_rowids(), user_seen.flat_values], axis=1)
+            if isinstance(exclude_seen, tf.Tensor):
+                coordinates = coordinates[: tf.where(exclude_seen, tf.shape(coordinates)[0], 0)]
+            excluded.append(coordinates)
         if exclude is not None:
             listed = self.item_index.lookup(exclude)
             where = tf.where(listed >= 0)
@@ -148,15 +180,15 @@ class Recommender(tf.Module):
 
     @tf.function(input_signature=[_IDS, _K])
     def recommend(self, user_id: tf.Tensor, k: tf.Tensor) -> dict:
-        return self._top_k(user_id, k, None, exclude_seen=True)
+        return self.top_k(user_id, k, None, exclude_seen=True)
 
     @tf.function(input_signature=[_IDS, _K, _EXCLUDE])
     def recommend_excluding(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict:
-        return self._top_k(user_id, k, exclude, exclude_seen=True)
+        return self.top_k(user_id, k, exclude, exclude_seen=True)
 
     @tf.function(input_signature=[_IDS, _K, _EXCLUDE])
     def recommend_with_seen(self, user_id: tf.Tensor, k: tf.Tensor, exclude: tf.Tensor) -> dict:
-        return self._top_k(user_id, k, exclude, exclude_seen=False)
+        return self.top_k(user_id, k, exclude, exclude_seen=False)
 
     @tf.function(input_signature=[_IDS, _IDS])
     def score(self, user_id: tf.Tensor, item_id: tf.Tensor) -> dict:
@@ -171,7 +203,12 @@ class Recommender(tf.Module):
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_items(self, item_id: tf.Tensor, k: tf.Tensor) -> dict:
-        return _similar(self.item_index, self.similar_item_index, self.item_ids, item_id, k, "item_ids")
+        return self.similar_items_among(item_id, k, None)
+
+    def similar_items_among(self, item_id: tf.Tensor, k: tf.Tensor, allowed: tf.Tensor | None) -> dict:
+        """`similar_items`' answer among the items a filter's mask `allowed` keeps (all when None)."""
+        index = self.similar_item_index
+        return _similar(self.item_index, index, self.item_ids, item_id, k, "item_ids", allowed)
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_users(self, user_id: tf.Tensor, k: tf.Tensor) -> dict:
@@ -186,6 +223,8 @@ class Recommender(tf.Module):
             "similar_items": self.similar_items,
             "similar_users": self.similar_users,
             **history_signatures(self),
+            **filtered_signatures(self),
+            **item_field_signatures(self),
         }
 
 
@@ -196,11 +235,13 @@ def _similar(
     query: tf.Tensor,
     k: tf.Tensor,
     output: str,
+    allowed: tf.Tensor | None = None,
 ) -> dict:
-    """Raw ids and scores of the rows most similar to each query id; unknown ids get `known` false."""
+    """Raw ids and scores of the rows most similar to each query id (among the rows `allowed` keeps);
+    unknown ids get `known` false."""
     position = table.lookup(query)
     known = position >= 0
-    rows, scores = index.top_k(tf.where(known, position, 0), k)
+    rows, scores = index.top_k(tf.where(known, position, 0), k, allowed)
     found = tf.logical_and(known[:, None], rows >= 0)
     return {
         output: ids_of(tf.where(found, rows, -1), ids),

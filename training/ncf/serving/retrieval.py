@@ -35,7 +35,7 @@ import tensorflow as tf
 
 from ncf.models.base import EXACT_DOT_PRODUCT, NO_DOT_PRODUCT, Model
 from ncf.models.registry import model_class
-from ncf.serving.topk import UNDEFINED, top_k_excluding
+from ncf.serving.topk import UNDEFINED, allowed_only, top_k_excluding
 
 EXHAUSTIVE, DOT_PRODUCT, TWO_STAGE = "exhaustive", "dot_product", "two_stage"
 
@@ -105,15 +105,17 @@ class TwoStageTopK(tf.Module):
         popularity: tf.Tensor,
         excluded: tf.Tensor | None,
         k: tf.Tensor,
+        allowed: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """What `top_k_excluding` answers for the exhaustive scores, through the retrieval stage.
 
         Rows whose user is unknown (`known` false) rank by `popularity`, exactly as the exhaustive path
-        does; `excluded` are (row, item) coordinates that never come back.
+        does; `excluded` are (row, item) coordinates that never come back; only items a filter's mask
+        `allowed` [items] keeps (all when None) are candidates.
         """
         vectors = tf.gather(self.user_vectors, users)
         return self.top_k_of_rows(
-            vectors, lambda: self.model.user_rows(users), known, popularity, excluded, k
+            vectors, lambda: self.model.user_rows(users), known, popularity, excluded, k, allowed
         )
 
     def top_k_of_rows(
@@ -124,13 +126,16 @@ class TwoStageTopK(tf.Module):
         popularity: tf.Tensor,
         excluded: tf.Tensor | None,
         k: tf.Tensor,
+        allowed: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """`top_k` for users given by their retrieval `vectors` and (for the rerank) their model `rows`:
         stored users, or users folded in at request time (`ncf.serving.foldin`)."""
+        popularity = allowed_only(popularity, allowed)
         if not self.rerank:
             logits = self.dot_scores(vectors) + self.model.dense["bias"]
-            return top_k_excluding(tf.where(known[:, None], self.scale(logits), popularity), excluded, k)
-        answer = self.two_stage(vectors, rows(), excluded, k)
+            scores = allowed_only(tf.where(known[:, None], self.scale(logits), popularity), allowed)
+            return top_k_excluding(scores, excluded, k)
+        answer = self.two_stage(vectors, rows(), excluded, k, allowed)
         # The popularity answer costs a pass over the catalog: only when a row needs it.
         return tf.cond(
             tf.reduce_all(known),
@@ -139,10 +144,17 @@ class TwoStageTopK(tf.Module):
         )
 
     def two_stage(
-        self, vectors: tf.Tensor, rows: dict[str, tf.Tensor], excluded: tf.Tensor | None, k: tf.Tensor
+        self,
+        vectors: tf.Tensor,
+        rows: dict[str, tf.Tensor],
+        excluded: tf.Tensor | None,
+        k: tf.Tensor,
+        allowed: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """Top-N of the dot product (excluded items masked), then the exact model's top-k of those N."""
-        candidates, _ = top_k_excluding(self.dot_scores(vectors), excluded, tf.maximum(k, self.candidates))
+        """Top-N of the dot product (excluded and filtered-out items masked before the cut, so a filter
+        never starves the answer), then the exact model's top-k of those N."""
+        dot = allowed_only(self.dot_scores(vectors), allowed)
+        candidates, _ = top_k_excluding(dot, excluded, tf.maximum(k, self.candidates))
         items = tf.maximum(candidates, 0)
         width = tf.shape(items)[1]
         pair_rows = {name: tf.repeat(row, width, axis=0) for name, row in rows.items()}

@@ -34,7 +34,7 @@ import tensorflow as tf
 from ncf.choices import SIMILARITY_MEASURES as MEASURES
 from ncf.data.vocab import UserItemSets
 from ncf.models.base import Model
-from ncf.serving.topk import UNDEFINED, top_k_excluding
+from ncf.serving.topk import UNDEFINED, allowed_only, top_k_excluding
 
 
 def model_vectors(model: Model, side: str) -> tf.Tensor:
@@ -130,10 +130,13 @@ class SimilarityIndex(tf.Module):
         index.other = _csr_variables(other, "other")
         return index
 
-    def top_k(self, queries: tf.Tensor, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """(indices [B, k'], scores [B, k']) of the most similar rows to each query row index."""
+    def top_k(
+        self, queries: tf.Tensor, k: tf.Tensor, allowed: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(indices [B, k'], scores [B, k']) of the most similar rows to each query row index, among the
+        rows a filter's mask `allowed` keeps (all when None)."""
         if self.unit_vectors is not None:
-            return top_k_others(cosine_scores(queries, self.unit_vectors), queries, k)
+            return top_k_others(allowed_only(cosine_scores(queries, self.unit_vectors), allowed), queries, k)
         own = tf.RaggedTensor.from_row_splits(self.own[1], self.own[0], validate=False)
         other = tf.RaggedTensor.from_row_splits(self.other[1], self.other[0], validate=False)
         counts = co_counts(queries, own, other, self.size)
@@ -143,7 +146,7 @@ class SimilarityIndex(tf.Module):
             scores = jaccard(counts, query_sizes, sizes)
         else:
             scores = pearson(counts, query_sizes, sizes, self.length)
-        return top_k_others(scores, queries, k)
+        return top_k_others(allowed_only(scores, allowed), queries, k)
 
 
 def _csr_variables(sets: UserItemSets, name: str) -> tuple[tf.Variable, tf.Variable]:

@@ -34,6 +34,13 @@ def top_k_excluding(
     return tf.where(defined, top.indices, -1), tf.where(defined, top.values, 0.0)
 
 
+def allowed_only(scores: tf.Tensor, allowed: tf.Tensor | None) -> tf.Tensor:
+    """`scores` [B, N] (or [N]) with the columns a filter's mask `allowed` [N] drops made `UNDEFINED`."""
+    if allowed is None:
+        return scores
+    return tf.where(allowed, scores, tf.constant(UNDEFINED, scores.dtype))
+
+
 def ids_of(indices: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
     """Raw string ids of `top_k_excluding`'s indices; "" where the index is -1."""
     return tf.where(indices >= 0, tf.gather(ids, tf.maximum(indices, 0)), "")
