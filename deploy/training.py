@@ -182,12 +182,14 @@ def project_trainer(
     *,
     checkpoints: bool,
     hyperparameters: dict[str, Any] | None = None,
+    checkpoint_uri: Any = None,
 ) -> Any:
     """The job of `deploy train` on any SDK session (a pipeline's too) and any channels.
 
     A `SignalForwardingTrainer`: the job's main process forwards SIGTERM to train.py (tuning trials have no
     entrypoint to change; see deploy/signals.py). `hyperparameters` replace the configured ones (a
-    pipeline passes its parameters there).
+    pipeline passes its parameters there); `checkpoint_uri` replaces the SDK's per-job checkpoint prefix
+    (a pipeline's job name is not known when the step is defined, so it gives one per execution).
     """
     from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode
 
@@ -216,7 +218,7 @@ def project_trainer(
     if checkpoints:
         # No S3 URI: the SDK uses <prefix>/<base job name>/<job name>/checkpoints, one prefix per job,
         # which /opt/ml/checkpoints syncs with (and which a spot restart of the same job downloads).
-        trainer = trainer.with_checkpoint_config(CheckpointConfig())
+        trainer = trainer.with_checkpoint_config(CheckpointConfig(s3_uri=checkpoint_uri))
     return trainer
 
 

@@ -34,14 +34,17 @@ def test_without_a_current_model_a_working_candidate_passes(
     assert report["current"] is None
     assert report["candidate"]["loaded"] and report["candidate"]["smoke_ok"]
     assert 0.0 < report["candidate"]["test_ndcg_at_10"] <= 1.0
+    score = report["candidate"]["test_ndcg_at_10"]
     assert report["gate"] == {
         "metric": "test_ndcg_at_10",
-        "candidate": report["candidate"]["test_ndcg_at_10"],
+        "candidate": score,
         "current": None,
         "margin": 0.0,
         "threshold": 0.0,
         "smoke_ok": True,
         "passed": True,
+        "summary": f"candidate test_ndcg_at_10 {score:.4f}, current none approved, margin 0,"
+        " threshold 0.0000, smoke request answered: passed",
     }
 
 
@@ -82,6 +85,8 @@ def test_the_gate_allows_the_margin_and_no_more(
     entry = {"loaded": True, "smoke_ok": True, "test_ndcg_at_10": candidate}
     verdict = evaluate.gate(entry, {"test_ndcg_at_10": current}, 10, margin)
     assert verdict["passed"] is passed
+    assert f"candidate test_ndcg_at_10 {candidate:.4f}, current {current:.4f}" in verdict["summary"]
+    assert verdict["summary"].endswith("passed" if passed else "refused")
     assert verdict["threshold"] == pytest.approx(current - margin)
 
 

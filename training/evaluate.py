@@ -15,7 +15,7 @@ through its `score` signature, so both models see exactly the same users and can
 
     {"candidate": {"loaded", "smoke_ok", "test_ndcg_at_<k>", "test_hr_at_<k>", "error"},
      "current":   {... the same, or null},
-     "gate": {"metric", "candidate", "current", "margin", "threshold", "smoke_ok", "passed"}}
+     "gate": {"metric", "candidate", "current", "margin", "threshold", "smoke_ok", "passed", "summary"}}
 
 `gate.threshold` is current - margin (0 without a current model) because a pipeline's Condition step can
 compare two values but cannot subtract. A candidate that does not load or answer gets score -1, so it
@@ -134,6 +134,13 @@ def gate(candidate: dict[str, Any], current: dict[str, Any] | None, k: int, marg
     current_score = None if current is None else current[metric]
     threshold = 0.0 if current_score is None else current_score - margin
     ok = bool(candidate["loaded"] and candidate["smoke_ok"])
+    passed = ok and candidate[metric] >= threshold
+    current_text = "none approved" if current_score is None else f"{current_score:.4f}"
+    summary = (
+        f"candidate {metric} {candidate[metric]:.4f}, current {current_text}, margin {margin:g}, "
+        f"threshold {threshold:.4f}, smoke request {'answered' if ok else 'FAILED'}: "
+        + ("passed" if passed else "refused")
+    )
     return {
         "metric": metric,
         "candidate": candidate[metric],
@@ -141,7 +148,8 @@ def gate(candidate: dict[str, Any], current: dict[str, Any] | None, k: int, marg
         "margin": margin,
         "threshold": threshold,
         "smoke_ok": ok,
-        "passed": ok and candidate[metric] >= threshold,
+        "passed": passed,
+        "summary": summary,
     }
 
 
@@ -185,12 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NcfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    verdict = report["gate"]
-    print(
-        f"gate: candidate {verdict['metric']} {verdict['candidate']:.4f}, current {verdict['current']}, "
-        f"threshold {verdict['threshold']:.4f}, smoke {'ok' if verdict['smoke_ok'] else 'FAILED'}: "
-        + ("passed" if verdict["passed"] else "refused")
-    )
+    print(f"gate: {report['gate']['summary']}")
     return 0
 
 
