@@ -29,12 +29,13 @@ PROCESSING = "/opt/ml/processing"
 BOOTSTRAP = (
     "import runpy, sys, tarfile; "
     f"d = '{PROCESSING}/source'; "
-    f"tarfile.open('{PROCESSING}/input/code/sourcedir.tar.gz').extractall(d, filter='data'); "
+    f"tarfile.open('{PROCESSING}/input/code/sourcedir.tar.gz').extractall(d); "
     "sys.argv = [d + '/' + sys.argv[1]] + sys.argv[2:]; sys.path.insert(0, d); "
     "runpy.run_path(sys.argv[0], run_name='__main__')"
 )
 #: The channels the Train step reads from the Prepare step's output (prepare.py writes them all).
 TRAIN_CHANNELS = ("train", "validation", "test", "vocabulary")
+CHANNELS_FOLDER = "channels"
 REPORT_NAME = "EvaluationReport"
 REPORT_FILE = "evaluation.json"
 STEP_NAMES = ("Prepare", "Train", "Evaluate", "Gate", "Register", "Refused")
@@ -156,7 +157,9 @@ def script_step(
 def prepare_step(context: Context) -> Any:
     """Prepare: prepare.py splits the raw interactions into the channels (no item features: see README)."""
     prepared = f"{PROCESSING}/prepared"
-    arguments = ["--input", f"{PROCESSING}/input/raw", "--output", prepared, "--item-features", "none"]
+    # prepare.py renames its finished folder into place, which a mount point refuses: write a folder inside.
+    channels = f"{prepared}/{CHANNELS_FOLDER}"
+    arguments = ["--input", f"{PROCESSING}/input/raw", "--output", channels, "--item-features", "none"]
     return script_step(
         context,
         "Prepare",
@@ -172,7 +175,7 @@ def channel_uri(prepare: Any, channel: str) -> Any:
     from sagemaker.core.workflow.functions import Join
 
     output = prepare.properties.ProcessingOutputConfig.Outputs["prepared"].S3Output.S3Uri
-    return Join(on="/", values=[output, channel])
+    return Join(on="/", values=[output, CHANNELS_FOLDER, channel])
 
 
 def train_step(context: Context, prepare: Any) -> Any:
@@ -197,6 +200,9 @@ def train_step(context: Context, prepare: Any) -> Any:
         **{k: str(v) for k, v in settings.hyperparameters.items()},
         "model_type": p.model_type,
         "epochs": p.epochs,
+        # Export the model that was scored on test, not one refitted on test too: the gate compares exports
+        # on the new test split, which a final fit would have trained on.
+        "final_fit": "false",
     }
     trainer = project_trainer(
         settings,

@@ -48,6 +48,14 @@ def test_without_a_current_model_a_working_candidate_passes(
     }
 
 
+def test_a_folder_with_only_the_marker_means_no_current_model(tmp_path: Path) -> None:
+    (tmp_path / evaluate.NO_MODEL_MARKER).write_text("none approved")
+    assert evaluate.find_archive(tmp_path) is None
+    (tmp_path / "other.txt").write_text("not a model")
+    with pytest.raises(evaluate.NcfError, match=r"no model\.tar\.gz"):
+        evaluate.find_archive(tmp_path)
+
+
 def test_both_models_are_scored_on_the_same_candidates(
     trained_model: Path, tiny_channels: Path, tmp_path: Path
 ) -> None:

@@ -5,7 +5,8 @@
 Runs as the evaluation step of the retraining pipeline (deploy/pipeline.py) in the training container, from
 the source bundle; needs only TensorFlow, numpy and pandas (no deploy/). `--candidate` and `--current` are
 folders holding a `model.tar.gz` as train.py writes it (1/ a SavedModel, code/ the serving handler);
-`--current` may be empty or absent: no approved model yet, and the candidate passes on its quality alone.
+`--current` may be empty, absent or hold only a NO_APPROVED_MODEL file: no approved model yet, and the
+candidate passes on its quality alone.
 
 Each model is loaded from its archive, asked one smoke request (its `serving_default` signature, the one
 TF Serving answers, for the first test user) and scored by the project's sampled protocol
@@ -47,6 +48,7 @@ from ncf.evaluation.protocol import hit_rate, ndcg, sampled_ranks  # noqa: E402
 
 PROCESSING = Path("/opt/ml/processing")
 REPORT = "evaluation.json"
+NO_MODEL_MARKER = "NO_APPROVED_MODEL"
 #: The score of a model that did not load or answer: below any real NDCG, so the gate refuses it.
 FAILED_SCORE = -1.0
 
@@ -69,8 +71,9 @@ def read_test_set(folder: Path) -> TestSet:
 
 
 def find_archive(folder: Path | None) -> Path | None:
-    """The folder's model.tar.gz; None for no folder or an empty one (no current model)."""
-    if folder is None or not folder.is_dir() or not any(folder.iterdir()):
+    """The folder's model.tar.gz; None for no folder, an empty one or one holding only the
+    `NO_MODEL_MARKER` file (the pipeline's stand-in input while no model is approved)."""
+    if folder is None or not folder.is_dir() or {p.name for p in folder.iterdir()} <= {NO_MODEL_MARKER}:
         return None
     archives = sorted(folder.rglob("model.tar.gz"))
     if not archives:
@@ -82,8 +85,11 @@ def load_saved_model(archive: Path, into: Path) -> Any:
     """The SavedModel under 1/ of a model.tar.gz, extracted into `into`."""
     import tensorflow as tf
 
+    # The "data" filter (no absolute paths, links out of `into` or devices) where this Python has it
+    # (3.11.4+; the local training image has an older 3.11).
+    safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
     with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
+        tar.extractall(into, **safe)
     return tf.saved_model.load(str(into / "1"))
 
 
@@ -193,6 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NcfError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for role in ("candidate", "current"):
+        if report[role] and report[role]["error"]:
+            print(f"{role}: could not be scored: {report[role]['error']}")
     print(f"gate: {report['gate']['summary']}")
     return 0
 
