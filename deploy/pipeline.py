@@ -25,7 +25,7 @@ from ncf.errors import NcfError
 from deploy import images, registry
 from deploy.aws import RemoteFailure, ensure_bucket, is_not_found, project_tags, sdk_session, split_s3_uri
 from deploy.config import Settings
-from deploy.pipeline_steps import Context, build_pipeline, parameters
+from deploy.pipeline_steps import Context, build_pipeline, import_workflow_sdk, parameters
 from deploy.training import SourceBundle, upload_source_bundle
 
 LOG = logging.getLogger("deploy")
@@ -71,6 +71,7 @@ class UpsertReport:
 
 def upsert(settings: Settings, session: boto3.Session) -> UpsertReport:
     """Create or update the pipeline (and what it needs: source bundle, marker, package group)."""
+    import_workflow_sdk(session.region_name)
     s3_client = session.client("s3")
     ensure_bucket(s3_client, settings)
     bundle = upload_source_bundle(settings, s3_client)

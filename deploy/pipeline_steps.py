@@ -17,6 +17,7 @@ model registration, so `register=False` leaves the Register step out (deploy/loc
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,20 @@ CHANNELS_FOLDER = "channels"
 REPORT_NAME = "EvaluationReport"
 REPORT_FILE = "evaluation.json"
 STEP_NAMES = ("Prepare", "Train", "Evaluate", "Gate", "Register", "Refused")
+
+
+def import_workflow_sdk(region: str) -> None:
+    """Import `sagemaker.mlops` (the workflow API) where only the CLI's settings name the region.
+
+    SDK 3.27 gap: importing it imports `sagemaker.ai_registry.air_hub`, whose class body creates boto3
+    clients with the default region, so the import fails with NoRegionError when the region comes from
+    this CLI's settings rather than AWS_REGION / AWS_DEFAULT_REGION / a profile. The session's region
+    becomes the process's default first (only when none is set): the import then succeeds, and nothing
+    here uses those clients.
+    """
+    if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        os.environ["AWS_DEFAULT_REGION"] = region
+    import sagemaker.mlops  # noqa: F401
 
 
 @dataclass(frozen=True)
