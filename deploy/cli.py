@@ -471,15 +471,14 @@ def _tune(args: argparse.Namespace, settings: Settings, factory: SessionFactory)
 
 
 def _pipeline_values(args: argparse.Namespace) -> dict[str, Any]:
-    """The pipeline parameters given on the command line."""
+    """The pipeline parameters given on the command line (--gate-margin and --approval-status also set,
+    and so validate, the settings of the same names)."""
     given = {
         "ModelType": args.model_type,
         "Epochs": args.epochs,
         "GateMargin": args.gate_margin,
         "ApprovalStatus": args.approval_status,
     }
-    if given["GateMargin"] is not None and given["GateMargin"] < 0:
-        raise NcfError("--gate-margin must be >= 0")
     return {name: value for name, value in given.items() if value is not None}
 
 
