@@ -29,7 +29,7 @@ from ncf.errors import NcfError
 from deploy.aws import split_s3_uri
 from deploy.config import Settings
 from deploy.localmode.build import image_tags
-from deploy.localmode.docker import require_docker, require_image
+from deploy.localmode.docker import remove_containers, require_docker, require_image
 from deploy.localmode.sdk_fixes import local_mode_fixes
 from deploy.localmode.training import LogTail
 from deploy.pipeline import NO_MODEL_MARKER, no_model_uri
@@ -38,6 +38,7 @@ from deploy.training import upload_source_bundle
 
 LOG = logging.getLogger("deploy")
 LOCAL_BUCKET = "ncf-local-pipeline"
+COMPOSE_NETWORK = "sagemaker-local"  # the SDK's name for its compose projects' network
 REGION = "us-east-1"  # any region: nothing leaves this machine
 
 
@@ -72,6 +73,32 @@ def local_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def removing_step_containers() -> Iterator[None]:
+    """Remove each step's container, and the SDK's compose network, when the run ends.
+
+    The SDK's local step runner (`sagemaker.core.local.image._SageMakerContainer`) runs `compose up` and
+    leaves the stopped container and the `sagemaker-local` network behind; `train --local` takes its
+    compose project down. The names come from the compose files the runner writes.
+    """
+    from sagemaker.core.local.image import _SageMakerContainer
+
+    names: list[str] = []
+    original = _SageMakerContainer._generate_compose_file
+
+    def recording(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        content = original(self, *args, **kwargs)
+        names.extend(service["container_name"] for service in content["services"].values())
+        return content
+
+    _SageMakerContainer._generate_compose_file = recording
+    try:
+        yield
+    finally:
+        _SageMakerContainer._generate_compose_file = original
+        remove_containers(names, network=COMPOSE_NETWORK)
 
 
 def local_session(endpoint: str, bucket: str) -> Any:
@@ -160,7 +187,8 @@ def run_local(
         )
         pipeline = build_pipeline(context, register=False)
         session.create_pipeline(pipeline, f"{settings.project}: local run")
-        with local_mode_fixes(), redirect_stdout(LogTail(sys.stderr)):  # the containers' log goes to stderr
+        # The containers' log goes to stderr: stdout is for the result.
+        with local_mode_fixes(), removing_step_containers(), redirect_stdout(LogTail(sys.stderr)):
             execution = session.start_pipeline_execution(
                 PipelineName=pipeline.name, PipelineParameters={**values, **staged}
             )
