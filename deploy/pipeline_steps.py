@@ -17,6 +17,7 @@ model registration, so `register=False` leaves the Register step out (deploy/loc
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -71,9 +72,13 @@ class Parameters:
         return [getattr(self, name) for name in self.__dataclass_fields__]
 
 
-def default_hyperparameter(settings: Settings, name: str, fallback: str) -> str:
-    """A configured hyperparameter as the string a pipeline parameter holds."""
-    return str(settings.hyperparameters.get(name, fallback))
+def default_hyperparameter(settings: Settings, name: str) -> str:
+    """A hyperparameter as the string a pipeline parameter holds: the configured value, else train.py's."""
+    from ncf.train_settings import TrainConfig
+
+    if name in settings.hyperparameters:
+        return str(settings.hyperparameters[name])
+    return str(next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name))
 
 
 def parameters(settings: Settings, no_current_model: str) -> Parameters:
@@ -82,10 +87,8 @@ def parameters(settings: Settings, no_current_model: str) -> Parameters:
 
     return Parameters(
         input_data=ParameterString("InputData", default_value=settings.raw_data),
-        model_type=ParameterString(
-            "ModelType", default_value=default_hyperparameter(settings, "model_type", "neumf")
-        ),
-        epochs=ParameterString("Epochs", default_value=default_hyperparameter(settings, "epochs", "20")),
+        model_type=ParameterString("ModelType", default_value=default_hyperparameter(settings, "model_type")),
+        epochs=ParameterString("Epochs", default_value=default_hyperparameter(settings, "epochs")),
         gate_margin=ParameterFloat("GateMargin", default_value=settings.gate_margin),
         approval_status=ParameterString(
             "ApprovalStatus",

@@ -290,3 +290,14 @@ def test_a_negative_gate_margin_is_refused(cli) -> None:
     assert err.strip() == (
         "error: setting gate_margin must be >= 0 (how much worse than the approved model a candidate may be)"
     )
+
+
+def test_parameters_default_to_train_pys_own_defaults() -> None:
+    """Without configured hyperparameters the pipeline trains as train.py would by default."""
+    from deploy.config import Settings
+    from deploy.pipeline_steps import parameters
+
+    defaults = parameters(Settings(bucket="bkt"), "s3://bkt/none/")
+    assert (defaults.model_type.default_value, defaults.epochs.default_value) == ("neumf", "30")
+    configured = parameters(Settings(bucket="bkt", hyperparameters={"epochs": 7}), "s3://bkt/none/")
+    assert configured.epochs.default_value == "7"
