@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -193,6 +195,35 @@ def test_upsert_sends_the_definition_field_by_field(upserted: dict[str, Any]) ->
     check_the_train_step_is_the_job_deploy_train_sends(upserted)
     check_the_evaluate_step_scores_the_candidate_and_the_current_model_into_a_property_file(upserted)
     check_the_gate_registers_a_passing_candidate_and_fails_with_both_scores(upserted)
+
+
+def test_the_drawn_graph_follows_the_definitions_references(upserted: dict[str, Any]) -> None:
+    """tests/tools/pipeline_graph.py draws what the definition says, not a fixed picture."""
+    spec = importlib.util.spec_from_file_location(
+        "pipeline_graph", Path(__file__).parent / "tools" / "pipeline_graph.py"
+    )
+    graph = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(graph)
+    types, links = graph.edges(json.loads(upserted["PipelineDefinition"])["Steps"])
+    assert types == {
+        "Prepare": "Processing",
+        "Train": "Training",
+        "Evaluate": "Processing",
+        "Gate": "Condition",
+        "Register": "RegisterModel",
+        "Refused": "Fail",
+    }
+    assert set(links) == {
+        ("Prepare", "Train", ""),
+        ("Prepare", "Evaluate", ""),
+        ("Train", "Evaluate", ""),
+        ("Evaluate", "Gate", ""),
+        ("Gate", "Register", "passed"),
+        ("Gate", "Refused", "refused"),
+        ("Train", "Register", ""),
+        ("Evaluate", "Register", ""),
+        ("Evaluate", "Refused", ""),
+    }
 
 
 def test_upsert_creates_the_tagged_group_and_the_no_model_stand_in(

@@ -55,19 +55,26 @@ def definition() -> dict[str, Any]:
     return json.loads(described["PipelineDefinition"])
 
 
+def references(step: dict[str, Any]) -> set[str]:
+    """The other steps whose properties `step` reads (a Condition's branches are steps of their own)."""
+    arguments = {k: v for k, v in step.get("Arguments", {}).items() if k not in ("IfSteps", "ElseSteps")}
+    own = json.dumps({**step, "Arguments": arguments})
+    return {ref for ref in STEP_REFERENCE.findall(own) if ref != step["Name"]}
+
+
 def edges(steps: list[dict[str, Any]]) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
     """Every step's type, and (from, to, label) for data dependencies and condition branches."""
     types: dict[str, str] = {}
     found: list[tuple[str, str, str]] = []
     for step in steps:
         types[step["Name"]] = step["Type"]
+        found += [(ref, step["Name"], "") for ref in sorted(references(step))]
         arguments = step.get("Arguments", {})
         for label, branch in (("passed", "IfSteps"), ("refused", "ElseSteps")):
             for inner in arguments.get(branch, []):
-                found.append((step["Name"], inner["Name"], label))
                 types[inner["Name"]] = inner["Type"]
-        used = {ref for ref in STEP_REFERENCE.findall(json.dumps(step)) if ref != step["Name"]}
-        found += [(ref, step["Name"], "") for ref in sorted(used)]
+                found.append((step["Name"], inner["Name"], label))
+                found += [(ref, inner["Name"], "") for ref in sorted(references(inner))]
     return types, found
 
 
@@ -86,6 +93,8 @@ def draw(types: dict[str, str], links: list[tuple[str, str, str]], output: Path)
         positions[name] = (-1.3 + 2.6 * i, -len(main))
     figure, axes = plt.subplots(figsize=(7, 1.25 * (len(main) + 1)))
     for start, end, label in links:
+        if end in branches and not label:
+            continue  # a branch's data links would cross the picture; its condition link says enough
         (x0, y0), (x1, y1) = positions[start], positions[end]
         axes.annotate("", (x1, y1 + 0.22), (x0, y0 - 0.22), arrowprops={"arrowstyle": "->", "color": "#555"})
         if label:
