@@ -40,7 +40,6 @@ TRAIN_CHANNELS = ("train", "validation", "test", "vocabulary")
 CHANNELS_FOLDER = "channels"
 REPORT_NAME = "EvaluationReport"
 REPORT_FILE = "evaluation.json"
-STEP_NAMES = ("Prepare", "Train", "Evaluate", "Gate", "Register", "Refused")
 
 
 def import_workflow_sdk(region: str) -> None:
@@ -69,6 +68,7 @@ class Parameters:
     current_model: Any
 
     def all(self) -> list[Any]:
+        """Every parameter, in the order the pipeline declares them."""
         return [getattr(self, name) for name in self.__dataclass_fields__]
 
 

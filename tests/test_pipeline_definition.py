@@ -332,3 +332,17 @@ def test_parameters_default_to_train_pys_own_defaults() -> None:
     assert (defaults.model_type.default_value, defaults.epochs.default_value) == ("neumf", "30")
     configured = parameters(Settings(bucket="bkt", hyperparameters={"epochs": 7}), "s3://bkt/none/")
     assert configured.epochs.default_value == "7"
+
+
+def test_local_only_options_and_a_missing_input_folder_are_one_line_errors(cli, tmp_path: Path) -> None:
+    status, _, err = cli("pipeline", "start", "--current-model", str(tmp_path / "model.tar.gz"))
+    assert (status, err.strip()) == (
+        2,
+        "error: --current-model goes with --local (on SageMaker it is the latest Approved package)",
+    )
+    missing = tmp_path / "no-such-folder"
+    status, _, err = cli("pipeline", "start", "--local", "--input-data", str(missing))
+    assert (status, err.strip()) == (
+        2,
+        f"error: --input-data {missing}: not a folder (pass a folder of raw interactions)",
+    )

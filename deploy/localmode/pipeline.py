@@ -36,7 +36,6 @@ from deploy.pipeline import NO_MODEL_MARKER, no_model_uri
 from deploy.pipeline_steps import REPORT_FILE, Context, build_pipeline, import_workflow_sdk, parameters
 from deploy.training import upload_source_bundle
 
-LOG = logging.getLogger("deploy")
 LOCAL_BUCKET = "ncf-local-pipeline"
 COMPOSE_NETWORK = "sagemaker-local"  # the SDK's name for its compose projects' network
 REGION = "us-east-1"  # any region: nothing leaves this machine
