@@ -188,16 +188,18 @@ def check_the_gate_registers_a_passing_candidate_and_fails_with_both_scores(upse
     }
 
 
-def test_upsert_sends_the_definition_field_by_field(upserted: dict[str, Any]) -> None:
+def test_upsert_sends_the_definition_field_by_field(upserted: dict[str, Any], recorder: Recorder) -> None:
     """One upsert (the SDK import and the bundle upload are the slow part), every step checked."""
     check_upsert_creates_the_pipeline_with_the_role_tags_and_parameters(upserted)
     check_the_prepare_step_runs_prepare_py_from_the_source_bundle_in_the_training_image(upserted)
     check_the_train_step_is_the_job_deploy_train_sends(upserted)
     check_the_evaluate_step_scores_the_candidate_and_the_current_model_into_a_property_file(upserted)
     check_the_gate_registers_a_passing_candidate_and_fails_with_both_scores(upserted)
+    check_the_drawn_graph_follows_the_definitions_references(upserted)
+    check_upsert_creates_the_tagged_group_and_the_no_model_stand_in(recorder)
 
 
-def test_the_drawn_graph_follows_the_definitions_references(upserted: dict[str, Any]) -> None:
+def check_the_drawn_graph_follows_the_definitions_references(upserted: dict[str, Any]) -> None:
     """tests/tools/pipeline_graph.py draws what the definition says, not a fixed picture."""
     spec = importlib.util.spec_from_file_location(
         "pipeline_graph", Path(__file__).parent / "tools" / "pipeline_graph.py"
@@ -226,9 +228,7 @@ def test_the_drawn_graph_follows_the_definitions_references(upserted: dict[str, 
     }
 
 
-def test_upsert_creates_the_tagged_group_and_the_no_model_stand_in(
-    recorder: Recorder, upserted: dict
-) -> None:
+def check_upsert_creates_the_tagged_group_and_the_no_model_stand_in(recorder: Recorder) -> None:
     group = recorder.only("CreateModelPackageGroup")
     assert group["ModelPackageGroupName"] == GROUP and PROJECT_TAG in group["Tags"]
     marker = boto3.client("s3", region_name=REGION).get_object(
