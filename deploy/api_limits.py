@@ -52,6 +52,8 @@ TRANSFORM = "CreateTransformJob"
 POLICY = "PutScalingPolicy"
 SCHEDULER = "scheduler"
 SCHEDULE = "CreateSchedule"
+PROCESS = "CreateProcessingJob"
+PACKAGE = "CreateModelPackage"
 RANGES = "HyperParameterTuningJobConfig.ParameterRanges"
 #: What a tuning trial's hyperparameters hold besides the configured ones: the SDK's tuner adds the
 #: first two (sagemaker/train/tuner.py), SageMaker the third to each trial.
@@ -319,6 +321,8 @@ _DIRECT = _direct(
         TRANSFORM,
         "ModelClientConfig.InvocationsTimeoutInSeconds",
     ),
+    ("processing_instance_type", SAGEMAKER, PROCESS, "ProcessingResources.ClusterConfig.InstanceType"),
+    ("approval_status", SAGEMAKER, PACKAGE, "ModelApprovalStatus"),
     ("tune_strategy", SAGEMAKER, TUNE, "HyperParameterTuningJobConfig.Strategy"),
     (
         "tune_max_jobs",
@@ -335,6 +339,22 @@ _DIRECT = _direct(
 )
 
 _NAMES = [
+    Limit(
+        "pipeline_name",
+        SAGEMAKER,
+        "CreatePipeline",
+        "PipelineName",
+        lambda s: [s.pipeline],
+        "the pipeline name",
+    ),
+    Limit(
+        "model_package_group",
+        SAGEMAKER,
+        "CreateModelPackageGroup",
+        "ModelPackageGroupName",
+        lambda s: [s.package_group],
+        "the model package group name",
+    ),
     Limit("role_arn", SAGEMAKER, TRAIN, "RoleArn", _if_set("role_arn")),
     Limit(
         "training_image", SAGEMAKER, TRAIN, "AlgorithmSpecification.TrainingImage", _if_set("training_image")
@@ -500,6 +520,14 @@ _TUNE_RANGES = [
 ]
 
 _S3_URIS = [
+    Limit(
+        "raw_data_uri, bucket, prefix, dataset",
+        SAGEMAKER,
+        PROCESS,
+        "ProcessingInputs[].S3Input.S3Uri",
+        lambda s: [s.raw_data] if s.bucket or s.raw_data_uri else [],
+        "the pipeline's raw data URI",
+    ),
     Limit(
         "bucket, prefix, dataset",
         SAGEMAKER,

@@ -52,17 +52,19 @@ def open_session(settings: Settings, factory: SessionFactory = default_session_f
     return session
 
 
-def sdk_session(session: boto3.Session, settings: Settings) -> Any:
+def sdk_session(session: boto3.Session, settings: Settings, *, pipeline: bool = False) -> Any:
     """A SageMaker SDK session that stages its uploads under s3://<bucket>/<prefix>/.
 
     Its `default_bucket()` is the configured bucket as it is: the SDK's own version first looks the
     bucket up with ListBuckets (`s3:ListAllMyBuckets`, which a least-privilege operator lacks and
     does not need) and creates it when missing. `ensure_bucket` has already checked the bucket with
-    the operator's own rights, and this CLI never creates one.
+    the operator's own rights, and this CLI never creates one. With `pipeline`, a `PipelineSession`:
+    the SDK's jobs then become pipeline steps instead of starting.
     """
     from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.workflow.pipeline_context import PipelineSession
 
-    class ConfiguredBucketSession(Session):
+    class ConfiguredBucketSession(PipelineSession if pipeline else Session):
         def default_bucket(self) -> str:
             return settings.bucket
 

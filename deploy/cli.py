@@ -8,7 +8,8 @@
     tune        hyperparameter tuning job, objective validation NDCG@10
     promote     A/B test over: all traffic to one variant, the other removed
     ab-report   per variant: hit rate, NDCG, coverage of the captured answers, with 95 % intervals
-    pipeline    schedule: start the retraining pipeline on a cron schedule (EventBridge Scheduler)
+    pipeline    the retraining pipeline: upsert, start (--local: in Docker), status, describe, schedule
+    registry    the Model Package Group's versions: list, approve, reject
     status      this project's resources (found by tag)
     teardown    delete this project's endpoints, endpoint configs, models and scaling policies
     iam-policy  the least-privilege execution role, trust and operator policies (JSON)
@@ -122,6 +123,7 @@ def build_parser(*, with_invoke: bool = True) -> argparse.ArgumentParser:
     _tune_options(command("tune", _tune, "Hyperparameter tuning job (objective: validation NDCG@10)."))
     _ab_test_commands(command)
     _pipeline_commands(commands, common)
+    _registry_commands(commands, common)
     status = command("status", _status, "List this project's SageMaker resources (found by tag).")
     status.add_argument("--limit", type=int, default=10, help="jobs of each kind to show, newest first")
     _json_option(status)
@@ -249,6 +251,9 @@ def _deploy_options(parser: argparse.ArgumentParser) -> None:
     _local_option(parser, "serve in the foreground until Ctrl-C or `teardown --local`,")
     _setting(parser, "--port", "local_port", "with --local: the endpoint's port on 127.0.0.1", type=int)
     _model_source_options(parser)
+    parser.add_argument(
+        "--model-package", help="serve a registered model: latest-approved, a version number or an ARN"
+    )
     _setting(parser, "--endpoint-name", "endpoint_name", "endpoint name (default: <project>-endpoint)")
     parser.add_argument(
         "--candidate",
@@ -298,13 +303,45 @@ def _ab_report_options(parser: argparse.ArgumentParser) -> None:
     _json_option(parser)
 
 
+def _group(
+    commands: Any, common: argparse.ArgumentParser, name: str, summary: str
+) -> Callable[[str, Handler, str], argparse.ArgumentParser]:
+    """A command with actions (`pipeline start`, ...); returns the function that adds one action."""
+    group = commands.add_parser(name, help=summary, description=summary)
+    actions = group.add_subparsers(dest="action", required=True, metavar="action")
+
+    def action(verb: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(verb, parents=[common], help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    return action
+
+
 def _pipeline_commands(commands: Any, common: argparse.ArgumentParser) -> None:
-    """`pipeline <action>`: here `schedule` (the pipeline's own actions are added next to it)."""
-    pipeline = commands.add_parser("pipeline", help="The retraining pipeline and its schedule.")
-    actions = pipeline.add_subparsers(dest="action", required=True, metavar="action")
-    summary = "Start the retraining pipeline on a cron schedule (EventBridge Scheduler), or stop that."
-    schedule = actions.add_parser("schedule", parents=[common], help=summary, description=summary)
-    schedule.set_defaults(handler=_schedule)
+    action = _group(commands, common, "pipeline", "The retraining pipeline (prepare, train, evaluate, gate).")
+    _json_option(action("upsert", _pipeline_upsert, "Create or update the pipeline on SageMaker."))
+    start = action("start", _pipeline_start, "Start an execution (with --local: run it in Docker).")
+    _local_option(start, "run the pipeline on this machine (no Register step)")
+    start.add_argument(
+        "--input-data", help="raw interactions: s3://... (with --local a folder; data/default)"
+    )
+    start.add_argument("--model-type", help="ModelType parameter (train.py's model_type)")
+    start.add_argument("--epochs", help="Epochs parameter")
+    start.add_argument("--gate-margin", type=float, help="GateMargin parameter (default: gate_margin)")
+    start.add_argument("--approval-status", choices=("Approved", "PendingManualApproval"))
+    start.add_argument("--current-model", type=Path, help="with --local: the model.tar.gz to beat")
+    start.add_argument("--wait", action=argparse.BooleanOptionalAction, default=False, help="follow it")
+    _json_option(start)
+    status = action("status", _pipeline_status, "Recent executions and the newest one's steps.")
+    status.add_argument("--limit", type=int, default=5, help="executions to show, newest first")
+    _json_option(status)
+    _json_option(action("describe", _pipeline_describe, "The pipeline, its parameters and steps."))
+    schedule = action(
+        "schedule",
+        _schedule,
+        "Start the retraining pipeline on a cron schedule (EventBridge Scheduler), or stop that.",
+    )
     what = schedule.add_mutually_exclusive_group(required=True)
     what.add_argument("--cron", help='Scheduler cron, e.g. "cron(0 3 * * ? *)": every day at 03:00')
     what.add_argument("--delete", action="store_true", help="delete the schedule")
@@ -318,6 +355,16 @@ def _pipeline_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     _setting(schedule, "--timezone", "schedule_timezone", "time zone of the cron expression")
     _setting(schedule, "--schedule-role-arn", "schedule_role_arn", "role EventBridge Scheduler assumes")
     _json_option(schedule)
+
+
+def _registry_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    action = _group(commands, common, "registry", "This project's Model Package Group.")
+    _json_option(action("list", _registry_list, "The group's versions, newest first."))
+    for verb in ("approve", "reject"):
+        sub = action(verb, _registry_decide, f"{verb.title()} a version (then `deploy --model-package`).")
+        sub.add_argument("package", help="latest-approved, a version number of the group, or its ARN")
+        sub.add_argument("--reason", default="", help="recorded as the approval description")
+        _json_option(sub)
 
 
 def _batch_options(parser: argparse.ArgumentParser) -> None:
@@ -394,11 +441,18 @@ def _train(args: argparse.Namespace, settings: Settings, factory: SessionFactory
 
 
 def _serving_model_data(args: argparse.Namespace, settings: Settings, session: Any) -> str:
-    from deploy import hosting
+    from deploy import hosting, registry
 
-    model_data = hosting.resolve_model_data(
-        settings, session, training_job=args.training_job, model_data=args.model_data
-    )
+    package = getattr(args, "model_package", None)
+    if package and (args.training_job or args.model_data):
+        raise NcfError("--model-package cannot be combined with --training-job or --model-data")
+    if package:
+        client = session.client("sagemaker")
+        model_data = registry.model_data(client, registry.package_arn(client, settings, package))
+    else:
+        model_data = hosting.resolve_model_data(
+            settings, session, training_job=args.training_job, model_data=args.model_data
+        )
     return hosting.ensure_serving_code(settings, session.client("s3"), model_data, force=args.repackage)
 
 
@@ -424,6 +478,8 @@ def _deploy(args: argparse.Namespace, settings: Settings, factory: SessionFactor
     if args.local:
         from deploy.localmode import commands
 
+        if args.model_package:
+            raise NcfError("--model-package serves from SageMaker's Model Registry: not with --local")
         return commands.deploy(args, settings)
     cfg.require(settings, "role_arn", "bucket")
     session = open_session(settings, factory)
@@ -546,6 +602,127 @@ def _schedule(args: argparse.Namespace, settings: Settings, factory: SessionFact
         f"starts pipeline {report.pipeline}",
     ]
     _emit(args, vars(report), lines)
+    return 0
+
+
+def _pipeline_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The pipeline parameters given on the command line (--gate-margin and --approval-status also set,
+    and so validate, the settings of the same names)."""
+    given = {
+        "ModelType": args.model_type,
+        "Epochs": args.epochs,
+        "GateMargin": args.gate_margin,
+        "ApprovalStatus": args.approval_status,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _pipeline_upsert(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import pipeline
+
+    cfg.require(settings, "role_arn", "bucket")
+    report = pipeline.upsert(settings, open_session(settings, factory))
+    lines = [
+        f"pipeline {report.pipeline}: {report.arn}",
+        f"source: {report.source}",
+        f"model package group: {report.model_package_group}",
+        "start it with `python -m deploy pipeline start --wait`",
+    ]
+    _emit(args, vars(report), lines)
+    return 0
+
+
+def _pipeline_start(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import pipeline
+
+    values = _pipeline_values(args)
+    if args.local:
+        return _pipeline_start_local(args, settings, values)
+    if args.current_model is not None:
+        raise NcfError("--current-model goes with --local (on SageMaker it is the latest Approved package)")
+    cfg.require(settings, "role_arn", "bucket")
+    if args.input_data:
+        values["InputData"] = args.input_data
+    summary = pipeline.start(settings, open_session(settings, factory), values, wait=args.wait)
+    lines = [f"pipeline execution {summary['execution']}: {summary['status']}"]
+    lines += [f"  {s['name']}: {s['status']}" for s in summary["steps"]]
+    _emit(args, summary, lines)
+    return 0
+
+
+def _pipeline_start_local(args: argparse.Namespace, settings: Settings, values: dict[str, Any]) -> int:
+    from deploy.localmode.pipeline import run_local
+    from deploy.packaging import REPO_ROOT
+
+    source = Path(args.input_data) if args.input_data else REPO_ROOT / "data" / "default"
+    result = run_local(settings, source, values, args.current_model)
+    lines = [f"local pipeline execution {result.execution}: {result.status}"]
+    lines += [f"  {s['name']}: {s['status']}" for s in result.steps]
+    if result.gate:
+        lines.append(f"gate: {result.gate['summary']}")
+    lines.append(f"files: {result.folder}")
+    if result.approved_model:
+        lines.append(f"approved (the next local run's current model): {result.approved_model}")
+    _emit(args, vars(result), lines)
+    if result.status != "Succeeded":
+        raise RemoteFailure(f"local pipeline execution {result.execution} failed: {result.failure_reason}")
+    return 0
+
+
+def _pipeline_status(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import pipeline
+
+    executions = pipeline.status(settings, open_session(settings, factory), args.limit)
+    lines = [f"{e['execution']}  {e['status']}  {e['started']}" for e in executions]
+    if executions:
+        lines += [
+            f"  {s['name']}: {s['status']} {s['failure_reason']}".rstrip() for s in executions[0]["steps"]
+        ]
+    _emit(args, {"pipeline": settings.pipeline, "executions": executions}, lines or ["no executions yet"])
+    return 0
+
+
+def _pipeline_describe(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import pipeline
+
+    described = pipeline.describe(settings, open_session(settings, factory))
+    lines = [f"pipeline {described['pipeline']}: {described['arn']} ({described['status']})"]
+    lines += [f"parameter {name} = {value}" for name, value in described["parameters"].items()]
+    lines += [f"step {step}" for step in described["steps"]]
+    _emit(args, described, lines)
+    return 0
+
+
+def _registry_list(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import registry
+
+    packages = registry.list_packages(open_session(settings, factory).client("sagemaker"), settings)
+    rows = [
+        (
+            str(p.version),
+            p.approval,
+            p.status,
+            p.created.strftime("%Y-%m-%d %H:%M") if p.created else "-",
+            p.arn,
+        )
+        for p in packages
+    ]
+    text = (
+        _table([("VERSION", "APPROVAL", "STATUS", "CREATED", "ARN"), *rows])
+        if rows
+        else [f"no model packages in {settings.package_group}"]
+    )
+    _emit(args, {"group": settings.package_group, "packages": [vars(p) for p in packages]}, text)
+    return 0
+
+
+def _registry_decide(args: argparse.Namespace, settings: Settings, factory: SessionFactory) -> int:
+    from deploy import registry
+
+    client = open_session(settings, factory).client("sagemaker")
+    arn = registry.decide(client, settings, args.package, args.action, args.reason)
+    status = registry.DECISIONS[args.action]
+    _emit(args, {"package": arn, "approval": status}, [f"{arn}: {status}"])
     return 0
 
 

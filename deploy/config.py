@@ -114,6 +114,13 @@ class Settings:
     tune_max_parallel_jobs: int = 2
     tune_early_stopping: bool = True
     tune_ranges: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_TUNE_RANGES))
+    # The retraining pipeline (`pipeline ...`) and the Model Registry (`registry`, `deploy --model-package`).
+    pipeline_name: str = ""
+    raw_data_uri: str = ""
+    processing_instance_type: str = "ml.m5.xlarge"
+    gate_margin: float = 0.0
+    approval_status: str = "PendingManualApproval"
+    model_package_group: str = ""
     # How often to ask SageMaker for a status while waiting.
     poll_seconds: int = 30
     # SDK local mode (`--local`): where local jobs and endpoint records go, the endpoint's 127.0.0.1 port.
@@ -130,6 +137,21 @@ class Settings:
         """The `top_k` train.py runs with: the cut-off in the names of the ranking metrics it prints
         (`validation_ndcg_at_<top_k>`), so in the metric regexes and the tuning objective."""
         return int(str(self.hyperparameters.get("top_k", TRAIN_TOP_K)))
+
+    @property
+    def pipeline(self) -> str:
+        """The retraining pipeline's name: `pipeline_name`, or `<project>-retrain`."""
+        return self.pipeline_name or f"{self.project}-retrain"
+
+    @property
+    def package_group(self) -> str:
+        """The Model Package Group of the pipeline: `model_package_group`, or `<project>-models`."""
+        return self.model_package_group or f"{self.project}-models"
+
+    @property
+    def raw_data(self) -> str:
+        """The raw interactions the pipeline prepares: `raw_data_uri`, or s3://<bucket>/<prefix>/raw/<dataset>/."""
+        return self.raw_data_uri or self.s3_uri("raw", self.dataset) + "/"
 
     def s3_uri(self, *parts: str) -> str:
         """`s3://<bucket>/<prefix>/<parts...>`: every object this project writes lives under it."""
@@ -285,6 +307,7 @@ _PATTERNS = {
     ),
     "dataset": (r"[A-Za-z0-9._-]+", "a dataset name of letters, digits, '.', '_' or '-'"),
     "py_version": (r"py3\d+", "a Python tag such as py312"),
+    "approval_status": (r"Approved|PendingManualApproval", "Approved or PendingManualApproval"),
     "framework_version": (r"\d+\.\d+(\.\d+)?", "a TensorFlow version such as 2.21"),
     "inference_framework_version": (r"\d+\.\d+(\.\d+)?", "a TensorFlow version such as 2.20"),
 }
@@ -336,6 +359,10 @@ def _check_combinations(s: Settings) -> None:
             "max_wait_seconds must be >= max_run_seconds with spot",
         ),
         (not s.local_dir.strip(), "local_dir must not be empty"),
+        (
+            s.gate_margin < 0,
+            "gate_margin must be >= 0 (how much worse than the approved model a candidate may be)",
+        ),
         (
             s.serverless_memory_mb % SERVERLESS_MEMORY_STEP_MB,
             f"serverless_memory_mb must be a multiple of {SERVERLESS_MEMORY_STEP_MB}",
@@ -436,4 +463,9 @@ def require(settings: Settings, *names: str) -> None:
 
 def describe(settings: Settings) -> dict[str, Any]:
     """The settings as plain data (for `show-config`)."""
-    return {**dataclasses.asdict(settings), "endpoint": settings.endpoint}
+    return {
+        **dataclasses.asdict(settings),
+        "endpoint": settings.endpoint,
+        "pipeline": settings.pipeline,
+        "package_group": settings.package_group,
+    }

@@ -2,13 +2,15 @@
 
 - ExecutionRolePolicy: attach to the role in `role_arn`. SageMaker assumes it to run training,
   tuning trials, endpoints and transform jobs: read/write only under s3://<bucket>/<prefix>/, pull
-  only the TensorFlow images, write only SageMaker's logs and metrics.
+  only the TensorFlow images, write only SageMaker's logs and metrics. The retraining pipeline runs as
+  it too: it starts its steps' jobs, registers into the project's Model Package Group and passes itself.
 - TrustPolicy: lets only SageMaker, acting for this account, assume the role.
 - SchedulerRolePolicy / SchedulerTrustPolicy: the role in `schedule_role_arn`, which EventBridge
   Scheduler assumes (for this account only) to start the retraining pipeline, and may do nothing else.
 - OperatorPolicy: for whoever runs this CLI: the SageMaker calls it makes, restricted to resources
-  named `<project>-...` (and the endpoint), passing only that role, the S3 prefix, autoscaling,
-  the project's one schedule (and passing the scheduler role to Scheduler only),
+  named `<project>-...` (and the endpoint, the pipeline and the Model Package Group), passing only that
+  role, the S3 prefix, autoscaling, the project's one schedule (and passing the scheduler role to
+  Scheduler only),
   and the read-only questions of `doctor` (`doctor_statements`).
   tests/test_deploy_iam.py evaluates every request each command makes against it.
 """
@@ -78,6 +80,7 @@ def execution_role_policy(settings: Settings, account: str, image_uris: list[str
             "*",
             {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
         ),
+        _pipeline_role_statements(settings, account),
     )
 
 
@@ -104,6 +107,7 @@ def operator_policy(settings: Settings, account: str, image_uris: list[str]) -> 
     role = settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>"
     return _document(
         _sagemaker_statements(settings, f"arn:aws:sagemaker:{region}:{account}"),
+        _pipeline_statements(settings, f"arn:aws:sagemaker:{region}:{account}"),
         _statement(
             "PassExecutionRole",
             ["iam:PassRole"],
@@ -177,6 +181,77 @@ def _sagemaker_statements(settings: Settings, arn: str) -> tuple[dict[str, Any],
             [f"sagemaker:List{noun}s" for noun in ("Endpoint", "EndpointConfig", "Model", *jobs)]
             + ["sagemaker:ListTrainingJobsForHyperParameterTuningJob"],
             "*",
+        ),
+    )
+
+
+def _pipeline_statements(settings: Settings, arn: str) -> tuple[dict[str, Any], ...]:
+    """`pipeline ...` and `registry ...`: this project's pipeline, its executions, its Model Package Group
+    and that group's versions (ListModelPackages takes no resource; the CLI always names the group)."""
+    pipeline = f"{arn}:pipeline/{settings.pipeline}"
+    group = settings.package_group
+    return (
+        _statement(
+            "ManagePipeline",
+            [
+                "sagemaker:CreatePipeline",
+                "sagemaker:UpdatePipeline",
+                "sagemaker:DescribePipeline",
+                "sagemaker:StartPipelineExecution",
+                "sagemaker:ListPipelineExecutions",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            pipeline,
+        ),
+        _statement(
+            "FollowPipelineExecutions",
+            ["sagemaker:DescribePipelineExecution", "sagemaker:ListPipelineExecutionSteps"],
+            f"{pipeline}/execution/*",
+        ),
+        _statement(
+            "ManageModelRegistry",
+            [
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:AddTags",
+            ],
+            [f"{arn}:model-package-group/{group}", f"{arn}:model-package/{group}/*"],
+        ),
+        _statement("ListModelPackages", ["sagemaker:ListModelPackages"], "*"),
+    )
+
+
+def _pipeline_role_statements(settings: Settings, account: str) -> tuple[dict[str, Any], ...]:
+    """What the retraining pipeline, running as this role, does: start its steps' jobs (SageMaker names
+    them `pipelines-<execution>-<step>-...`), register passing models in the project's group, and pass
+    itself to those jobs."""
+    arn = f"arn:aws:sagemaker:{settings.region or '*'}:{account}"
+    jobs = [f"{arn}:{kind}/pipelines-*" for kind in ("processing-job", "training-job")]
+    group = settings.package_group
+    return (
+        _statement(
+            "RunPipelineSteps",
+            [
+                f"sagemaker:{verb}{noun}"
+                for noun in ("ProcessingJob", "TrainingJob")
+                for verb in ("Create", "Describe", "Stop")
+            ]
+            + ["sagemaker:AddTags"],
+            jobs,
+        ),
+        _statement(
+            "RegisterPassingModels",
+            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+            [f"{arn}:model-package-group/{group}", f"{arn}:model-package/{group}/*"],
+        ),
+        _statement(
+            "PassItselfToPipelineSteps",
+            ["iam:PassRole"],
+            settings.role_arn or f"arn:aws:iam::{account}:role/<role_arn>",
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
     )
 

@@ -50,18 +50,13 @@ class ScheduleReport:
     pipeline: str
 
 
-def pipeline_name(settings: Settings) -> str:
-    """The retraining pipeline's name (the one `deploy pipeline upsert` creates)."""
-    return f"{settings.project}-retrain"
-
-
 def schedule_name(settings: Settings) -> str:
     """The project's one schedule."""
     return f"{settings.project}-retrain"
 
 
 def pipeline_arn(settings: Settings, region: str, account: str) -> str:
-    return f"arn:aws:sagemaker:{region}:{account}:pipeline/{pipeline_name(settings)}"
+    return f"arn:aws:sagemaker:{region}:{account}:pipeline/{settings.pipeline}"
 
 
 def schedule_arn(settings: Settings, region: str, account: str) -> str:
@@ -135,7 +130,7 @@ def _request(
         "GroupName": GROUP,
         "ScheduleExpression": expression,
         "ScheduleExpressionTimezone": check_timezone(settings.schedule_timezone),
-        "Description": f"starts the {pipeline_name(settings)} pipeline of project {settings.project}",
+        "Description": f"starts the {settings.pipeline} pipeline of project {settings.project}",
         "State": "ENABLED",
         "FlexibleTimeWindow": {"Mode": "OFF"},
         "Target": {
@@ -174,7 +169,7 @@ def delete(settings: Settings, session: boto3.Session) -> ScheduleReport:
             raise
         action = "absent"
     return ScheduleReport(
-        schedule_name(settings), action, "", settings.schedule_timezone, pipeline_name(settings)
+        schedule_name(settings), action, "", settings.schedule_timezone, settings.pipeline
     )
 
 
@@ -184,5 +179,5 @@ def _report(settings: Settings, request: dict[str, Any], action: str) -> Schedul
         action,
         request["ScheduleExpression"],
         request["ScheduleExpressionTimezone"],
-        pipeline_name(settings),
+        settings.pipeline,
     )

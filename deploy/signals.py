@@ -69,9 +69,22 @@ class SignalForwardingTrainer(ModelTrainer):
     def _create_training_job_args(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """The SDK's request, with its container command moved under the forwarder.
 
-        A job without `source_code` has no entrypoint (the image's own `train` runs): left as it is.
+        A job without `source_code` has no entrypoint (the image's own `train` runs): left as it is. Under
+        a pipeline session the SDK returns the request already serialized (the API's field names).
         """
         request = super()._create_training_job_args(*args, **kwargs)
+        if "AlgorithmSpecification" in request:  # a pipeline step's CreateTrainingJob request
+            spec = request["AlgorithmSpecification"]
+            if spec.get("ContainerEntrypoint"):
+                entrypoint, arguments = forwarding_command(
+                    spec["ContainerEntrypoint"], spec.get("ContainerArguments")
+                )
+                request["AlgorithmSpecification"] = {
+                    **spec,
+                    "ContainerEntrypoint": entrypoint,
+                    "ContainerArguments": arguments,
+                }
+            return request
         spec = request["algorithm_specification"]
         if spec.container_entrypoint:
             entrypoint, arguments = forwarding_command(spec.container_entrypoint, spec.container_arguments)

@@ -162,26 +162,48 @@ def sdk_metric_definitions(settings: Settings) -> list[Any]:
 
 
 def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs, *, checkpoints: bool) -> Any:
-    """The `ModelTrainer` for this project's training job (also the template of every tuning trial).
+    """The `ModelTrainer` for this project's training job (also the template of every tuning trial)."""
+    return project_trainer(
+        settings,
+        sdk_session(session, settings),
+        images.training_image(settings, session.region_name),
+        inputs.bundle,
+        [channel_input(settings, c) for c in inputs.channels],
+        checkpoints=checkpoints,
+    )
+
+
+def project_trainer(
+    settings: Settings,
+    sagemaker_session: Any,
+    image: str,
+    bundle: SourceBundle,
+    input_data_config: list[Any],
+    *,
+    checkpoints: bool,
+    hyperparameters: dict[str, Any] | None = None,
+    checkpoint_uri: Any = None,
+) -> Any:
+    """The job of `deploy train` on any SDK session (a pipeline's too) and any channels.
 
     A `SignalForwardingTrainer`: the job's main process forwards SIGTERM to train.py (tuning trials have no
-    entrypoint to change; see deploy/signals.py).
+    entrypoint to change; see deploy/signals.py). `hyperparameters` replace the configured ones (a
+    pipeline passes its parameters there); `checkpoint_uri` replaces the SDK's per-job checkpoint prefix
+    (a pipeline's job name is not known when the step is defined, so it gives one per execution).
     """
-    from sagemaker.core.training.configs import (
-        CheckpointConfig,
-        Compute,
-        OutputDataConfig,
-        SourceCode,
-    )
+    from sagemaker.core.training.configs import CheckpointConfig, Compute, OutputDataConfig, SourceCode
 
     from deploy.signals import SignalForwardingTrainer
 
+    arguments = job_arguments(settings)
+    if hyperparameters is not None:
+        arguments["hyperparameters"] = hyperparameters
     trainer = SignalForwardingTrainer(
-        sagemaker_session=sdk_session(session, settings),
+        sagemaker_session=sagemaker_session,
         role=settings.role_arn,
-        training_image=images.training_image(settings, session.region_name),
+        training_image=image,
         source_code=SourceCode(
-            source_dir=inputs.bundle.uri, entry_script=ENTRY_POINT, requirements=inputs.bundle.requirements
+            source_dir=bundle.uri, entry_script=ENTRY_POINT, requirements=bundle.requirements
         ),
         compute=Compute(
             instance_type=settings.train_instance_type,
@@ -190,13 +212,13 @@ def build_trainer(settings: Settings, session: boto3.Session, inputs: JobInputs,
             enable_managed_spot_training=settings.spot,
         ),
         output_data_config=OutputDataConfig(s3_output_path=settings.s3_uri("models")),
-        input_data_config=[channel_input(settings, c) for c in inputs.channels],
-        **job_arguments(settings),
+        input_data_config=input_data_config,
+        **arguments,
     ).with_metric_definitions(sdk_metric_definitions(settings))
     if checkpoints:
         # No S3 URI: the SDK uses <prefix>/<base job name>/<job name>/checkpoints, one prefix per job,
         # which /opt/ml/checkpoints syncs with (and which a spot restart of the same job downloads).
-        trainer = trainer.with_checkpoint_config(CheckpointConfig())
+        trainer = trainer.with_checkpoint_config(CheckpointConfig(s3_uri=checkpoint_uri))
     return trainer
 
 

@@ -5,6 +5,8 @@ because moto 5.2.5 differs from SageMaker:
 - UpdateEndpoint: moto does not implement it. `stub_update_endpoint` answers that one call and
   makes its effect visible through moto's own API (the endpoint now uses the new config), or, bound
   to a status and reason, leaves the endpoint on its old config as a failed or rolled-back update does.
+- ListPipelineExecutionSteps: moto does not implement it (nor run any step); `stub_list_execution_steps`
+  answers with no steps, as for an execution that has just started.
 - moto's Describe* answers carry `VpcConfig: {}` / `DataCaptureConfig: {}` and describe an
   endpoint's data capture with the endpoint config's shape (no CaptureStatus); sagemaker-core's
   response models reject both. `fix_moto_shapes` drops the empty dicts and adds the summary fields.
@@ -103,6 +105,7 @@ class Recorder:
         session = boto3.Session(region_name=region or REGION)
         session.events.register("after-call.sagemaker", fix_moto_shapes)
         session.events.register("before-call.sagemaker.UpdateEndpoint", stub_update_endpoint)
+        session.events.register("before-call.sagemaker.ListPipelineExecutionSteps", stub_list_execution_steps)
         for event, handler in self.hooks:
             session.events.register(event, handler)
         return session
@@ -188,6 +191,12 @@ def stub_update_endpoint(
             endpoint = sagemaker_backend().endpoints[name]
             endpoint.endpoint_status, endpoint.failure_reason = status, failure_reason
     return AWSResponse("", 200, {}, None), {"EndpointArn": current["EndpointArn"]}
+
+
+def stub_list_execution_steps(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
+    """moto lacks ListPipelineExecutionSteps: answer as SageMaker does for an execution whose steps have
+    not started yet (moto runs no step). The request itself has already been recorded."""
+    return AWSResponse("", 200, {}, None), {"PipelineExecutionSteps": []}
 
 
 def sagemaker_backend() -> Any:

@@ -307,6 +307,35 @@ RULES: dict[tuple[str, str], tuple[Rule, ...]] = {
     ("sagemaker", "ListTags"): (rule("sagemaker:ListTags", _param("ResourceArn")),),
     **{("sagemaker", f"List{noun}s"): (rule(f"sagemaker:List{noun}s"),) for noun in {**_JOBS, **_HOSTING}},
     ("sagemaker-runtime", "InvokeEndpoint"): (_sagemaker("InvokeEndpoint", "endpoint", "EndpointName"),),
+    # The retraining pipeline: creating or updating it passes the role it runs as.
+    ("sagemaker", "CreatePipeline"): (
+        _tagged("sagemaker:CreatePipeline", "pipeline", "PipelineName"),
+        _passes_role("RoleArn"),
+    ),
+    ("sagemaker", "UpdatePipeline"): (
+        _sagemaker("UpdatePipeline", "pipeline", "PipelineName"),
+        _passes_role("RoleArn"),
+    ),
+    **{
+        ("sagemaker", action): (_sagemaker(action, "pipeline", "PipelineName"),)
+        for action in ("DescribePipeline", "StartPipelineExecution", "ListPipelineExecutions")
+    },
+    **{
+        ("sagemaker", action): (rule(f"sagemaker:{action}", _param("PipelineExecutionArn")),)
+        for action in ("DescribePipelineExecution", "ListPipelineExecutionSteps")
+    },
+    # The Model Registry: the project's group and its versions (ListModelPackages takes no resource).
+    ("sagemaker", "CreateModelPackageGroup"): (
+        _tagged("sagemaker:CreateModelPackageGroup", "model-package-group", "ModelPackageGroupName"),
+    ),
+    ("sagemaker", "DescribeModelPackageGroup"): (
+        _sagemaker("DescribeModelPackageGroup", "model-package-group", "ModelPackageGroupName"),
+    ),
+    ("sagemaker", "ListModelPackages"): (rule("sagemaker:ListModelPackages"),),
+    ("sagemaker", "DescribeModelPackage"): (
+        rule("sagemaker:DescribeModelPackage", _param("ModelPackageName")),
+    ),
+    ("sagemaker", "UpdateModelPackage"): (rule("sagemaker:UpdateModelPackage", _param("ModelPackageArn")),),
     # Autoscaling of the endpoint's variant.
     ("application-autoscaling", "RegisterScalableTarget"): (
         _scaling("RegisterScalableTarget"),

@@ -109,6 +109,21 @@ def test_iam_policy_is_least_privilege(aws_env: Path, capsys: pytest.CaptureFixt
         "arn:aws:sagemaker:us-east-1:123456789012:training-job/ncftest-*"
         in operator["ManageProjectResources"]["Resource"]
     )
+    sagemaker = "arn:aws:sagemaker:us-east-1:123456789012"
+    assert operator["ManagePipeline"]["Resource"] == f"{sagemaker}:pipeline/ncftest-retrain"
+    registry = [
+        f"{sagemaker}:model-package-group/ncftest-models",
+        f"{sagemaker}:model-package/ncftest-models/*",
+    ]
+    assert operator["ManageModelRegistry"]["Resource"] == registry
+    # The pipeline runs as the execution role: its steps' jobs, the group, and passing itself to the jobs.
+    assert role["RunPipelineSteps"]["Resource"] == [
+        f"{sagemaker}:processing-job/pipelines-*",
+        f"{sagemaker}:training-job/pipelines-*",
+    ]
+    assert role["RegisterPassingModels"]["Resource"] == registry
+    assert role["PassItselfToPipelineSteps"]["Resource"] == ROLE_ARN
+    assert role["PassItselfToPipelineSteps"]["Condition"] == operator["PassExecutionRole"]["Condition"]
 
 
 def test_iam_policy_needs_an_account(aws_env: Path, capsys: pytest.CaptureFixture[str]) -> None:

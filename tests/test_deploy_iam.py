@@ -506,4 +506,40 @@ def test_ab_report_from_the_endpoint_capture_in_s3(
     )
     out = cli("ab-report", "--interactions", f"s3://{BUCKET}/ncf/ab/interactions.csv", "--json")
     assert [v["variant"] for v in json.loads(out)["variants"]] == ["AllTraffic", "Candidate"]
+def test_pipeline_upsert_start_status_describe(cli: Cli, audit: Audit) -> None:
+    """Another team's pipeline exists in the account; the flow names only this project's."""
+    boto3.client("sagemaker", region_name=REGION).create_pipeline(
+        PipelineName="team-b-retrain",
+        PipelineDefinition='{"Version": "2020-12-01", "Steps": []}',
+        RoleArn=ROLE_ARN,
+    )
+    cli("pipeline", "upsert")
+    cli("pipeline", "upsert")  # the update path: UpdatePipeline, then the tags read back and added
+    cli("pipeline", "start", "--epochs", "1")
+    cli("pipeline", "status")
+    cli("pipeline", "describe")
+    called = {c.operation for c in cli.recorder.calls}
+    assert {"CreatePipeline", "UpdatePipeline", "CreateModelPackageGroup", "StartPipelineExecution"} <= called
+    assert not any("team-b-retrain" in s for c in cli.recorder.calls for s in strings(c.params))
+    audit()
+
+
+def test_registry_and_deploy_from_it(cli: Cli, model_data: str, audit: Audit) -> None:
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    for group in (f"{PROJECT}-models", "team-b-models"):
+        sagemaker.create_model_package_group(ModelPackageGroupName=group)
+        sagemaker.create_model_package(
+            ModelPackageGroupName=group,
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={
+                "Containers": [{"Image": IMAGE, "ModelDataUrl": model_data}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
+    cli("registry", "list")
+    cli("registry", "approve", "1", "--reason", "gate passed")
+    cli("deploy", "--model-package", "latest-approved")
+    cli("registry", "reject", "1")
+    assert not any("team-b-models" in s for c in cli.recorder.calls for s in strings(c.params))
     audit()

@@ -2,6 +2,7 @@
 
 Modules: `build` (the local training and serving images, built offline; `make local-images`), `docker`
 (engine checks and clean-up), `sdk_fixes` (narrow workarounds for SDK v3 local-mode gaps), `training`
-(`deploy train --local`, and a tuning-style run), `hosting` (`deploy deploy/invoke/teardown --local`).
+(`deploy train --local`, and a tuning-style run), `hosting` (`deploy deploy/invoke/teardown --local`),
+`pipeline` (`deploy pipeline start --local`: the retraining pipeline in the SDK's local pipeline session).
 Importing the package imports neither the SDK nor Docker tooling.
 """

@@ -122,3 +122,11 @@ def container_exit_codes(compose_file: Path) -> list[int]:
         check=False,
     ).stdout.split()
     return [int(code) for code in states if code.lstrip("-").isdigit()]
+
+
+def remove_containers(names: list[str], network: str) -> None:
+    """Remove these containers (stopped or not) and then `network` unless another container uses it
+    (best effort: what is already gone is no error)."""
+    if names:
+        subprocess.run(["docker", "rm", "-f", *names], capture_output=True, check=False, timeout=120)
+    subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False, timeout=60)

@@ -15,6 +15,8 @@
    substitutes `$NAME` in every value (and refuses `$@`, `$!`, `$?`: "Invalid interpolation format"), so
    the signal forwarder that `deploy train` jobs run as their main process (deploy/signals.py) would not
    start. Fix: write each `$` as compose's escape `$$`, which compose turns back into `$` for the container.
+   The local pipeline session runs its Training and Processing steps through `sagemaker.core.local.image.
+   _SageMakerContainer._create_docker_host` instead, which writes entrypoints the same way: same fix there.
 
 Each patch wraps the SDK's method and changes only the field named above; each is undone on exit.
 """
@@ -57,6 +59,11 @@ def with_loopback_ports(host_config: dict[str, Any]) -> dict[str, Any]:
     return {**host_config, "ports": bound}
 
 
+def sagemaker_container_service(host_config: dict[str, Any]) -> dict[str, Any]:
+    """A service of the SDK's other local runner (endpoints, pipeline steps) with fixes 2 and 3."""
+    return with_literal_dollars(with_loopback_ports(host_config))
+
+
 def _wrap(owner: type, name: str, fix: Any) -> Any:
     original = getattr(owner, name)
 
@@ -83,7 +90,7 @@ def local_mode_fixes() -> Iterator[None]:
         (
             _SageMakerContainer,
             "_create_docker_host",
-            _wrap(_SageMakerContainer, "_create_docker_host", with_loopback_ports),
+            _wrap(_SageMakerContainer, "_create_docker_host", sagemaker_container_service),
         ),
     ]
     try:
