@@ -168,9 +168,7 @@ def delete(settings: Settings, session: boto3.Session) -> ScheduleReport:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
         action = "absent"
-    return ScheduleReport(
-        schedule_name(settings), action, "", settings.schedule_timezone, settings.pipeline
-    )
+    return ScheduleReport(schedule_name(settings), action, "", settings.schedule_timezone, settings.pipeline)
 
 
 def _report(settings: Settings, request: dict[str, Any], action: str) -> ScheduleReport:

@@ -506,6 +506,8 @@ def test_ab_report_from_the_endpoint_capture_in_s3(
     )
     out = cli("ab-report", "--interactions", f"s3://{BUCKET}/ncf/ab/interactions.csv", "--json")
     assert [v["variant"] for v in json.loads(out)["variants"]] == ["AllTraffic", "Candidate"]
+
+
 def test_pipeline_upsert_start_status_describe(cli: Cli, audit: Audit) -> None:
     """Another team's pipeline exists in the account; the flow names only this project's."""
     boto3.client("sagemaker", region_name=REGION).create_pipeline(

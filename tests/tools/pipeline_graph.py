@@ -1,6 +1,6 @@
-"""Draw the retraining pipeline's graph (docs/pipeline.png) from the definition `pipeline upsert` sends.
+"""Draw the retraining pipeline's graph (deploy/pipeline.png) from the definition `pipeline upsert` sends.
 
-    python tests/tools/pipeline_graph.py docs/pipeline.png
+    python tests/tools/pipeline_graph.py deploy/pipeline.png
 
 The definition is built exactly as `pipeline upsert` builds it, against in-process moto (the SDK uploads
 the training drivers while it defines the Train step, so it needs an S3; nothing leaves this machine).
