@@ -226,8 +226,8 @@ def _pipeline_statements(settings: Settings, arn: str) -> tuple[dict[str, Any], 
 
 def _pipeline_role_statements(settings: Settings, account: str) -> tuple[dict[str, Any], ...]:
     """What the retraining pipeline, running as this role, does: start its steps' jobs (SageMaker names
-    them `pipelines-<execution>-<step>-...`), register passing models in the project's group, and pass
-    itself to those jobs."""
+    them `pipelines-<execution>-<step>-...`), find the group's approved model and register passing models
+    in it, and pass itself to those jobs."""
     arn = f"arn:aws:sagemaker:{settings.region or '*'}:{account}"
     jobs = [f"{arn}:{kind}/pipelines-*" for kind in ("processing-job", "training-job")]
     group = settings.package_group
@@ -247,6 +247,8 @@ def _pipeline_role_statements(settings: Settings, account: str) -> tuple[dict[st
             ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
             [f"{arn}:model-package-group/{group}", f"{arn}:model-package/{group}/*"],
         ),
+        # The Evaluate step of a run started without CurrentModel (a schedule) finds the approved model.
+        _statement("FindApprovedModel", ["sagemaker:ListModelPackages"], "*"),
         _statement(
             "PassItselfToPipelineSteps",
             ["iam:PassRole"],

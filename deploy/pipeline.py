@@ -30,12 +30,20 @@ from deploy.training import SourceBundle, upload_source_bundle
 
 LOG = logging.getLogger("deploy")
 NO_MODEL_MARKER = "NO_APPROVED_MODEL"  # training/evaluate.py's name for it
+LATEST_APPROVED_MARKER = "LATEST_APPROVED.json"  # likewise
 RUNNING = ("Executing", "Stopping")
 
 
 def no_model_uri(settings: Settings) -> str:
     """The CurrentModel input while no model is approved: a prefix holding only the marker file."""
     return settings.s3_uri("pipeline", "no-approved-model") + "/"
+
+
+def latest_approved_uri(settings: Settings) -> str:
+    """CurrentModel's default: a prefix whose marker file names the Model Package Group, so that a run
+    nobody resolved CurrentModel for (a schedule's) compares against the group's newest Approved model,
+    which training/evaluate.py looks up when the run reaches it."""
+    return settings.s3_uri("pipeline", "latest-approved") + "/"
 
 
 def pipeline_context(
@@ -49,14 +57,18 @@ def pipeline_context(
         inference_image=images.inference_image(settings, region),
         bundle=bundle,
         artifacts=artifacts,
-        parameters=parameters(settings, no_model_uri(settings)),
+        parameters=parameters(settings, latest_approved_uri(settings)),
     )
 
 
-def put_marker(s3_client: Any, settings: Settings) -> None:
-    """Write the "no approved model" stand-in (a Processing input cannot be an empty prefix)."""
+def put_marker(s3_client: Any, settings: Settings, region: str) -> None:
+    """Write the "no approved model" stand-in (a Processing input cannot be an empty prefix) and the
+    "latest approved" one (the group and its region, as JSON)."""
     bucket, key = split_s3_uri(no_model_uri(settings) + NO_MODEL_MARKER)
     s3_client.put_object(Bucket=bucket, Key=key, Body=b"no model package is Approved yet\n")
+    bucket, key = split_s3_uri(latest_approved_uri(settings) + LATEST_APPROVED_MARKER)
+    group = {"group": settings.package_group, "region": region}
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(group).encode())
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,7 @@ def upsert(settings: Settings, session: boto3.Session) -> UpsertReport:
     s3_client = session.client("s3")
     ensure_bucket(s3_client, settings)
     bundle = upload_source_bundle(settings, s3_client)
-    put_marker(s3_client, settings)
+    put_marker(s3_client, settings, session.region_name)
     group = registry.ensure_group(session.client("sagemaker"), settings)
     sdk = sdk_session(session, settings, pipeline=True)
     context = pipeline_context(settings, session.region_name, sdk, bundle, settings.s3_uri("pipeline"))

@@ -459,6 +459,22 @@ def test_pipeline_schedule(cli: Cli, audit: Audit) -> None:
     audit(settings=SCHEDULE_SETTINGS)
 
 
+def test_the_evaluate_step_may_find_and_read_the_approved_model(cli: Cli, node: str) -> None:
+    """A run nobody resolved CurrentModel for (a schedule's) makes training/evaluate.py, as the execution
+    role, list the group's Approved versions, describe the newest and read its model.tar.gz."""
+    documents = json.loads(cli("iam-policy"))
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    requests = [
+        IamRequest("sagemaker:ListModelPackages", "*"),
+        IamRequest("sagemaker:DescribeModelPackage", f"{arn}:model-package/{PROJECT}-models/3"),
+        IamRequest("s3:GetObject", f"arn:aws:s3:::{BUCKET}/ncf/models/job/output/model.tar.gz"),
+        IamRequest("sagemaker:DescribeModelPackage", f"{arn}:model-package/team-b-models/1"),
+    ]
+    policy = {"ExecutionRolePolicy": documents["ExecutionRolePolicy"]}
+    answers = [a["decision"] for a in decisions(ROLE_ARN, policy, requests)]
+    assert answers == ["Allowed", "Allowed", "Allowed", "ImplicitlyDenied"]
+
+
 def test_the_scheduler_role_may_only_start_the_pipeline(cli: Cli, node: str) -> None:
     documents = json.loads(cli("iam-policy", *SCHEDULE_SETTINGS))
     trust = documents["SchedulerTrustPolicy"]["Statement"][0]

@@ -9,6 +9,8 @@ from pathlib import Path
 import evaluate
 import pytest
 
+pytest_plugins = ["deploy_fixtures"]
+
 
 def folder_with(archive: Path, folder: Path) -> Path:
     """A Processing input folder holding `archive` as model.tar.gz."""
@@ -107,3 +109,44 @@ def test_a_missing_candidate_is_one_error_line(tmp_path: Path, tiny_channels: Pa
     args = ["--candidate", str(tmp_path), "--test", str(tiny_channels / "test"), "--output", str(tmp_path)]
     assert evaluate.main(args) == 2
     assert capsys.readouterr().err.startswith("error: --candidate")
+
+
+def test_a_run_nobody_resolved_current_model_for_compares_with_the_newest_approved(
+    moto_aws: None, trained_model: Path, tiny_channels: Path, tmp_path: Path
+) -> None:
+    """A scheduled run gets CurrentModel's default, the LATEST_APPROVED marker: the Evaluate step looks
+    the group's newest Approved version up itself (an older approved one and a rejected one are ignored)."""
+    import boto3
+    from deploy_helpers import BUCKET, REGION
+
+    s3, sagemaker = boto3.client("s3", region_name=REGION), boto3.client("sagemaker", region_name=REGION)
+    archive = trained_model.parent / "model.tar.gz"
+    s3.upload_file(str(archive), BUCKET, "ncf/models/newest/model.tar.gz")
+    sagemaker.create_model_package_group(ModelPackageGroupName="ncftest-models")
+    for data, status in (("old", "Approved"), ("newest", "Approved"), ("rejected", "Rejected")):
+        sagemaker.create_model_package(
+            ModelPackageGroupName="ncftest-models",
+            ModelApprovalStatus=status,
+            InferenceSpecification={
+                "Containers": [
+                    {"Image": "image", "ModelDataUrl": f"s3://{BUCKET}/ncf/models/{data}/model.tar.gz"}
+                ],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+        )
+    current = tmp_path / "current"
+    current.mkdir()
+    (current / evaluate.LATEST_APPROVED_MARKER).write_text(
+        json.dumps({"group": "ncftest-models", "region": REGION})
+    )
+    candidate = folder_with(archive, tmp_path / "candidate")
+    report = run(tmp_path, candidate, current, tiny_channels / "test")
+    assert report["current"]["loaded"], report["current"]
+    assert report["current"]["test_ndcg_at_10"] == report["candidate"]["test_ndcg_at_10"]
+
+    sagemaker.create_model_package_group(ModelPackageGroupName="ncftest-empty")
+    (current / evaluate.LATEST_APPROVED_MARKER).write_text(
+        json.dumps({"group": "ncftest-empty", "region": REGION})
+    )
+    assert run(tmp_path, candidate, current, tiny_channels / "test")["current"] is None

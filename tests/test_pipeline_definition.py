@@ -73,7 +73,8 @@ def check_upsert_creates_the_pipeline_with_the_role_tags_and_parameters(upserted
         "Epochs": ("String", "3"),
         "GateMargin": ("Float", 0.0),
         "ApprovalStatus": ("String", "PendingManualApproval"),
-        "CurrentModel": ("String", f"s3://{BUCKET}/ncf/pipeline/no-approved-model/"),
+        # a run nobody resolves CurrentModel for (a schedule's) compares with the newest Approved version
+        "CurrentModel": ("String", f"s3://{BUCKET}/ncf/pipeline/latest-approved/"),
     }
     assert [s["Name"] for s in definition["Steps"]] == ["Prepare", "Train", "Evaluate", "Gate"]
 
@@ -231,10 +232,11 @@ def check_the_drawn_graph_follows_the_definitions_references(upserted: dict[str,
 def check_upsert_creates_the_tagged_group_and_the_no_model_stand_in(recorder: Recorder) -> None:
     group = recorder.only("CreateModelPackageGroup")
     assert group["ModelPackageGroupName"] == GROUP and PROJECT_TAG in group["Tags"]
-    marker = boto3.client("s3", region_name=REGION).get_object(
-        Bucket=BUCKET, Key="ncf/pipeline/no-approved-model/NO_APPROVED_MODEL"
-    )
+    s3 = boto3.client("s3", region_name=REGION)
+    marker = s3.get_object(Bucket=BUCKET, Key="ncf/pipeline/no-approved-model/NO_APPROVED_MODEL")
     assert marker["ContentLength"] > 0
+    latest = s3.get_object(Bucket=BUCKET, Key="ncf/pipeline/latest-approved/LATEST_APPROVED.json")
+    assert json.loads(latest["Body"].read()) == {"group": GROUP, "region": REGION}
 
 
 def test_a_second_upsert_updates_the_pipeline(cli, recorder: Recorder, upserted: dict) -> None:

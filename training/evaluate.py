@@ -49,6 +49,9 @@ from ncf.evaluation.protocol import hit_rate, ndcg, sampled_ranks  # noqa: E402
 PROCESSING = Path("/opt/ml/processing")
 REPORT = "evaluation.json"
 NO_MODEL_MARKER = "NO_APPROVED_MODEL"
+#: CurrentModel's default (a run nobody resolved it for, such as a schedule's): {"group", "region"} of the
+#: Model Package Group whose newest Approved version is the model to beat, looked up here at run time.
+LATEST_APPROVED_MARKER = "LATEST_APPROVED.json"
 #: The score of a model that did not load or answer: below any real NDCG, so the gate refuses it.
 FAILED_SCORE = -1.0
 
@@ -79,6 +82,40 @@ def find_archive(folder: Path | None) -> Path | None:
     if not archives:
         raise NcfError(f"{folder}: no model.tar.gz in it")
     return archives[0]
+
+
+def current_archive(folder: Path | None, scratch: Path) -> Path | None:
+    """The current model's archive: the folder's own (`find_archive`), or, when the folder holds the
+    LATEST_APPROVED marker, the group's newest Approved version downloaded into `scratch`."""
+    marker = folder / LATEST_APPROVED_MARKER if folder is not None else None
+    if marker is None or not marker.is_file():
+        return find_archive(folder)
+    spec = json.loads(marker.read_text())
+    return download_latest_approved(spec["group"], spec["region"], scratch)
+
+
+def download_latest_approved(group: str, region: str, scratch: Path) -> Path | None:
+    """The model.tar.gz of the group's newest Approved version (None while there is none), from S3."""
+    import boto3
+
+    sagemaker = boto3.client("sagemaker", region_name=region)
+    newest = sagemaker.list_model_packages(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=1,
+    )["ModelPackageSummaryList"]
+    if not newest:
+        return None
+    package = sagemaker.describe_model_package(ModelPackageName=newest[0]["ModelPackageArn"])
+    uri = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    archive = scratch / "current" / "model.tar.gz"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    boto3.client("s3", region_name=region).download_file(bucket, key, str(archive))
+    print(f"current model: {newest[0]['ModelPackageArn']} ({uri})")
+    return archive
 
 
 def load_saved_model(archive: Path, into: Path) -> Any:
@@ -166,7 +203,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if candidate_archive is None:
         raise NcfError(f"--candidate {args.candidate}: no model.tar.gz there")
     candidate = score_model(candidate_archive, test, args.top_k)
-    current = score_model(find_archive(args.current), test, args.top_k)
+    with tempfile.TemporaryDirectory(prefix="ncf-current-") as scratch:
+        current = score_model(current_archive(args.current, Path(scratch)), test, args.top_k)
     report = {
         "candidate": candidate,
         "current": current,
