@@ -51,7 +51,7 @@ pytest_plugins = ["deploy_fixtures"]
 
 #: Far more epochs (a few hundredths of a second each here) than the test waits for: a run still trains when
 #: the signal comes, and the control still trains when it is checked; the epoch line says training has begun.
-LONG_RUN = {"epochs": "100000", "patience": "0", "refit": "false", "final_fit": "false", "package": "false"}
+LONG_RUN = {"epochs": "100000", "patience": "0", "refit": "false", "final_fit": "false"}
 EPOCH_LINE = "[neumf] epoch 2/"
 STOPPED = "interrupted: SIGTERM received; stopped neumf with"
 STOP_WITHIN = 30  # seconds: well inside the grace period (train.py checks for the signal every ~2 s)
