@@ -133,5 +133,21 @@ def moto_server(
 
 
 @pytest.fixture
+def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str]):
+    """Run the CLI in-process against moto, recording its requests; returns (exit status, stdout, stderr).
+    (Modules whose flows need more define their own `cli`, which takes precedence.)"""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        from deploy.cli import main
+
+        with recorder.recording():
+            status = main(list(argv), session_factory=recorder)
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+@pytest.fixture
 def recorder() -> Recorder:
     return Recorder()

@@ -13,7 +13,6 @@ from deploy_helpers import BUCKET, PROJECT, REGION, ROLE_ARN, Recorder, sagemake
 from ncf.errors import NcfError
 
 from deploy import inventory
-from deploy.cli import main
 from deploy.config import load_settings
 from deploy.training import latest_training_job, started_job
 
@@ -21,19 +20,6 @@ pytest_plugins = ["deploy_fixtures"]
 
 ENDPOINT = f"{PROJECT}-endpoint"
 MODEL_URI = f"s3://{BUCKET}/ncf/models/job/output/model.tar.gz"
-
-
-@pytest.fixture
-def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str]):
-    """Run the CLI in-process; returns (exit status, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        with recorder.recording():
-            status = main(list(argv), session_factory=recorder)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import boto3
 import pytest
 from deploy_helpers import BUCKET, PROJECT, REGION, ROLE_ARN, Recorder
 
-from deploy.cli import main
 from deploy.config import load_settings
 from deploy.signals import FORWARDER, FORWARDER_NAME
 from deploy.training import metric_definitions
@@ -24,17 +23,6 @@ PROJECT_TAG = {"Key": "ncf-sagemaker:project", "Value": PROJECT}
 EXECUTION = {"Get": "Execution.PipelineExecutionId"}
 PREPARED = {"Get": "Steps.Prepare.ProcessingOutputConfig.Outputs['prepared'].S3Output.S3Uri"}
 REPORT = {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}
-
-
-@pytest.fixture
-def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str]):
-    def run(*argv: str) -> tuple[int, str, str]:
-        with recorder.recording():
-            status = main(list(argv), session_factory=recorder)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def join(*values: Any, on: str = "/") -> dict[str, Any]:

@@ -12,22 +12,9 @@ import boto3
 import pytest
 from deploy_helpers import BUCKET, PROJECT, REGION, Recorder, write_model_archive
 
-from deploy.cli import main
-
 pytest_plugins = ["deploy_fixtures"]
 
 GROUP = f"{PROJECT}-models"
-
-
-@pytest.fixture
-def cli(moto_aws: None, recorder: Recorder, capsys: pytest.CaptureFixture[str]):
-    def run(*argv: str) -> tuple[int, str, str]:
-        with recorder.recording():
-            status = main(list(argv), session_factory=recorder)
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return run
 
 
 def register(group: str, model_data: str, status: str) -> str:
