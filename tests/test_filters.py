@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -197,10 +198,16 @@ def expected_top_k(model: NcfModel, allowed: np.ndarray, k: int) -> list[list[st
     return [[ITEMS.ids[i] for i in row if np.isfinite(scores[u, i])] for u, row in enumerate(order)]
 
 
+@functools.cache
+def signatures_of(rec: Recommender) -> dict:
+    """`rec.signatures()` once per recommender: each call makes new tf.functions, traced again when called."""
+    return rec.signatures()
+
+
 def filtered_answer(rec: Recommender, name: str, values: dict, k: int, signature: str = "recommend_filtered"):
     names, rows = params(values)
     users = tf.constant(USERS.ids.astype(str))
-    return rec.signatures()[signature](
+    return signatures_of(rec)[signature](
         user_id=users,
         k=tf.constant(k),
         exclude=tf.constant([[""]] * NUM_USERS),
