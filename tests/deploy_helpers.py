@@ -206,11 +206,14 @@ def sagemaker_backend() -> Any:
     return sagemaker_backends[ACCOUNT][REGION]
 
 
-def write_model_archive(path: Path, *, with_code: bool) -> Path:
-    """A stand-in model.tar.gz: a 1/ SavedModel tree, and code/inference.py when `with_code`."""
+def write_model_archive(path: Path, *, with_code: bool, requirements: str | None = None) -> Path:
+    """A stand-in model.tar.gz: a 1/ SavedModel tree, code/inference.py when `with_code`, and
+    code/requirements.txt with `requirements` unless None."""
     files = {"1/saved_model.pb": b"savedmodel", "1/variables/variables.index": b"index"}
     if with_code:
         files["code/inference.py"] = b"# old handler\n"
+    if requirements is not None:
+        files["code/requirements.txt"] = requirements.encode()
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)

@@ -9,7 +9,6 @@ container emulation runs pip exactly when AWS's container would.
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import subprocess
@@ -79,15 +78,7 @@ def test_a_requirements_txt_that_lists_a_package_travels(tmp_path: Path) -> None
 
 def model_with_code(path: Path, requirements: str | None) -> Path:
     """A model.tar.gz with code/inference.py and, unless None, code/requirements.txt."""
-    files = {"1/saved_model.pb": b"savedmodel", "code/inference.py": b"# old handler\n"}
-    if requirements is not None:
-        files["code/requirements.txt"] = requirements.encode()
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
+    return write_model_archive(path, with_code=True, requirements=requirements)
 
 
 @pytest.mark.parametrize(
