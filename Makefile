@@ -34,7 +34,7 @@ DEPLOY_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity bench-filters \
-        bench-features bench-scale bench-distributed bench-local-mode tf-serving-venv serve-local invoke-local \
+        bench-features bench-scale bench-distributed bench-local-mode bench-suite tf-serving-venv serve-local invoke-local \
         local-images \
         upload train deploy invoke batch tune status teardown iam-policy doctor clean
 
@@ -89,8 +89,12 @@ train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evalua
 	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
 	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
 
-test: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Run the whole test suite (offline)
-	$(PY) -m pytest
+# Two pytest-xdist workers, each given whole modules (module fixtures are built once); TEST_WORKERS=1 runs
+# the suite in one process.
+TEST_WORKERS ?= 2
+
+test: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Run the whole test suite (offline; TEST_WORKERS=2 processes)
+	$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines
 	$(VENV)/bin/ruff check .
@@ -130,6 +134,9 @@ bench-sasrec: $(STAMP) ## Sequence model: new users, epoch speed, and NeuMF vs S
 
 bench-local-mode: $(STAMP) ## deploy train --local vs train-local on data/default (needs local images) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_local_mode.py
+
+bench-suite: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Time `make test` (bar: under 12 minutes on 2 cores) -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_suite.py
 
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)

@@ -47,6 +47,7 @@ def test_devices_default_to_the_visible_gpus_and_are_checked_when_named() -> Non
         local_devices({"NCF_DEVICES": "/cpu:0,/gpu:7"})
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_devices_train_one_model_as_good_as_one_device_and_resume(
     tiny_channels: Path, tmp_path: Path, single_device_metrics: dict

@@ -90,6 +90,7 @@ def test_cluster_from_the_sagemaker_environment(tmp_path: Path) -> None:
     assert from_file == Cluster(("algo-1:8890", "algo-2:8890", "algo-3:8890"), 0)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_two_workers_train_one_model_as_good_as_a_single_worker(
     tiny_channels: Path, tmp_path: Path, single_device_metrics: dict
@@ -123,6 +124,7 @@ def test_two_workers_train_one_model_as_good_as_a_single_worker(
     assert distributed["test"]["test_hr_at_10"] > 0.9  # chance: 10 of 16 candidates, 0.625
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_workers_that_get_only_their_own_train_files_train_as_well(
     tmp_path: Path, single_device_metrics: dict
@@ -166,6 +168,7 @@ def test_workers_that_get_only_their_own_train_files_train_as_well(
         assert not recommended & set(train.loc[train["user_id"] == user, "item_id"]), user
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_dead_worker_makes_the_other_fail_clearly_instead_of_hanging(
     tiny_channels: Path, tmp_path: Path
