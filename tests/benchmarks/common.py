@@ -260,12 +260,13 @@ def run_measured(
     show: Callable[[str], bool] = lambda line: True,
     prefix: str = "",
     env: dict[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> MeasuredRun:
     """Run `command`, echo the lines `show` accepts, keep all output in `log_path`, measure peak RSS.
 
     Peak RSS is the child's own `ru_maxrss` from `os.wait4` (its whole life, TensorFlow import
     included), not a sampled estimate, and not mixed up with other children of this process. `env`
-    adds variables (SM_* included) to the child's environment.
+    adds variables (SM_* included) to the child's environment; `cwd` is where it runs (the repository).
     """
     command = [str(part) for part in command]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -277,7 +278,7 @@ def run_measured(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            cwd=REPO,
+            cwd=cwd,
             env={**_child_environment(), **(env or {})},
         )
         assert process.stdout is not None
