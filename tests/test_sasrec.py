@@ -57,7 +57,8 @@ def test_histories_and_windows_follow_time_not_file_order() -> None:
 
 
 def window_config(**overrides) -> SimpleNamespace:
-    settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64, "max_len_quantile": 1.0}
+    settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64}
+    settings["max_len_quantile"] = 1.0
     settings.update({"shuffle_ties": True, **overrides})
     return SimpleNamespace(**settings)
 
