@@ -13,9 +13,10 @@ Every real slot predicts the next item, with one of three objectives (`sequence_
 - `softmax`: cross-entropy over the whole catalog (gSASRec; Klenitskiy & Vasilev 2023 find it much
   stronger than BCE); one [predictions, items] product per step: its cost grows with the catalog.
 - `sampled_softmax`: cross-entropy over the positive and `num_neg` items shared by the step, drawn in
-  proportion to (training count + 1) ** NEGATIVE_POWER, each logit corrected by the log of its expected
-  count in the sample (logQ, as `tf.nn.sampled_softmax_loss`), so that the sampled loss estimates the
-  full softmax's; a negative equal to the positive is masked out. Cost grows with `num_neg`, not items.
+  proportion to (training count + 1) ** NEGATIVE_POWER; each negative's logit is lowered by the log of
+  its expected count in the sample (logQ) and a negative equal to the positive is masked out, so the
+  sampled normaliser estimates the full softmax's (the positive's own term is exact) and the loss and
+  its gradient estimate the full softmax's. Cost grows with `num_neg`, not with the catalog.
 - `bce`: the original SASRec loss, the positive against uniformly drawn negatives shared by the step,
   each a binary label; the negatives' losses are averaged, so positive and negatives weigh the same
   (summed over 256 negatives, validation NDCG@10 on MovieLens 100K was 0.24).
@@ -44,7 +45,6 @@ from ncf.train_settings import TrainConfig
 
 _INT3 = tf.TensorSpec([None, None, None], tf.int32)
 _INT2 = tf.TensorSpec([None, None], tf.int32)
-_FLOAT3 = tf.TensorSpec([None, None, None], tf.float32)
 _FLOAT2 = tf.TensorSpec([None, None], tf.float32)
 NEGATIVE_POWER = 0.75  # sampled softmax: negatives drawn by count ** 0.75 (word2vec's smoothing)
 _MASKED = -1e9
@@ -54,8 +54,8 @@ _MASKED = -1e9
 class SequenceBatches:
     """One epoch of packed rows shaped [steps, rows, length]; empty slots have weight 0.
 
-    `negatives` [steps, num_neg] are each step's shared negatives; `negative_log_q` their log expected
-    count in the sample and `target_log_q` the targets' (sampled softmax only; zeros otherwise).
+    `negatives` [steps, num_neg] are each step's shared negatives, `negative_log_q` their log expected
+    count in the sample (sampled softmax only; zeros otherwise).
     """
 
     users: np.ndarray
@@ -65,7 +65,6 @@ class SequenceBatches:
     weights: np.ndarray
     negatives: np.ndarray
     negative_log_q: np.ndarray
-    target_log_q: np.ndarray
     dropout_seeds: np.ndarray  # [steps, 2]
     num_samples: int
 
@@ -78,7 +77,6 @@ class SequenceBatches:
             self.segments,
             self.negatives,
             self.negative_log_q,
-            self.target_log_q,
             self.dropout_seeds,
         )
 
@@ -151,7 +149,7 @@ class SequenceSource:
 
         targets = stepped(packed.targets, self.num_items)
         weights = (targets != self.num_items).astype(np.float32)
-        negatives, negative_log_q, target_log_q = self._negatives(rng, steps, targets)
+        negatives, negative_log_q = self._negatives(rng, steps)
         return SequenceBatches(
             users=stepped(packed.users, 0),
             inputs=stepped(packed.inputs, self.num_items),
@@ -160,28 +158,25 @@ class SequenceSource:
             weights=weights,
             negatives=negatives,
             negative_log_q=negative_log_q,
-            target_log_q=target_log_q,
             dropout_seeds=rng.integers(0, 2**31 - 1, (steps, 2), dtype=np.int32),
             num_samples=int(weights.sum()),
         )
 
-    def _negatives(
-        self, rng: np.random.Generator, steps: int, targets: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each step's shared negatives with their and the targets' log expected counts (logQ)."""
+    def _negatives(self, rng: np.random.Generator, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each step's shared negatives with their log expected counts in the sample (logQ)."""
         if self.log_q is None:  # uniform (bce) or none (softmax): no correction
             negatives = rng.integers(0, self.num_items, (steps, self.num_neg), dtype=np.int32)
-            return negatives, np.zeros(negatives.shape, np.float32), np.zeros(targets.shape, np.float32)
+            return negatives, np.zeros(negatives.shape, np.float32)
         cdf = np.cumsum(np.exp(self.log_q[:-1].astype(np.float64)))
         draws = rng.random((steps, self.num_neg)) * cdf[-1]
         negatives = np.minimum(np.searchsorted(cdf, draws, side="right"), self.num_items - 1).astype(np.int32)
-        return negatives, self.log_q[negatives], self.log_q[targets]
+        return negatives, self.log_q[negatives]
 
 
 class SequenceRunner(EpochRunner):
     """`EpochRunner` with the sequence model's step: next-item prediction at every real slot."""
 
-    INPUT_SIGNATURE = (_INT3, _INT3, _INT3, _INT3, _INT2, _FLOAT2, _FLOAT3, _INT2)
+    INPUT_SIGNATURE = (_INT3, _INT3, _INT3, _INT3, _INT2, _FLOAT2, _INT2)
 
     def __init__(self, model: Model, config: TrainConfig, workers: Workers | None = None) -> None:
         """`model`: the sequence model (`ncf.models.sasrec.SasRecModel`, whose `step_loop` builds this)."""
@@ -197,7 +192,6 @@ class SequenceRunner(EpochRunner):
         segments: tf.Tensor,
         negatives: tf.Tensor,
         negative_log_q: tf.Tensor,
-        target_log_q: tf.Tensor,
         seed: tf.Tensor,
     ) -> tf.Tensor:
         model = self.model
@@ -208,8 +202,7 @@ class SequenceRunner(EpochRunner):
                 hidden += model.user_vectors(users)
             states = tf.gather_nd(hidden, where)
             positives = tf.gather_nd(targets, where)
-            corrections = (tf.gather_nd(target_log_q, where), negative_log_q)
-            losses = self._losses(states, positives, negatives, corrections)
+            losses = self._losses(states, positives, negatives, negative_log_q)
             total = tf.reduce_sum(losses)
             penalty = self.l2 * tf.reduce_sum(tf.square(tf.gather(model.embeddings["item"], positives)))
             objective = (total + penalty) / tf.maximum(tf.cast(tf.size(losses), tf.float32), 1.0)
@@ -222,10 +215,10 @@ class SequenceRunner(EpochRunner):
         states: tf.Tensor,
         positives: tf.Tensor,
         negatives: tf.Tensor,
-        log_q: tuple[tf.Tensor, tf.Tensor],
+        negative_log_q: tf.Tensor,
     ) -> tf.Tensor:
         """Per-prediction loss of `positives` from `states` [M, d] under the configured objective;
-        `log_q`: the positives' and negatives' log expected counts (subtracted from their logits)."""
+        `negative_log_q`: the negatives' log expected counts (sampled softmax: taken off their logits)."""
         model = self.model
         if self.loss == "softmax":
             logits = model.item_scores(states, model.item_table(), self.compute_dtype)
@@ -234,7 +227,7 @@ class SequenceRunner(EpochRunner):
         positive = model.pair_scores(states, tf.gather(table, positives))
         sampled = model.item_scores(states, tf.gather(table, negatives), self.compute_dtype)
         if self.loss == "sampled_softmax":
-            positive, sampled = positive - log_q[0], sampled - log_q[1][None, :]
+            sampled -= negative_log_q[None, :]
         sampled = tf.where(negatives[None, :] == positives[:, None], _MASKED, sampled)
         if self.loss == "sampled_softmax":
             logits = tf.concat([positive[:, None], sampled], axis=1)
