@@ -159,13 +159,14 @@ def quality_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     parts = {part.strip() for part in args.parts.split(",")}
-    previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
     header = common.run_header("sasrec-cost", args.quick, argv)
-    results = {**previous, **header}  # each part also keeps the run (command, commit, load) it came from
+    measured = {}  # each part keeps the run (command, commit, load) it came from
     if "epoch" in parts:
-        results["epoch"] = {"run": header, **epoch_benchmark(args.quick)}
+        measured["epoch"] = {"run": header, **epoch_benchmark(args.quick)}
     if "quality" in parts:
-        results["quality"] = {"run": header, **quality_benchmark(args)}
+        measured["quality"] = {"run": header, **quality_benchmark(args)}
+    previous = json.loads(args.output.read_text()) if args.output.is_file() else {}  # read last: parts
+    results = {**previous, **header, **measured}  # may run at the same time in two processes
     print(f"results: {common.write_results(args.output, results)}")
     return 0
 
