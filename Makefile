@@ -126,6 +126,13 @@ bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time an
 bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated and sharded) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_distributed.py
 
+.PHONY: bench-sasrec-cost bench-gpu
+bench-sasrec-cost: $(STAMP) ## Sequence model cost: an epoch on a 30k-user / 20k-item sparse set, ML-100K quality of both objectives -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_sasrec_cost.py $(BENCH_ARGS)
+
+bench-gpu: $(STAMP) ## On a GPU machine (<10 min): SASRec ML-1M-sized with/without mixed precision, NeuMF ML-20M-sized -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_gpu.py
+
 .PHONY: bench-sasrec
 bench-sasrec: $(STAMP) ## Sequence model: new users, epoch speed, and NeuMF vs SASRec where order carries no signal -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)

@@ -21,6 +21,7 @@ from ncf.data.training_data import load_training_data
 from ncf.data.vocab import Vocabulary
 from ncf.errors import NcfError
 from ncf.fit.sequence_epochs import SequenceSource
+from ncf.fit.sequence_packing import pack
 from ncf.fit.stage_loop import fit
 from ncf.models.sasrec import build_sasrec, last_items
 from ncf.serving.history import latest_items
@@ -47,14 +48,17 @@ def test_histories_and_windows_follow_time_not_file_order() -> None:
     data = fake_data([0, 0, 1, 0, 0], [7, 5, 2, 8, 6], [1, 3, 0, 0, 2], num_users=3, num_items=9)
     np.testing.assert_array_equal(last_items(data, 3), [[6, 7, 8], [9, 9, 2], [9, 9, 9]])
     source = SequenceSource(data, window_config(max_len=2, shuffle_ties=True))
-    users, inputs, targets = source.windows
-    np.testing.assert_array_equal(users, [0, 0])  # user 0: 3 predictions, windows of 2
-    np.testing.assert_array_equal(inputs, [[6, 7], [9, 5]])
-    np.testing.assert_array_equal(targets, [[7, 8], [9, 6]])
+    windows = source.windows  # user 0: 3 predictions, windows of 2, the newest first
+    np.testing.assert_array_equal(windows.owners, [0, 0])
+    packed = pack(windows, source.ordered_items, 2, 9, np.array([0, 1]))
+    np.testing.assert_array_equal(packed.inputs, [[6, 7], [5, 9]])
+    np.testing.assert_array_equal(packed.targets, [[7, 8], [6, 9]])
+    np.testing.assert_array_equal(packed.segments, [[0, 0], [0, -1]])
 
 
 def window_config(**overrides) -> SimpleNamespace:
     settings = {"seed": 1, "sequence_loss": "softmax", "num_neg": 0, "batch_size": 64}
+    settings["max_len_quantile"] = 1.0
     settings.update({"shuffle_ties": True, **overrides})
     return SimpleNamespace(**settings)
 
@@ -65,7 +69,7 @@ def test_interactions_with_one_timestamp_are_trained_as_a_set() -> None:
     orders = set()
     for shuffle in (False, True):
         source = SequenceSource(data, window_config(max_len=5, shuffle_ties=shuffle))
-        seen = {(*source.batches(epoch).inputs[0, 0, 1:], 5) for epoch in range(12)}
+        seen = {(*source.batches(epoch).inputs[0, 0, :4], 5) for epoch in range(12)}
         assert all(order[0] == 1 and order[-1] == 5 for order in seen)  # the burst stays between them
         orders.add(frozenset(seen))
     in_file_order, shuffled = sorted(orders, key=len)
@@ -78,13 +82,21 @@ def test_a_short_history_reads_the_same_whatever_padding_precedes_it() -> None:
     # every user's first three were in training, not at slots only long histories reach
     data = fake_data([0, 0], [1, 2], [1, 0], num_users=1, num_items=6)
     config = SimpleNamespace(
-        factors=8, max_len=6, attention_blocks=2, attention_heads=2, dropout=0.0, user_embedding=False, seed=3
+        factors=8,
+        max_len=6,
+        max_len_quantile=1.0,
+        attention_blocks=2,
+        attention_heads=2,
+        dropout=0.0,
+        user_embedding=False,
+        seed=3,
     )
     model = build_sasrec(config, data)
     model.dense["distance"].assign(tf.random.stateless_normal((6, 2), (1, 2)))
     pad, users = model.padding, tf.constant([0, 0])
     short = model.represent(tf.constant([[3, 1, 4], [4, 1, 3]]), users)
-    padded = model.represent(tf.constant([[pad, pad, pad, 3, 1, 4], [pad, pad, pad, 4, 1, 3]]), users)
+    # encode, not represent: represent drops the batch's leading padding before encoding
+    padded = model.encode(tf.constant([[pad, pad, pad, 3, 1, 4], [pad, pad, pad, 4, 1, 3]]))[:, -1]
     np.testing.assert_allclose(short.numpy(), padded.numpy(), atol=1e-5)
     assert not np.allclose(short[0].numpy(), short[1].numpy(), atol=1e-3)  # the order still counts
 

@@ -339,9 +339,8 @@ def epoch_seconds(data: Any, settings: dict[str, Any]) -> dict[str, Any]:
     """Seconds of the first epoch (it also traces) and the second (windows + compiled step loop)."""
     from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource
     from ncf.models.sasrec import build_sasrec
-    from ncf.train_settings import TrainConfig
 
-    config = TrainConfig(model_type="sasrec", **settings)
+    config = sasrec_config(**settings)
     model = build_sasrec(config, data)
     source, runner = SequenceSource(data, config), SequenceRunner(model, config)
     seconds = []
@@ -351,12 +350,31 @@ def epoch_seconds(data: Any, settings: dict[str, Any]) -> dict[str, Any]:
         seconds.append(time.perf_counter() - started)
     return {
         "settings": {k: v for k, v in config.hyperparameters().items() if k in SPEED_SETTINGS},
+        "model_length": model.spec.max_len,
+        "objective": runner.loss,
         "first_epoch_seconds": seconds[0],
         "epoch_seconds": seconds[1],
     }
 
 
-SPEED_SETTINGS = ("factors", "max_len", "attention_blocks", "batch_size", "sequence_loss", "num_neg")
+SPEED_SETTINGS = (
+    "factors",
+    "max_len",
+    "attention_blocks",
+    "batch_size",
+    "sequence_loss",
+    "num_neg",
+    "softmax_max_items",
+    "mixed_precision",
+)
+
+
+def sasrec_config(**settings: Any) -> Any:
+    """The sequence model's defaults as train.py resolves them (its type's own applied), and `settings`."""
+    from ncf.models import registry
+    from ncf.train_settings import TrainConfig
+
+    return TrainConfig(model_type="sasrec", **{**registry.model_type("sasrec").defaults, **settings})
 
 
 def sasrec_bar(by_events: dict) -> dict[str, Any]:

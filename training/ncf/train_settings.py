@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ncf import sagemaker_env
-from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SEQUENCE_LOSSES, SIMILARITY_MEASURES
+from ncf.choices import (
+    FEEDBACK_MODES,
+    MIXED_PRECISION_MODES,
+    MODEL_TYPES,
+    SELECTION_METRICS,
+    SEQUENCE_LOSSES,
+    SIMILARITY_MEASURES,
+)
 from ncf.errors import NcfError
 from ncf.models import registry
 from ncf.settings_cli import build_parser as build_settings_parser
@@ -82,10 +89,25 @@ class TrainConfig:
         " afresh every epoch (false: in file order)",
     )
     sequence_loss: str = _setting(
-        "softmax",
+        "auto",
         "sasrec objective: softmax (full-catalog cross-entropy), sampled_softmax (num_neg shared"
-        " negatives per step) or bce (the original SASRec loss, with the same sampled negatives)",
+        " negatives per step, drawn by popularity, logQ-corrected), bce (the original SASRec loss, num_neg"
+        " uniform negatives) or auto (softmax up to softmax_max_items items, sampled_softmax above)",
         choices=SEQUENCE_LOSSES,
+    )
+    softmax_max_items: int = _setting(
+        10_000, "sasrec, sequence_loss auto: the largest catalog trained with the full softmax"
+    )
+    max_len_quantile: float = _setting(
+        0.99,
+        "sasrec: the model reads as many items as this share of the users have (rounded up to a multiple"
+        " of 8), at most max_len; 1: the longest history",
+    )
+    mixed_precision: str = _setting(
+        "auto",
+        "sasrec: compute the training step in bfloat16 (variables, loss and export stay float32): auto (on"
+        " a GPU of compute capability 8.0 or later), on, off",
+        choices=MIXED_PRECISION_MODES,
     )
     pretrain: bool = _setting(False, "NeuMF only: initialise from a GMF and an MLP trained first (NCF paper)")
     pretrain_epochs: int = _setting(10, "epochs of each pretraining model when --pretrain is on")
@@ -311,6 +333,12 @@ def _validate_sequence_settings(config: TrainConfig) -> None:
         raise NcfError("hyperparameters max_len, attention_blocks and attention_heads: must be at least 1")
     if not 0.0 <= config.dropout < 1.0:
         raise NcfError(f"hyperparameter dropout: must be in [0, 1), got {config.dropout}")
+    if not 0.0 < config.max_len_quantile <= 1.0:
+        raise NcfError(f"hyperparameter max_len_quantile: must be in (0, 1], got {config.max_len_quantile}")
+    if config.softmax_max_items < 0:
+        raise NcfError(
+            f"hyperparameter softmax_max_items: must not be negative, got {config.softmax_max_items}"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:

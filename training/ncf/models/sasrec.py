@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from ncf.data.training_data import TrainingData
 from ncf.errors import NcfError
-from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource
+from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource, sequence_length
 from ncf.models.base import NO_DOT_PRODUCT, DotProduct, Model
 from ncf.serving.history import sequence_signature
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from ncf.train_settings import TrainConfig
 
 _NEG_LARGE = -1e9
-SEQUENCE_LOSSES = ("softmax", "sampled_softmax", "bce")
 
 
 @dataclass(frozen=True)
@@ -151,35 +150,69 @@ class SasRecModel(Model):
         return self.spec.num_items
 
     # -- the encoder -------------------------------------------------------------------------------
-    def encode(self, sequences: tf.Tensor, dropout_seed: tf.Tensor | None = None) -> tf.Tensor:
-        """Hidden states of every position, [B, L, d]; dropout only with a `dropout_seed` (int32 [2])."""
-        d, dense = self.spec.factors, self.dense
-        present = tf.cast(sequences != self.padding, tf.float32)[..., None]
+    def encode(
+        self,
+        sequences: tf.Tensor,
+        dropout_seed: tf.Tensor | None = None,
+        segments: tf.Tensor | None = None,
+        last_only: bool = False,
+        dtype: tf.DType = tf.float32,
+    ) -> tf.Tensor:
+        """Hidden states of every position, [B, L, d] (of the last one only with `last_only`: [B, 1, d]).
+
+        `segments` [B, L]: windows packed in one row (`ncf.fit.sequence_packing`); a position attends
+        only to earlier positions of its own segment (default: all real positions are one sequence).
+        Dropout only with a `dropout_seed` (int32 [2]). `dtype`: the matmuls' and activations'
+        precision (mixed precision: bfloat16); layer norms, attention softmax and the output are float32.
+        """
+        d = self.spec.factors
+        real = sequences != self.padding
+        present = tf.cast(real, tf.float32)[..., None]
         x = tf.gather(self.embeddings["item"], sequences) * d**0.5
-        x = self._dropout(x * present, dropout_seed, 0)
+        x = tf.cast(self._dropout(x * present, dropout_seed, 0), dtype)
+        segments = tf.where(real, 0, -1) if segments is None else segments
         length = tf.shape(sequences)[1]
         causal = tf.linalg.band_part(tf.ones((length, length)), -1, 0)
-        allowed = causal[None] * tf.transpose(present, [0, 2, 1])  # [B, query, key]
+        same = tf.cast(segments[:, :, None] == segments[:, None, :], tf.float32)
+        allowed = causal[None] * same * tf.transpose(present, [0, 2, 1])  # [B, query, key]
         bias = self._distance_bias(length)
         for block in range(self.spec.blocks):
-            x = self._block(x, allowed, bias, block, dropout_seed) * present
-        return _layer_norm(x, dense["final_gamma"], dense["final_beta"])
+            only_last = last_only and block == self.spec.blocks - 1  # only the last position is read
+            if only_last:
+                allowed, bias, present = allowed[:, -1:], bias[:, :, -1:], present[:, -1:]
+            x = self._block(x, allowed, bias, block, dropout_seed, only_last) * tf.cast(present, dtype)
+        return _layer_norm(x, self.dense["final_gamma"], self.dense["final_beta"], tf.float32)
 
     def _distance_bias(self, length: tf.Tensor) -> tf.Tensor:
         """Each head's learned attention bias for a key `query - key` items back, [1, heads, L, L].
 
-        Real items are contiguous (padding only on the left), so slot distance is item distance.
+        A sequence's real items are contiguous (padding only outside them), so slot distance is item
+        distance.
         """
         slots = tf.range(length)
         back = tf.clip_by_value(slots[:, None] - slots[None, :], 0, self.spec.max_len - 1)
         return tf.transpose(tf.gather(self.dense["distance"], back), [2, 0, 1])[None]
 
     def _block(
-        self, x: tf.Tensor, allowed: tf.Tensor, bias: tf.Tensor, block: int, seed: tf.Tensor | None
+        self,
+        x: tf.Tensor,
+        allowed: tf.Tensor,
+        bias: tf.Tensor,
+        block: int,
+        seed: tf.Tensor | None,
+        last_only: bool = False,
     ) -> tf.Tensor:
-        """One attention block: causal multi-head attention, then the point-wise feed-forward layer."""
-        w = {name[len(f"b{block}_") :]: v for name, v in self.dense.items() if name.startswith(f"b{block}_")}
-        query_in = _layer_norm(x, w["norm1_gamma"], w["norm1_beta"])
+        """One attention block: causal multi-head attention, then the point-wise feed-forward layer.
+
+        With `last_only` the queries are the last position only (`allowed` and `bias` sliced to match).
+        """
+        dtype = x.dtype
+        w = {
+            name[len(f"b{block}_") :]: tf.cast(v, dtype)
+            for name, v in self.dense.items()
+            if name.startswith(f"b{block}_")
+        }
+        query_in = _layer_norm(x[:, -1:] if last_only else x, w["norm1_gamma"], w["norm1_beta"], dtype)
         heads = self.spec.heads
 
         def split(t: tf.Tensor) -> tf.Tensor:  # [B, L, d] -> [B, heads, L, d / heads]
@@ -189,12 +222,13 @@ class SasRecModel(Model):
         q, k, v = (
             split(tf.tensordot(t, w[n], 1)) for t, n in ((query_in, "query"), (x, "key"), (x, "value"))
         )
-        logits = tf.matmul(q, k, transpose_b=True) * (self.spec.factors // heads) ** -0.5 + bias
+        logits = tf.cast(tf.matmul(q, k, transpose_b=True), tf.float32)
+        logits = logits * (self.spec.factors // heads) ** -0.5 + bias
         logits += (1.0 - allowed[:, None]) * _NEG_LARGE
-        attention = self._dropout(tf.nn.softmax(logits), seed, 2 * block + 1)
+        attention = tf.cast(self._dropout(tf.nn.softmax(logits), seed, 2 * block + 1), dtype)
         mixed = tf.transpose(tf.matmul(attention, v), [0, 2, 1, 3])
-        x = query_in + tf.reshape(mixed, tf.shape(x))
-        normed = _layer_norm(x, w["norm2_gamma"], w["norm2_beta"])
+        x = query_in + tf.reshape(mixed, tf.shape(query_in))
+        normed = _layer_norm(x, w["norm2_gamma"], w["norm2_beta"], dtype)
         hidden = tf.nn.relu(tf.tensordot(normed, w["ffn_in"], 1) + w["ffn_in_bias"])
         out = tf.tensordot(self._dropout(hidden, seed, 2 * block + 2), w["ffn_out"], 1) + w["ffn_out_bias"]
         return normed + self._dropout(out, seed, 2 * block + 2 + 1000)
@@ -205,8 +239,12 @@ class SasRecModel(Model):
         return tf.nn.experimental.stateless_dropout(x, self.spec.dropout, seed + tf.constant([0, salt]))
 
     def represent(self, sequences: tf.Tensor, users: tf.Tensor, known: tf.Tensor | None = None) -> tf.Tensor:
-        """The user representation (last position's state, plus the user embedding of known users), [B, d]."""
-        out = self.encode(sequences)[:, -1, :]
+        """The user representation (last position's state, plus the user embedding of known users), [B, d].
+
+        Only what the last position needs is computed: the batch's leading all-padding columns are
+        dropped (`without_leading_padding`) and the last block runs for the last position only.
+        """
+        out = self.encode(without_leading_padding(sequences, self.padding), last_only=True)[:, -1, :]
         if self.spec.user_embedding:
             user = self.user_vectors(users)
             out += user if known is None else user * tf.cast(known, tf.float32)[:, None]
@@ -219,6 +257,16 @@ class SasRecModel(Model):
         by about the learning rate per step stay too small to matter next to it.
         """
         return tf.gather(self.embeddings["user"], users) * self.spec.factors**0.5
+
+    def item_scores(self, states: tf.Tensor, rows: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """Every state [M, d] dotted with every item row [N, d], computed in `dtype`, as float32 [M, N]."""
+        product = tf.matmul(tf.cast(states, dtype), tf.cast(rows, dtype), transpose_b=True)
+        return tf.cast(product, tf.float32)
+
+    @staticmethod
+    def pair_scores(states: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        """Each state [M, d] dotted with its own item row [M, d], float32 [M]."""
+        return tf.reduce_sum(tf.cast(states, tf.float32) * tf.cast(rows, tf.float32), axis=1)
 
     def item_table(self) -> tf.Tensor:
         """Every real item's embedding (the padding row left out), [num_items, d]."""
@@ -253,21 +301,38 @@ def _chunks(users: tf.Tensor, size: int = 512) -> list[int]:
     return [size] * (count // size) + ([count % size] if count % size else [])
 
 
-def _layer_norm(x: tf.Tensor, gamma: tf.Variable, beta: tf.Variable) -> tf.Tensor:
+def _layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, dtype: tf.DType) -> tf.Tensor:
+    """Layer normalisation computed in float32 (also under mixed precision), returned as `dtype`."""
+    x = tf.cast(x, tf.float32)
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + 1e-8) * gamma + beta
+    normed = (x - mean) * tf.math.rsqrt(variance + 1e-8) * tf.cast(gamma, tf.float32) + tf.cast(
+        beta, tf.float32
+    )
+    return tf.cast(normed, dtype)
+
+
+def without_leading_padding(sequences: tf.Tensor, padding: int) -> tf.Tensor:
+    """Left-padded rows [B, L] cut to the batch's longest real part: the columns before it are padding
+    in every row and change no state (positions are relative), so encoding them would be wasted."""
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(sequences != padding, tf.int32), axis=1))
+    return sequences[:, tf.shape(sequences)[1] - tf.maximum(longest, 1) :]
 
 
 def build_sasrec(config: object, data: TrainingData) -> SasRecModel:
-    """The configured sequence model over `data`'s catalog, remembering its training histories."""
+    """The configured sequence model over `data`'s catalog, remembering its training histories.
+
+    Its length is `data`'s (`ncf.fit.sequence_epochs.sequence_length`): `max_len_quantile` of the
+    users' training lengths, capped by `max_len`.
+    """
+    max_len = sequence_length(data, config)
     spec = SequenceSpec(
         num_users=len(data.users),
         num_items=len(data.items),
         factors=config.factors,
-        max_len=config.max_len,
+        max_len=max_len,
         blocks=config.attention_blocks,
         heads=config.attention_heads,
         dropout=config.dropout,
         user_embedding=config.user_embedding,
     )
-    return SasRecModel(spec, last_items(data, config.max_len), seed=config.seed)
+    return SasRecModel(spec, last_items(data, max_len), seed=config.seed)

@@ -9,7 +9,9 @@ from ncf.errors import NcfError
 # Where the sequence model's defaults differ from the NCF types' (settings the user did not give).
 # Measured on MovieLens 100K validation only (README, "The sequence model"): its validation score
 # still rises slowly after 30 epochs and plateaus with +-0.005 noise, where 5 stale epochs stop it early.
-SEQUENCE_DEFAULTS = {"epochs": 200, "patience": 10}
+# num_neg: the sampled softmax's shared negatives per step (`sequence_loss` auto on catalogs above
+# softmax_max_items); an NCF type's 8 per positive would be far too few for a softmax estimate.
+SEQUENCE_DEFAULTS = {"epochs": 200, "patience": 10, "num_neg": 1024}
 
 
 def check_sequence_settings(config: Any) -> None:
