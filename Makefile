@@ -89,12 +89,12 @@ train-local: prepare ## Prepare DATA_DIR (default: embedded data), train, evalua
 	    --test $(PREPARED)/test --model-dir $(MODEL_DIR) --output-data-dir $(RUN_DIR)/output \
 	    --checkpoint-dir $(RUN_DIR)/checkpoints $(TRAIN_ARGS)
 
-# Two pytest-xdist workers, each given whole modules (module fixtures are built once); TEST_WORKERS=1 runs
-# the suite in one process.
+# Two pytest-xdist workers, each given whole modules (module fixtures are built once) and all Docker modules
+# to one worker (tests/conftest.py); TEST_WORKERS=1 runs the suite in one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Run the whole test suite (offline; TEST_WORKERS=2 processes)
-	$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(PY) -m pytest $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines
 	$(VENV)/bin/ruff check .

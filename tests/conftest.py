@@ -22,13 +22,36 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with `slow` tests first, each module's tests in their own order.
+    """The Docker modules first, then the other modules with `slow` tests, each module's tests in order.
 
-    `make test` hands whole modules to two workers (pytest-xdist, `--dist loadfile`) in collection
-    order; starting the long modules first keeps one worker from being left with a long one at the end.
+    `make test` hands work units to two pytest-xdist workers in collection order (see
+    `pytest_xdist_make_scheduler`); starting the long units first keeps one worker from being left with a
+    long one at the end.
     """
     slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_modules)
+    grouped = {item.path for item in items if item.get_closest_marker("xdist_group")}
+    items.sort(key=lambda item: (item.path not in grouped, item.path not in slow_modules))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """With `--dist loadgroup`: the modules marked `xdist_group("docker")` as one work unit, every other
+    module as a unit of its own.
+
+    xdist's own loadgroup splits unmarked modules test by test, so both workers would build each
+    module's fixtures; its loadfile would let two modules start containers at once, and the SDK's
+    local mode shares one compose network (`sagemaker-local`) and the tests look for containers left
+    behind by image. Only called when pytest-xdist runs the suite.
+    """
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModulesAndGroups(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            group = super()._split_scope(nodeid)
+            return group if group != nodeid else nodeid.split("::", 1)[0]
+
+    return ModulesAndGroups(config, log)
 
 
 def make_interactions(num_users: int = 60, num_items: int = 40, seed: int = 0) -> pd.DataFrame:

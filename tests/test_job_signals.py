@@ -47,6 +47,10 @@ from deploy.packaging import stage_source
 from deploy.signals import FORWARDER, FORWARDER_NAME, forwarding_command
 from deploy.upload import CHANNELS
 
+# Containers of the local training image: one Docker module at a time (see conftest.py).
+pytestmark = pytest.mark.xdist_group("docker")
+
+
 pytest_plugins = ["deploy_fixtures"]
 
 #: Far more epochs (a few hundredths of a second each here) than the test waits for: a run still trains when

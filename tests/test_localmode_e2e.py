@@ -24,7 +24,8 @@ from deploy.localmode import build, docker
 from deploy.localmode.runtime import LocalRuntimeClient
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
+# Containers and the SDK's `sagemaker-local` network: one Docker module at a time (see conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]
 
 # The README's requests (Serving section), with ids of the tiny test dataset.
 README_REQUESTS = [

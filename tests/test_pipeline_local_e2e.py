@@ -18,7 +18,8 @@ import pytest
 
 from deploy.localmode import build, docker
 
-pytestmark = pytest.mark.slow
+# Containers and the SDK's `sagemaker-local` network: one Docker module at a time (see conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = '{"batch_size": "2048", "factors": "8", "mlp_layers": "16,8", "learning_rate": "0.01"}'
