@@ -724,7 +724,15 @@ def _padded(rows: list[tuple[str, ...]]) -> list[list[str]]:
 
 
 def _new_session() -> requests.Session:
+    """One pooled session to TF Serving on this host.
+
+    `trust_env` off: the model server is on localhost, so the environment's proxies (an `HTTP_PROXY` set
+    for the container's egress would otherwise carry localhost calls unless `NO_PROXY` names it) and
+    netrc credentials never apply, and requests stops scanning the whole environment on every call
+    (more time than the model's own top-k, measured with cProfile on the local endpoint).
+    """
     session = requests.Session()
+    session.trust_env = False
     adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=64)
     session.mount("http://", adapter)
     return session
