@@ -32,6 +32,7 @@ POPULARITY = RNG.dirichlet(np.ones(NUM_ITEMS)).astype(np.float32)
 FEATURE_IDS = [*reversed(ITEMS.ids.astype(str)), "not-in-catalog"]
 TABLE = item_table(FEATURE_IDS, seed=5)
 ATTRIBUTES = ItemAttributes.from_features(item_features(FEATURE_IDS, seed=5), ITEMS.ids)
+NOW = tf.constant(0.0, tf.float64)  # `now` of a request: the serving clock
 ALIGNED = TABLE.set_index("item_id").loc[ITEMS.ids.astype(str)].reset_index()  # the vocabulary's order
 
 
@@ -63,7 +64,10 @@ def test_parses_the_grammar_into_a_typed_tree() -> None:
         ("INCLUDE ItemID WHERE Items.a = $lower", "unexpected character '$' at position 31"),
         ("INCLUDE ItemID WHERE (Items.a = 1", "expected ')', found 'the end of the filter' at position 33"),
         ("INCLUDE ItemID WHERE Items.a = 1 EXCLUDE", "expected '|', 'AND', 'OR' or the end"),
-        ("INCLUDE ItemID WHERE a = 1", "expected Items.<column> or '(', found 'A' at position 21"),
+        (
+            "INCLUDE ItemID WHERE a = 1",
+            "expected Items.<column>, Interactions.<column> or '(', found 'A' at position 21",
+        ),
     ],
 )
 def test_syntax_errors_name_the_position(text: str, message: str) -> None:
@@ -215,6 +219,7 @@ def filtered_answer(rec: Recommender, name: str, values: dict, k: int, signature
         filter=tf.constant(name),
         filter_names=names,
         filter_values=rows,
+        now=NOW,
     )
 
 
@@ -259,6 +264,7 @@ def test_unknown_users_get_the_most_popular_items_that_pass() -> None:
         filter=tf.constant("old"),
         filter_names=tf.constant([], tf.string),
         filter_values=tf.zeros([0, 1], tf.string),
+        now=NOW,
     )
     allowed = passes("INCLUDE ItemID WHERE Items.year < 1990", {}, ALIGNED)
     expected = ITEMS.ids[np.flatnonzero(allowed)[np.argsort(-POPULARITY[allowed], kind="stable")[:5]]]
@@ -288,7 +294,7 @@ def test_the_saved_model_answers_filtered_requests_and_records_its_filters(tmp_p
     loaded = tf.saved_model.load(str(tmp_path / "1"))
     metadata = json.loads(loaded.filters.metadata.numpy())
     assert metadata["by_genre"]["parameters"] == {
-        "GENRES": {"column": "genres", "kind": "multi", "list": True}
+        "GENRES": {"column": "Items.genres", "kind": "multi", "list": True}
     }
     names, rows = params({"GENRES": ["g3"]})
     out = loaded.signatures["recommend_filtered"](
@@ -299,6 +305,7 @@ def test_the_saved_model_answers_filtered_requests_and_records_its_filters(tmp_p
         filter=tf.constant("by_genre"),
         filter_names=names,
         filter_values=rows,
+        now=NOW,
     )
     allowed = set(ALIGNED.loc[ALIGNED["genres"].str.split("|").map(lambda g: "g3" in g), "item_id"])
     assert {x.decode() for x in out["item_ids"].numpy()[0]} <= allowed
