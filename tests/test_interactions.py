@@ -247,7 +247,7 @@ def test_bad_event_types_name_the_line_or_the_column(tmp_path: Path, text: str, 
 
 def test_movielens_has_no_event_types(tmp_path: Path) -> None:
     write(tmp_path / "u.data", "1\t2\t3\t881250949\n")
-    with pytest.raises(NcfError, match="--event-type-col 'kind': MovieLens 100K .* has no event types"):
+    with pytest.raises(NcfError, match=r"--event-type-col 'kind': MovieLens 100K .* has no event types"):
         load_interactions(tmp_path, ColumnNames(event_type="kind"))
 
 
