@@ -208,9 +208,14 @@ FILTERS = {
 }
 
 
+POPULARITY_WINDOW_DAYS = 5  # `filtered_model`'s popularity fallback: the last 5 of the data's 13 days
+
+
 def event_interactions() -> pd.DataFrame:
-    """`make_interactions` with an event type: every third row is a purchase, the others views."""
+    """`make_interactions` with an event type (every third row a purchase, the others views) and its
+    times spread over 13 days (same order), so that a few days are a window of it."""
     frame = make_interactions()
+    frame["timestamp"] = 1_000_000 + (frame["timestamp"] - 1_000_000) * 1200
     frame["event_type"] = ["purchase" if step % 3 == 0 else "view" for step in range(len(frame))]
     return frame
 
@@ -238,7 +243,9 @@ def filtered_model(
     items.to_csv(root / "items" / "items.csv", index=False)
     (root / "items" / "filters.json").write_text(json.dumps(FILTERS))
     args = [*channel_args(event_channels), "--items", str(root / "items"), "--item-features", "none"]
-    result = run_train([*args, "--model-dir", str(root / "model"), *TINY_NEUMF_FLAGS, "--package", "false"])
+    window = ["--popularity-window-days", str(POPULARITY_WINDOW_DAYS)]
+    model_dir = str(root / "model")
+    result = run_train([*args, "--model-dir", model_dir, *TINY_NEUMF_FLAGS, *window, "--package", "false"])
     assert result.returncode == 0, result.stderr + result.stdout
     assert "filters: by_genre, no_acme, not_bought_lately, recent_on_sale" in result.stdout
     return root / "model", items

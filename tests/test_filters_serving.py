@@ -15,7 +15,14 @@ from typing import Any
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import FILTERS, SASREC_TEST_FLAGS, channel_args, event_interactions, run_train
+from conftest import (
+    FILTERS,
+    POPULARITY_WINDOW_DAYS,
+    SASREC_TEST_FLAGS,
+    channel_args,
+    event_interactions,
+    run_train,
+)
 from filter_fixtures import item_table, passes
 from test_history_inference import serve
 from test_inference import event_lines, inference, invoke, refusal  # noqa: F401  (inference is a fixture)
@@ -333,6 +340,25 @@ def test_an_interaction_filter_excludes_what_the_user_bought_lately(served: Any)
         ]
     }
     assert ids({"now": LAST_TIMESTAMP + 40 * day}) == unfiltered == ids({}) >= purchases
+
+
+def test_the_fallback_is_recently_popular_and_filtered(served: Any, filtered_model: tuple[Path, Any]) -> None:
+    """popularity_window_days 5: an unknown user gets the items most interacted with in the data's last
+    5 days (all of its rows: the export's final fit trains on every interaction), among those that pass."""
+    frame = event_interactions()
+    recent = frame[frame["timestamp"] >= frame["timestamp"].max() - POPULARITY_WINDOW_DAYS * 86_400]
+    counts = recent["item_id"].value_counts()
+    passing = passing_ids(filtered_model[1], "no_acme", {})
+    expected = sorted((counts.get(i, 0) / counts.max() for i in passing), reverse=True)[:5]
+    body = {"user_id": "stranger", "k": 5, "filter": "no_acme"}
+    prediction = invoke(served, body)[0]["predictions"][0]
+    assert prediction["fallback"] is True
+    assert {e["item_id"] for e in prediction["items"]} <= passing
+    assert [e["score"] for e in prediction["items"]] == pytest.approx(expected)
+    assert (
+        len(recent) < len(frame)
+        and expected != sorted((frame["item_id"].value_counts().get(i, 0) for i in passing), reverse=True)[:5]
+    )
 
 
 def test_a_promotion_with_history(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
