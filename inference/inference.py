@@ -57,10 +57,15 @@ is checked here. Instances with the same filter, values and `exclude_seen` share
 `recommend_filtered` / `similar_items_filtered` / `recommend_from_history_filtered` (with `history`); a
 model without those signatures refuses the request.
 
-Promotions (JSON and JSON Lines recommendations): `"promotion": {"filter": NAME, "filter_values": {...},
-"share": S}` gives round(S * k) slots (at least 1) to the best items that pass that filter (a second,
-filtered call with the request's exclusions), marked `"promoted": true`; the request's own list fills
-the rest without repeating them, in score order.
+Interaction filters (`Interactions.event_type`, `Interactions.age_days`) read the user's stored
+interactions; `"now": SECONDS` (since the epoch) is the time ages count from, by default the model
+server's clock (only with a filter or a promotion). They apply to a user's recommendations, not to
+`similar_items`.
+
+Promotions (JSON and JSON Lines recommendations, with or without `history`): `"promotion": {"filter":
+NAME, "filter_values": {...}, "share": S}` gives round(S * k) slots (at least 1) to the best items that
+pass that filter (a second, filtered call with the request's exclusions, or its history), marked
+`"promoted": true`; the request's own list fills the rest without repeating them, in score order.
 
 Item fields (JSON and JSON Lines, recommendations and `similar_items`): `"item_fields": ["title", ...]`
 adds `"fields": {"title": ...}` to every listed item, read from the model's `item_fields` signature.
@@ -106,7 +111,7 @@ Configuration (environment variables of the SageMaker model, read once at import
 - `NCF_MAX_FILTER_VALUES` (default 100): most values of one filter parameter.
 - `NCF_MAX_ITEM_FIELDS` (default 20): most names in one request's `item_fields`.
 - `NCF_DEFAULT_PROMOTION` (default none): a promotion object, e.g. `{"filter": "on_sale", "share": 0.2}`,
-  applied to every recommendation request without `promotion` or `history` (`"promotion": null` opts out).
+  applied to every recommendation request without its own `promotion` (`"promotion": null` opts out).
 
 Needs Python 3.10+ (the TF 2.x serving images ship 3.10-3.12). The container loads this file with
 `importlib` without registering it in `sys.modules`, so it must not use `from __future__ import
@@ -156,6 +161,7 @@ _FIELDS = {
         "filter_values",
         "promotion",
         "item_fields",
+        "now",
         "signature",
     ),
     SCORE: ("user_id", "item_id", "signature"),
@@ -272,6 +278,7 @@ class Recommend:
     filter: Filter | None = None
     promotion: Promotion | None = None
     item_fields: tuple[str, ...] = ()
+    now: float = 0.0  # the time interaction filters count ages from; 0: the model server's clock
 
 
 @dataclass(frozen=True)
@@ -486,14 +493,29 @@ def _parse_instance(obj: Any, where: str, default_signature: str | None, setting
             "history",
         )
     promotion = _promotion(obj, where, settings)
-    if history is not None and "promotion" not in obj:
-        promotion = None  # the deploy-time default applies to requests without history only
-    if history is not None and promotion is not None:
-        raise InferenceError(
-            f"{where}promotion cannot be combined with history (not supported yet)", "promotion"
-        )
     fields = _item_fields(obj, where, settings)
-    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion, fields)
+    now = _now(obj, where, chosen is not None or promotion is not None)
+    return Recommend(user_id, k, tuple(exclude), exclude_seen, history, chosen, promotion, fields, now)
+
+
+def _now(obj: dict[str, Any], where: str, filtered: bool) -> float:
+    """The request's `now` (0.0 when absent: the model server's clock), with a filter or promotion only."""
+    if "now" not in obj:
+        return 0.0
+    value = obj["now"]
+    if not filtered:
+        raise InferenceError(
+            f"{where}now applies to filters only (the time Interactions.age_days counts from): give a filter"
+            " or a promotion, or drop now",
+            "now",
+        )
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise InferenceError(
+            f"{where}now must be a time in seconds since the epoch (a positive number), got"
+            f" {json.dumps(value)}",
+            "now",
+        )
+    return float(value)
 
 
 def _default_promotion(raw: str, settings: Settings) -> Promotion:
@@ -660,7 +682,8 @@ def _call_key(instance: Instance) -> Any:
     if getattr(instance, "filter", None) is not None:
         seen = isinstance(instance, Recommend) and instance.exclude_seen
         kind = FROM_HISTORY if getattr(instance, "history", None) is not None else RECOMMEND
-        return (_FILTERED[getattr(instance, "signature", kind)], instance.filter, seen)
+        now = getattr(instance, "now", 0.0)
+        return (_FILTERED[getattr(instance, "signature", kind)], instance.filter, seen, now)
     if isinstance(instance, Similar):
         return instance.signature
     if instance.history is not None:
@@ -694,10 +717,11 @@ def _call(key: Any, indices: list[int], instances: list[Instance]) -> Call:
     return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
 
 
-def _filtered_call(key: tuple[str, Filter, bool], indices: list[int], members: list[Any]) -> Call:
+def _filtered_call(key: tuple[str, Filter, bool, float], indices: list[int], members: list[Any]) -> Call:
     """A `recommend_filtered` / `similar_items_filtered` call: the filter's name and its parameters as a
-    name vector and a padded value matrix (one "" name and row when it has none: never an empty tensor)."""
-    signature, chosen, exclude_seen = key
+    name vector and a padded value matrix (one "" name and row when it has none: never an empty tensor);
+    the recommendations' `now` (0: the model server's clock)."""
+    signature, chosen, exclude_seen, now = key
     names = [name for name, _ in chosen.values] or [""]
     inputs: dict[str, Any] = {
         "k": max(m.k for m in members),
@@ -710,10 +734,12 @@ def _filtered_call(key: tuple[str, Filter, bool], indices: list[int], members: l
     elif signature == _FILTERED[FROM_HISTORY]:
         inputs["user_id"] = [m.user_id for m in members]
         inputs["history"] = _padded([m.history for m in members])
+        inputs["now"] = now
     else:
         inputs["user_id"] = [m.user_id for m in members]
         inputs["exclude"] = _padded([m.exclude for m in members])
         inputs["exclude_seen"] = exclude_seen
+        inputs["now"] = now
     return Call(signature, tuple(indices), {"signature_name": signature, "inputs": inputs})
 
 
@@ -1003,10 +1029,10 @@ def answers(instances: list[Instance], rest_uri: str, settings: Settings) -> Any
 
 def promoted_items(instances: list[Instance], promoted: list[int], rest_uri: str, settings: Settings) -> Any:
     """(index, promoted prediction) of each promoting instance: the best items that pass its promotion's
-    filter, as many as its promoted slots, with the instance's own exclusions."""
+    filter, as many as its promoted slots, with the instance's own exclusions (or its history)."""
     requests = [instances[i] for i in promoted]
     asked = [
-        Recommend(m.user_id, m.promotion.slots(m.k), m.exclude, m.exclude_seen, None, m.promotion.filter)
+        replace(m, k=m.promotion.slots(m.k), filter=m.promotion.filter, promotion=None, item_fields=())
         for m in requests
     ]
     try:

@@ -72,12 +72,15 @@ def make_interactions(num_users: int = 60, num_items: int = 40, seed: int = 0) -
 
 
 def prepare_channels(frame: pd.DataFrame, out: Path, eval_negatives: int = 15, shards: int = 1) -> Path:
-    """Split interactions into channels with the real prepare.py pipeline (in-process)."""
+    """Split interactions into channels with the real prepare.py pipeline (in-process); a column
+    `event_type` of `frame` is read as the event types."""
     import prepare
 
     source = out.with_name(out.name + "-interactions.csv")
     frame.to_csv(source, index=False)
     options = {"--input": source, "--output": out, "--eval-negatives": eval_negatives, "--shards": shards}
+    if "event_type" in frame.columns:
+        options["--event-type-col"] = "event_type"
     code = prepare.main([str(part) for pair in options.items() for part in pair])
     assert code == 0
     return out
@@ -226,21 +229,43 @@ def sasrec_run(tmp_path_factory: pytest.TempPathFactory, walk_channels: Path) ->
     return run_dir
 
 
-# The filters of `filtered_model`, over `filter_fixtures.item_table`'s columns.
+# The filters of `filtered_model`, over `filter_fixtures.item_table`'s columns and the interactions'
+# event types (`event_channels`).
 FILTERS = {
     "by_genre": "INCLUDE ItemID WHERE Items.genres IN ($GENRES)",
     "recent_on_sale": "INCLUDE ItemID WHERE Items.year >= $MIN_YEAR"
     " | EXCLUDE ItemID WHERE Items.on_sale = false",
     "no_acme": 'EXCLUDE ItemID WHERE Items.brand = "acme"',
+    "not_bought_lately": "EXCLUDE ItemID WHERE Interactions.event_type IN ($EVENTS)"
+    " AND Interactions.age_days < $DAYS",
 }
+
+
+POPULARITY_WINDOW_DAYS = 5  # `filtered_model`'s popularity fallback: the last 5 of the data's 13 days
+
+
+def event_interactions() -> pd.DataFrame:
+    """`make_interactions` with an event type (every third row a purchase, the others views) and its
+    times spread over 13 days (same order), so that a few days are a window of it."""
+    frame = make_interactions()
+    frame["timestamp"] = 1_000_000 + (frame["timestamp"] - 1_000_000) * 1200
+    frame["event_type"] = ["purchase" if step % 3 == 0 else "view" for step in range(len(frame))]
+    return frame
+
+
+@pytest.fixture(scope="session")
+def event_channels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`tiny_channels`' data with event types (prepare.py --event-type-col)."""
+    return prepare_channels(event_interactions(), tmp_path_factory.mktemp("events") / "prepared")
 
 
 @pytest.fixture(scope="session")
 def filtered_model(
-    tmp_path_factory: pytest.TempPathFactory, tiny_channels: Path
+    tmp_path_factory: pytest.TempPathFactory, event_channels: Path
 ) -> tuple[Path, pd.DataFrame]:
-    """(MODEL_DIR, its items table) of a tiny NeuMF exported with FILTERS (so with `recommend_filtered`
-    and `similar_items_filtered`) over a synthetic items channel holding `filters.json`."""
+    """(MODEL_DIR, its items table) of a tiny NeuMF exported with FILTERS (so with `recommend_filtered`,
+    `similar_items_filtered` and the users' interactions) over a synthetic items channel holding
+    `filters.json`, trained on `event_channels`."""
     import json
 
     from filter_fixtures import item_table
@@ -250,8 +275,10 @@ def filtered_model(
     (root / "items").mkdir()
     items.to_csv(root / "items" / "items.csv", index=False)
     (root / "items" / "filters.json").write_text(json.dumps(FILTERS))
-    args = [*channel_args(tiny_channels), "--items", str(root / "items"), "--item-features", "none"]
-    result = run_train([*args, "--model-dir", str(root / "model"), *TINY_NEUMF_FLAGS, "--package", "false"])
+    args = [*channel_args(event_channels), "--items", str(root / "items"), "--item-features", "none"]
+    window = ["--popularity-window-days", str(POPULARITY_WINDOW_DAYS)]
+    model_dir = str(root / "model")
+    result = run_train([*args, "--model-dir", model_dir, *TINY_NEUMF_FLAGS, *window, "--package", "false"])
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "filters: by_genre, no_acme, recent_on_sale" in result.stdout
+    assert "filters: by_genre, no_acme, not_bought_lately, recent_on_sale" in result.stdout
     return root / "model", items

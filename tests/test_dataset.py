@@ -102,17 +102,25 @@ def test_a_sharded_worker_refits_on_its_own_users_with_global_popularity(
 
 
 def test_seen_items_of_every_worker_are_collected(tiny_channels: Path, tmp_path: Path) -> None:
+    """With the rows' times (the export's interaction log and recent popularity need every worker's)."""
     whole = load(tiny_channels)
     mine = {f"u{k}" for k in range(0, 60, 2)}
     share = one_workers_share(tiny_channels, tmp_path, mine)
-    other_pairs = np.stack([whole.seen.row_ids(), whole.seen.items], axis=1).astype(np.int64)
-    other_pairs = other_pairs[
-        ~np.isin(other_pairs[:, 0], share.users.lookup(np.array(sorted(mine), dtype=object)))
-    ]
+    no_events = np.zeros(len(whole.train_users), np.int64)
+    other_rows = np.stack([whole.train_users, whole.train_items, whole.train_times, no_events], axis=1)
+    other_rows = other_rows[
+        ~np.isin(other_rows[:, 0], share.users.lookup(np.array(sorted(mine), dtype=object)))
+    ].astype(np.int64)
 
     def gather(rows: np.ndarray) -> np.ndarray:  # what Workers.gather_rows returns with one other worker
-        return np.concatenate([rows, other_pairs])
+        return np.concatenate([rows, other_rows])
 
-    everyone = share.with_seen_of_everyone(gather).seen
-    np.testing.assert_array_equal(everyone.offsets, whole.seen.offsets)
-    np.testing.assert_array_equal(everyone.items, whole.seen.items)
+    everyone = share.with_seen_of_everyone(gather)
+    np.testing.assert_array_equal(everyone.seen.offsets, whole.seen.offsets)
+    np.testing.assert_array_equal(everyone.seen.items, whole.seen.items)
+    log, whole_log = everyone.interaction_log(), whole.interaction_log()
+    np.testing.assert_array_equal(log.offsets, whole_log.offsets)
+    assert sorted(zip(log.items, log.seconds, strict=True)) == sorted(
+        zip(whole_log.items, whole_log.seconds, strict=True)
+    )
+    np.testing.assert_allclose(everyone.popularity_within(1), whole.popularity_within(1))

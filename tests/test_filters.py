@@ -5,19 +5,31 @@ from __future__ import annotations
 import functools
 import json
 import re
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from filter_fixtures import BRANDS, item_features, item_table, passes, random_filters
+from filter_fixtures import (
+    BRANDS,
+    EVENT_TYPES,
+    Interacted,
+    item_features,
+    item_table,
+    passes,
+    random_filters,
+    random_interaction_filters,
+)
+from ncf.data.interaction_log import SECONDS_PER_DAY, InteractionLog
 from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
 from ncf.models.ncf_models import ModelSpec, NcfModel
 from ncf.serving.export import Recommender, save_recommender
-from ncf.serving.filter_checks import ItemAttributes, check_filters, read_filter_file
+from ncf.serving.filter_checks import InteractionColumns, ItemAttributes, check_filters, read_filter_file
 from ncf.serving.filter_grammar import Comparison, FilterSyntaxError, Junction, Literal, Param, parse_filter
 from ncf.serving.filters import FilterSet
+from ncf.serving.interaction_store import InteractionStore, Requesters
 from ncf.serving.retrieval import choose
 
 NUM_USERS, NUM_ITEMS = 40, 300
@@ -32,6 +44,15 @@ POPULARITY = RNG.dirichlet(np.ones(NUM_ITEMS)).astype(np.float32)
 FEATURE_IDS = [*reversed(ITEMS.ids.astype(str)), "not-in-catalog"]
 TABLE = item_table(FEATURE_IDS, seed=5)
 ATTRIBUTES = ItemAttributes.from_features(item_features(FEATURE_IDS, seed=5), ITEMS.ids)
+NOW = tf.constant(0.0, tf.float64)  # `now` of a request: the serving clock
+# Each seen (user, item) pair is an interaction: an event type and a time up to 100 days before the last.
+REFERENCE = 1_700_000_000
+TIMES = REFERENCE - RNG.integers(0, 100 * SECONDS_PER_DAY, len(SEEN.items))
+TIMES[0] = REFERENCE
+EVENTS = RNG.integers(0, len(EVENT_TYPES), len(SEEN.items)).astype(np.int16)
+LOG = InteractionLog.build(SEEN.row_ids(), SEEN.items, TIMES, EVENTS, NUM_USERS, EVENT_TYPES)
+COLUMNS = InteractionColumns(EVENT_TYPES, has_times=True)
+LATER = REFERENCE + 3 * SECONDS_PER_DAY  # the `now` of the interaction filter tests
 ALIGNED = TABLE.set_index("item_id").loc[ITEMS.ids.astype(str)].reset_index()  # the vocabulary's order
 
 
@@ -63,7 +84,10 @@ def test_parses_the_grammar_into_a_typed_tree() -> None:
         ("INCLUDE ItemID WHERE Items.a = $lower", "unexpected character '$' at position 31"),
         ("INCLUDE ItemID WHERE (Items.a = 1", "expected ')', found 'the end of the filter' at position 33"),
         ("INCLUDE ItemID WHERE Items.a = 1 EXCLUDE", "expected '|', 'AND', 'OR' or the end"),
-        ("INCLUDE ItemID WHERE a = 1", "expected Items.<column> or '(', found 'A' at position 21"),
+        (
+            "INCLUDE ItemID WHERE a = 1",
+            "expected Items.<column>, Interactions.<column> or '(', found 'A' at position 21",
+        ),
     ],
 )
 def test_syntax_errors_name_the_position(text: str, message: str) -> None:
@@ -86,6 +110,53 @@ def test_syntax_errors_name_the_position(text: str, message: str) -> None:
 def test_filters_are_checked_against_the_item_columns(text: str, message: str) -> None:
     with pytest.raises(NcfError, match=message):
         check_filters({"f": text}, ATTRIBUTES)
+
+
+@pytest.mark.parametrize(
+    ("text", "columns", "message"),
+    [
+        (
+            'INCLUDE ItemID WHERE Interactions.event_type = "purchase"',
+            InteractionColumns(None, True),
+            "Interactions.event_type at position 21: the training data has no event types (prepare.py"
+            " reads them with --event-type-col NAME)",
+        ),
+        (
+            "EXCLUDE ItemID WHERE Interactions.age_days < 30",
+            InteractionColumns(EVENT_TYPES, False),
+            "no timestamps",
+        ),
+        ("EXCLUDE ItemID WHERE Interactions.colour = 1", COLUMNS, "no such interaction column"),
+        (
+            'EXCLUDE ItemID WHERE Interactions.event_type = "refund"',
+            COLUMNS,
+            "'refund' is not a value of the column",
+        ),
+        (
+            'EXCLUDE ItemID WHERE Interactions.event_type < "view"',
+            COLUMNS,
+            "< does not apply to a categorical",
+        ),
+        ('EXCLUDE ItemID WHERE Interactions.age_days = "old"', COLUMNS, '"old" is not a numeric value'),
+    ],
+)
+def test_interaction_filters_are_checked_against_the_data(
+    text: str, columns: InteractionColumns, message: str
+) -> None:
+    check_filters({"f": text}, ATTRIBUTES)  # before the data is loaded: Interactions are not checked yet
+    with pytest.raises(NcfError, match=re.escape(message)):
+        check_filters({"f": text}, ATTRIBUTES, columns)
+
+
+def test_interaction_filter_requests_are_checked_and_refused_without_a_user() -> None:
+    filters = filter_set({"bought": "EXCLUDE ItemID WHERE Interactions.event_type IN ($EVENTS)"})
+    names, rows = params({"EVENTS": ["purchase", "refund"]})
+    one_user = Requesters(tf.constant([True]), tf.constant([0]), tf.constant(0.0, tf.float64))
+    allowed, error = filters.evaluate(tf.constant("bought"), names, rows, one_user)
+    assert error.numpy().decode() == "'refund' is not a value of Interactions.event_type ($EVENTS)"
+    assert not allowed.numpy().any()
+    allowed, error = evaluate(filters, "bought", {"EVENTS": ["purchase"]})  # similar_items: no user
+    assert "filter 'bought' compares the user's interactions" in error and not allowed.any()
 
 
 def test_filter_file_must_be_an_object_of_texts(tmp_path) -> None:
@@ -122,7 +193,22 @@ def test_attributes_are_stored_compactly_in_vocabulary_order() -> None:
 
 
 def filter_set(texts: dict[str, str]) -> FilterSet:
-    return FilterSet(check_filters(texts, ATTRIBUTES), ATTRIBUTES)
+    store = InteractionStore(LOG, NUM_ITEMS)
+    return FilterSet(check_filters(texts, ATTRIBUTES, COLUMNS), ATTRIBUTES, store, EVENT_TYPES)
+
+
+def interacted(user: int, now: float = LATER) -> Interacted:
+    """The reference's view of a user's stored interactions at `now`."""
+    found: Interacted = {}
+    for position in range(SEEN.offsets[user], SEEN.offsets[user + 1]):
+        age = (now - TIMES[position]) / SECONDS_PER_DAY
+        found.setdefault(int(SEEN.items[position]), []).append((EVENT_TYPES[EVENTS[position]], age))
+    return found
+
+
+def expected_masks(text: str, values: dict[str, list[str]]) -> np.ndarray:
+    """[users, items]: the reference's verdict for every user."""
+    return np.stack([passes(text, values, ALIGNED, interacted(u)) for u in range(NUM_USERS)])
 
 
 def evaluate(filters: FilterSet, name: str, values: dict[str, list[str]]) -> tuple[np.ndarray, str]:
@@ -188,11 +274,14 @@ def recommender(model: NcfModel, candidates: int, texts: dict[str, str]) -> Reco
     )
 
 
-def expected_top_k(model: NcfModel, allowed: np.ndarray, k: int) -> list[list[str]]:
-    """Each user's exhaustive top-k over unseen items that pass, computed from the scores in numpy."""
+def expected_top_k(
+    model: NcfModel, allowed: np.ndarray, k: int, exclude_seen: bool = True
+) -> list[list[str]]:
+    """Each user's exhaustive top-k over (unseen) items that pass (`allowed`: [items] or [users, items]),
+    computed from the scores in numpy."""
     scores = tf.sigmoid(model.logits_all_items(tf.range(NUM_USERS))).numpy()
-    scores[:, ~allowed] = -np.inf
-    for user in range(NUM_USERS):
+    scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
+    for user in range(NUM_USERS if exclude_seen else 0):
         scores[user, SEEN.items[SEEN.offsets[user] : SEEN.offsets[user + 1]]] = -np.inf
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return [[ITEMS.ids[i] for i in row if np.isfinite(scores[u, i])] for u, row in enumerate(order)]
@@ -204,17 +293,18 @@ def signatures_of(rec: Recommender) -> dict:
     return rec.signatures()
 
 
-def filtered_answer(rec: Recommender, name: str, values: dict, k: int, signature: str = "recommend_filtered"):
+def filtered_answer(rec: Recommender, name: str, values: dict, k: int, exclude_seen: bool = True, now=NOW):
     names, rows = params(values)
     users = tf.constant(USERS.ids.astype(str))
-    return signatures_of(rec)[signature](
+    return signatures_of(rec)["recommend_filtered"](
         user_id=users,
         k=tf.constant(k),
         exclude=tf.constant([[""]] * NUM_USERS),
-        exclude_seen=tf.constant(True),
+        exclude_seen=tf.constant(exclude_seen),
         filter=tf.constant(name),
         filter_names=names,
         filter_values=rows,
+        now=tf.constant(now, tf.float64),
     )
 
 
@@ -233,6 +323,63 @@ def test_filtered_top_10_is_the_exhaustive_top_10_of_the_items_that_pass(
         assert set(out["filter_error"].numpy()) == {b""}
         got = [[x.decode() for x in row if x] for row in out["item_ids"].numpy()]
         assert got == expected_top_k(model, passes(text, values, ALIGNED), 10), text
+
+
+@pytest.mark.parametrize(("model_type", "candidates"), [("neumf", 0), ("mf", 10), ("neumf", NUM_ITEMS)])
+def test_interaction_filters_give_the_exhaustive_top_10_of_what_passes_for_each_user(
+    model_type: str, candidates: int
+) -> None:
+    """Interaction filters (alone, ANDed and ORed with item conditions, with parameters), seen items
+    allowed (they are the items interaction filters decide on), ages at `now` 3 days after the data."""
+    cases = random_interaction_filters(np.random.default_rng(21))
+    model = model_of(model_type)
+    rec = recommender(model, candidates, {f"f{i}": text for i, (text, _) in enumerate(cases)})
+    for i, (text, values) in enumerate(cases):
+        out = filtered_answer(rec, f"f{i}", values, 10, exclude_seen=False, now=float(LATER))
+        assert set(out["filter_error"].numpy()) == {b""}
+        got = [[x.decode() for x in row if x] for row in out["item_ids"].numpy()]
+        allowed = expected_masks(text, values)
+        assert 0 < allowed.mean() < 1, text  # a filter that decides something
+        assert got == expected_top_k(model, allowed, 10, exclude_seen=False), text
+
+
+def test_interaction_masks_follow_the_stored_interactions() -> None:
+    """Per user: the masks equal the reference's, ages counted from `now`; unknown users have no
+    interactions (EXCLUDE keeps every item, INCLUDE on interactions alone keeps none)."""
+    cases = random_interaction_filters(np.random.default_rng(5))
+    cases.append(('INCLUDE ItemID WHERE Interactions.event_type != "view"', {}))
+    filters = filter_set({f"f{i}": text for i, (text, _) in enumerate(cases)})
+    ids = np.array([*range(NUM_USERS), 0])
+    requesters = Requesters(
+        tf.constant([True] * NUM_USERS + [False]),
+        tf.constant(ids, tf.int32),
+        tf.constant(float(LATER), tf.float64),
+    )
+    for i, (text, values) in enumerate(cases):
+        names, rows = params(values)
+        allowed, error = filters.evaluate(tf.constant(f"f{i}"), names, rows, requesters)
+        assert error.numpy() == b""
+        np.testing.assert_array_equal(allowed.numpy()[:NUM_USERS], expected_masks(text, values), err_msg=text)
+        np.testing.assert_array_equal(
+            allowed.numpy()[NUM_USERS], passes(text, values, ALIGNED, {}), err_msg=text
+        )
+
+
+def test_ages_count_from_the_serving_clock_without_now() -> None:
+    """now = 0: the interaction made at the data's last timestamp (10 days ago on the serving clock) is
+    10 days old."""
+    reference = int(time.time()) - 10 * SECONDS_PER_DAY
+    log = InteractionLog.build(
+        SEEN.row_ids(), SEEN.items, TIMES - REFERENCE + reference, EVENTS, NUM_USERS, EVENT_TYPES
+    )
+    texts = {"young": "INCLUDE ItemID WHERE Interactions.age_days > 9.9 AND Interactions.age_days < 10.1"}
+    filters = FilterSet(
+        check_filters(texts, ATTRIBUTES, COLUMNS), ATTRIBUTES, InteractionStore(log, NUM_ITEMS), EVENT_TYPES
+    )
+    user = int(LOG.offsets.searchsorted(0, side="right")) - 1  # the user of the first stored interaction
+    requesters = Requesters(tf.constant([True]), tf.constant([user]), tf.constant(0.0, tf.float64))
+    allowed, _ = filters.evaluate(tf.constant("young"), *params({}), requesters)
+    assert allowed.numpy()[0, SEEN.items[0]]
 
 
 def test_two_stage_is_never_starved_by_a_selective_filter() -> None:
@@ -259,6 +406,7 @@ def test_unknown_users_get_the_most_popular_items_that_pass() -> None:
         filter=tf.constant("old"),
         filter_names=tf.constant([], tf.string),
         filter_values=tf.zeros([0, 1], tf.string),
+        now=NOW,
     )
     allowed = passes("INCLUDE ItemID WHERE Items.year < 1990", {}, ALIGNED)
     expected = ITEMS.ids[np.flatnonzero(allowed)[np.argsort(-POPULARITY[allowed], kind="stable")[:5]]]
@@ -282,26 +430,39 @@ def test_similar_items_filtered_keeps_only_passing_items() -> None:
 
 
 def test_the_saved_model_answers_filtered_requests_and_records_its_filters(tmp_path) -> None:
-    texts = {"by_genre": "INCLUDE ItemID WHERE Items.genres IN ($GENRES)"}
+    texts = {
+        "by_genre": "INCLUDE ItemID WHERE Items.genres IN ($GENRES)",
+        "bought": "INCLUDE ItemID WHERE Interactions.event_type = $EVENT AND Interactions.age_days < 30",
+    }
     rec = recommender(model_of("neumf"), 0, texts)
     save_recommender(rec, tmp_path)
     loaded = tf.saved_model.load(str(tmp_path / "1"))
     metadata = json.loads(loaded.filters.metadata.numpy())
     assert metadata["by_genre"]["parameters"] == {
-        "GENRES": {"column": "genres", "kind": "multi", "list": True}
+        "GENRES": {"column": "Items.genres", "kind": "multi", "list": True}
     }
-    names, rows = params({"GENRES": ["g3"]})
-    out = loaded.signatures["recommend_filtered"](
-        user_id=tf.constant(["u1"]),
-        k=tf.constant(3),
-        exclude=tf.constant([[""]]),
-        exclude_seen=tf.constant(True),
-        filter=tf.constant("by_genre"),
-        filter_names=names,
-        filter_values=rows,
-    )
+    assert metadata["bought"]["parameters"]["EVENT"]["column"] == "Interactions.event_type"
+
+    def answer(name: str, values: dict, exclude_seen: bool, user: str = "u1") -> set[str]:
+        names, rows = params(values)
+        out = loaded.signatures["recommend_filtered"](
+            user_id=tf.constant([user]),
+            k=tf.constant(3),
+            exclude=tf.constant([[""]]),
+            exclude_seen=tf.constant(exclude_seen),
+            filter=tf.constant(name),
+            filter_names=names,
+            filter_values=rows,
+            now=tf.constant(float(LATER), tf.float64),
+        )
+        return {x.decode() for x in out["item_ids"].numpy()[0] if x}
+
     allowed = set(ALIGNED.loc[ALIGNED["genres"].str.split("|").map(lambda g: "g3" in g), "item_id"])
-    assert {x.decode() for x in out["item_ids"].numpy()[0]} <= allowed
+    assert answer("by_genre", {"GENRES": ["g3"]}, True) <= allowed
+    masks = expected_masks(texts["bought"], {"EVENT": ["purchase"]})
+    user = int(np.flatnonzero(masks.any(axis=1))[0])  # one who bought something in the last 30 days
+    got = answer("bought", {"EVENT": ["purchase"]}, False, USERS.ids[user])
+    assert got <= set(ITEMS.ids[masks[user]]) and len(got) == min(3, masks[user].sum())
 
 
 def test_an_export_without_filters_has_no_filtered_signatures() -> None:

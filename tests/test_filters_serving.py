@@ -15,7 +15,14 @@ from typing import Any
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import FILTERS, SASREC_TEST_FLAGS, channel_args, run_train
+from conftest import (
+    FILTERS,
+    POPULARITY_WINDOW_DAYS,
+    SASREC_TEST_FLAGS,
+    channel_args,
+    event_interactions,
+    run_train,
+)
 from filter_fixtures import item_table, passes
 from test_history_inference import serve
 from test_inference import event_lines, inference, invoke, refusal  # noqa: F401  (inference is a fixture)
@@ -158,14 +165,13 @@ def test_item_fields_from_a_model_that_stores_none_are_refused(inference: Any, t
 
 
 def test_the_deploy_time_default_promotion(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """NCF_DEFAULT_PROMOTION applies to requests without their own promotion or a history; null opts out."""
+    """NCF_DEFAULT_PROMOTION applies to requests without their own promotion; null opts out."""
     settings = served.Settings.from_env({"NCF_DEFAULT_PROMOTION": '{"filter": "no_acme", "share": 0.5}'})
     monkeypatch.setattr(served, "SETTINGS", settings)
     promoted = invoke(served, {"user_id": "u1", "k": 4})[0]["predictions"][0]["items"]
     assert sum(bool(e.get("promoted")) for e in promoted) == 2
     plain = invoke(served, {"user_id": "u1", "k": 4, "promotion": None})[0]["predictions"][0]["items"]
-    with_history = invoke(served, {"user_id": "u1", "k": 4, "history": ["item-2"]})[0]["predictions"][0]
-    assert not any(e.get("promoted") for e in [*plain, *with_history["items"]])
+    assert not any(e.get("promoted") for e in plain)
 
 
 @pytest.mark.parametrize(
@@ -185,7 +191,7 @@ BAD_REQUESTS = [
     (
         {"filter": "nope"},
         "filter",
-        "unknown filter 'nope' (this model's filters: by_genre, no_acme, recent_on_sale)",
+        "unknown filter 'nope' (this model's filters: by_genre, no_acme, not_bought_lately, recent_on_sale)",
     ),
     ({"filter": 3}, "filter", "filter must be a filter's name"),
     ({"filter": ""}, "filter", "filter must be a filter's name"),
@@ -222,6 +228,23 @@ BAD_REQUESTS = [
         "$MIN_YEAR takes one value, got 2",
     ),
     ({"filter": "by_genre", "filter_values": ["g1"]}, "filter_values", "filter_values must be an object"),
+    (
+        {"filter": "not_bought_lately", "filter_values": {"EVENTS": ["refund"], "DAYS": 30}},
+        "filter_values",
+        "'refund' is not a value of Interactions.event_type ($EVENTS)",
+    ),
+    (
+        {"filter": "not_bought_lately", "filter_values": {"EVENTS": "purchase", "DAYS": "a month"}},
+        "filter_values",
+        "$DAYS must be a number, got 'a month'",
+    ),
+    (
+        {"filter": "no_acme", "now": "yesterday"},
+        "now",
+        'now must be a time in seconds since the epoch (a positive number), got "yesterday"',
+    ),
+    ({"filter": "no_acme", "now": -5}, "now", "now must be a time in seconds since the epoch"),
+    ({"now": 1_700_000_000}, "now", "now applies to filters only"),
     (
         {"filter": "by_genre", "filter_values": {"GENRES": []}},
         "filter_values",
@@ -276,6 +299,88 @@ def test_bad_filter_requests_are_refused_and_logged(
     assert event_lines(capsys) == [{"event": "client_error", **error}]
 
 
+def test_an_interaction_filter_for_similar_items_is_refused(served: Any, capsys: Any) -> None:
+    capsys.readouterr()
+    body = {"signature": "similar_items", "item_id": "item-1", "filter": "not_bought_lately"}
+    error = refusal(served, {**body, "filter_values": {"EVENTS": "purchase", "DAYS": 30}})
+    assert error["status"] == 400 and error["field"] == "filter_values"
+    assert "filter 'not_bought_lately' compares the user's interactions" in error["error"]
+    assert event_lines(capsys) == [{"event": "client_error", **error}]
+
+
+LAST_TIMESTAMP = int(event_interactions()["timestamp"].max())
+
+
+def test_an_interaction_filter_excludes_what_the_user_bought_lately(served: Any) -> None:
+    """`now` a day after the data: u1's purchases (all recent) are excluded, views may come back; 40 days
+    later nothing is excluded, nor on the serving clock (decades after the data)."""
+    frame = event_interactions()
+    own = frame[frame["user_id"] == "u1"]
+    purchases = set(own.loc[own["event_type"] == "purchase", "item_id"])
+    views = set(own.loc[own["event_type"] == "view", "item_id"])
+    values = {"EVENTS": ["purchase"], "DAYS": 30}
+    base = {
+        "user_id": "u1",
+        "k": 40,
+        "exclude_seen": False,
+        "filter": "not_bought_lately",
+        "filter_values": values,
+    }
+
+    def ids(extra: dict) -> set[str]:
+        return {e["item_id"] for e in invoke(served, {**base, **extra})[0]["predictions"][0]["items"]}
+
+    day = 86_400
+    lately = ids({"now": LAST_TIMESTAMP + day})
+    assert purchases and not lately & purchases and views <= lately
+    unfiltered = {
+        e["item_id"]
+        for e in invoke(served, {"user_id": "u1", "k": 40, "exclude_seen": False})[0]["predictions"][0][
+            "items"
+        ]
+    }
+    assert ids({"now": LAST_TIMESTAMP + 40 * day}) == unfiltered == ids({}) >= purchases
+
+
+def test_the_fallback_is_recently_popular_and_filtered(served: Any, filtered_model: tuple[Path, Any]) -> None:
+    """popularity_window_days 5: an unknown user gets the items most interacted with in the data's last
+    5 days (all of its rows: the export's final fit trains on every interaction), among those that pass."""
+    frame = event_interactions()
+    recent = frame[frame["timestamp"] >= frame["timestamp"].max() - POPULARITY_WINDOW_DAYS * 86_400]
+    counts = recent["item_id"].value_counts()
+    passing = passing_ids(filtered_model[1], "no_acme", {})
+    expected = sorted((counts.get(i, 0) / counts.max() for i in passing), reverse=True)[:5]
+    body = {"user_id": "stranger", "k": 5, "filter": "no_acme"}
+    prediction = invoke(served, body)[0]["predictions"][0]
+    assert prediction["fallback"] is True
+    assert {e["item_id"] for e in prediction["items"]} <= passing
+    assert [e["score"] for e in prediction["items"]] == pytest.approx(expected)
+    assert (
+        len(recent) < len(frame)
+        and expected != sorted((frame["item_id"].value_counts().get(i, 0) for i in passing), reverse=True)[:5]
+    )
+
+
+def test_a_promotion_with_history(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history request's promotion comes from the same history (its items are excluded from both
+    lists); the deploy-time default applies to history requests too, unless "promotion": null."""
+    body = {"user_id": "new-user", "k": 6, "history": ["item-1", "item-2"]}
+    own = invoke(served, body)[0]["predictions"][0]
+    best = invoke(served, {**body, "k": 2, "filter": "no_acme"})[0]["predictions"][0]["items"]
+    promotion = {"filter": "no_acme", "share": 0.3}
+    answer = invoke(served, {**body, "promotion": promotion})[0]["predictions"][0]
+    promoted = [e for e in answer["items"] if e.get("promoted")]
+    assert [{**e, "promoted": True} for e in best] == promoted
+    others = [e for e in own["items"] if e["item_id"] not in {p["item_id"] for p in promoted}][:4]
+    assert [e for e in answer["items"] if not e.get("promoted")] == others
+    assert not {"item-1", "item-2"} & {e["item_id"] for e in answer["items"]}
+    settings = served.Settings.from_env({"NCF_DEFAULT_PROMOTION": json.dumps(promotion)})
+    monkeypatch.setattr(served, "SETTINGS", settings)
+    assert invoke(served, body)[0]["predictions"][0]["items"] == answer["items"]
+    plain = invoke(served, {**body, "promotion": None})[0]["predictions"][0]["items"]
+    assert plain == own["items"]
+
+
 def test_a_filter_request_to_a_model_without_filters_is_refused(inference: Any, trained_model: Path) -> None:  # noqa: F811
     serve(inference, trained_model)
     try:
@@ -306,6 +411,7 @@ def test_sasrec_history_with_a_filter(tmp_path: Path, walk_channels: Path) -> No
         filter=tf.constant("no_acme"),
         filter_names=tf.constant([""]),
         filter_values=tf.constant([[""]]),
+        now=tf.constant(0.0, tf.float64),
     )
     returned = {x.decode() for x in out["item_ids"].numpy()[0] if x}
     assert out["filter_error"].numpy()[0] == b"" and len(returned) == 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -218,3 +219,41 @@ def test_a_ratings_csv_without_the_movielens_header_is_a_generic_file(tmp_path: 
     loaded = load_interactions(tmp_path)
     assert loaded.format.startswith("delimited text")
     assert loaded.frame["user_id"].tolist() == ["u1"]
+
+
+def test_an_event_type_column_is_read_as_text_only_when_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "e.csv", "user_id,item_id,timestamp,action\nu,a,1,view\nu,b,2,7\n")
+    assert "event_type" not in load_interactions(path).frame.columns
+    frame = load_interactions(path, ColumnNames(event_type="action")).frame
+    assert list(frame.columns) == ["user_id", "item_id", "timestamp", "event_type"]
+    assert frame["event_type"].tolist() == ["view", "7"]  # text, never a number
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("user_id,item_id,action\nu,a,view\nu,b,\n", "line 3, column 'action': empty event_type"),
+        (
+            "user_id,item_id\nu,a\n",
+            "missing column 'action' for event_type (columns found: 'user_id', 'item_id')",
+        ),
+    ],
+)
+def test_bad_event_types_name_the_line_or_the_column(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "e.csv", text)
+    with pytest.raises(NcfError, match=re.escape(message)):
+        load_interactions(path, ColumnNames(event_type="action"))
+
+
+def test_movielens_has_no_event_types(tmp_path: Path) -> None:
+    write(tmp_path / "u.data", "1\t2\t3\t881250949\n")
+    with pytest.raises(NcfError, match=r"--event-type-col 'kind': MovieLens 100K .* has no event types"):
+        load_interactions(tmp_path, ColumnNames(event_type="kind"))
+
+
+def test_parquet_dictionary_event_types(tmp_path: Path) -> None:
+    path = tmp_path / "e.parquet"
+    kinds = pa.array(["view", "purchase"]).dictionary_encode()
+    pq.write_table(pa.table({"user_id": ["u", "v"], "item_id": ["a", "b"], "kind": kinds}), path)
+    frame = load_interactions(path, ColumnNames(event_type="kind")).frame
+    assert frame["event_type"].tolist() == ["view", "purchase"]

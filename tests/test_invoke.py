@@ -168,6 +168,7 @@ def test_filter_and_its_values_reach_recommend_filtered(endpoint):
             "user_id": ["1"],
             "exclude": [[""]],
             "exclude_seen": True,
+            "now": 0.0,
         },
     }
 

@@ -15,7 +15,7 @@ PREPARE = REPO / "training" / "prepare.py"
 OPTIONS = [
     *("--input", "--output", "--overwrite", "--feedback", "--rating-threshold", "--eval-negatives", "--seed"),
     *("--min-user-interactions", "--min-item-interactions", "--shards", "--sep"),
-    *("--user-col", "--item-col", "--rating-col", "--timestamp-col"),
+    *("--user-col", "--item-col", "--rating-col", "--timestamp-col", "--event-type-col"),
 ]
 
 
@@ -97,6 +97,36 @@ def test_in_process_run_with_options(interactions: Path, tmp_path: Path, capsys)
     meta = json.loads((out / "meta.json").read_text())
     assert meta["feedback"] == "explicit" and meta["seed"] == 3
     assert meta["channels"]["train"]["files"] == ["part-00000.csv", "part-00001.csv"]
-    assert meta["channels"]["test"]["columns"] == ["user_id", "item_id", "label", "rating"]
+    assert meta["channels"]["test"]["columns"] == ["user_id", "item_id", "label", "rating", "timestamp"]
     assert main([*args, "--overwrite", "--sep", "tab"]) == 2
     assert "missing column 'user_id'" in capsys.readouterr().err
+
+
+def test_event_types_are_kept_in_the_channels_and_recorded(tmp_path: Path) -> None:
+    lines = ["user,item,time,kind"]
+    lines += [
+        f"u{u},i{(u * 7 + k) % 30},{1000 + k},{'purchase' if k % 3 == 0 else 'view'}"
+        for u in range(20)
+        for k in range(6)
+    ]
+    source = tmp_path / "events.csv"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "prepared"
+    columns = (
+        "--user-col",
+        "user",
+        "--item-col",
+        "item",
+        "--timestamp-col",
+        "time",
+        "--event-type-col",
+        "kind",
+    )
+    result = run_prepare("--input", source, "--output", out, "--eval-negatives", "5", *columns, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["options"]["event_type_col"] == "kind"
+    assert meta["channels"]["train"]["columns"] == ["user_id", "item_id", "timestamp", "event_type"]
+    assert meta["channels"]["test"]["columns"] == ["user_id", "item_id", "label", "timestamp", "event_type"]
+    test_rows = (out / "test" / "part-00000.csv").read_text().splitlines()
+    assert test_rows[1].endswith(",1005,view") and test_rows[2].endswith(",1005,view")

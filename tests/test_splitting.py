@@ -126,12 +126,24 @@ def test_explicit_keeps_ratings_and_implicit_drops_them() -> None:
     explicit = split_interactions(frame(rows), SplitOptions(feedback="explicit", eval_negatives=3))
     assert list(explicit.train.columns) == ["user_id", "item_id", "rating", "timestamp"]
     test = held_out(explicit.test, "u")
-    assert list(test.columns) == ["user_id", "item_id", "label", "rating"]
+    assert list(test.columns) == ["user_id", "item_id", "label", "rating", "timestamp"]
     assert test["rating"].iloc[0] == 4.0
+    assert (test["timestamp"] == 3).all()  # the held-out interaction's time, on each of its user's rows
     assert test["rating"].iloc[1:].isna().all()
     implicit = split_interactions(frame(rows), SplitOptions(eval_negatives=3))
     assert list(implicit.train.columns) == ["user_id", "item_id", "timestamp"]
-    assert list(implicit.test.columns) == ["user_id", "item_id", "label"]
+    assert list(implicit.test.columns) == ["user_id", "item_id", "label", "timestamp"]
+
+
+def test_event_types_travel_with_train_and_held_out_rows() -> None:
+    rows = [("u", "i1", 5, 1), ("u", "i2", 2, 2), ("u", "i3", 4, 3), *catalog_rows()]
+    data = frame(rows)
+    data["event_type"] = ["view", "cart", "purchase", *(["view"] * (len(data) - 3))]
+    split = split_interactions(data, SplitOptions(eval_negatives=3))
+    assert list(split.train.columns) == ["user_id", "item_id", "timestamp", "event_type"]
+    assert split.train.loc[split.train["user_id"] == "u", "event_type"].tolist() == ["view"]
+    assert set(held_out(split.validation, "u")["event_type"]) == {"cart"}
+    assert set(held_out(split.test, "u")["event_type"]) == {"purchase"}
 
 
 def test_rating_threshold_drops_low_ratings_but_they_stay_seen() -> None:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # imported where used: TensorFlow loads only after the data h
     from ncf.fit.stage_loop import FitResult
     from ncf.models.base import Model
     from ncf.serving.filter_checks import DeclaredFilters
+    from ncf.serving.filters import FilterSet
 
 
 def log(message: str) -> None:
@@ -69,6 +70,7 @@ def run(config: TrainConfig) -> dict:
     filters = configured_filters(config)
     fields = configured_item_fields(config)
     data, join_workers = _load_data(config)
+    _check_against_data(config, data, filters)
     stages = _Stages(config, data, join_workers(), _checkpoint_dir(config))
     workers = stages.workers
     model, result, evaluated, test_metrics = _evaluation_phase(stages)
@@ -94,6 +96,16 @@ def run(config: TrainConfig) -> dict:
     for name, value in result.validation_metrics.items():
         log(reporting.metric_line(name, value))
     return summary
+
+
+def _check_against_data(config: TrainConfig, data: TrainingData, filters: DeclaredFilters | None) -> None:
+    """Refuse, before training, what the export would refuse: interaction filters over columns the data
+    lacks (no event types, no timestamps) and a popularity window without timestamps."""
+    from ncf.serving.filter_checks import InteractionColumns
+
+    if filters is not None:
+        filters.checked_for(data.items.ids.astype(str), InteractionColumns.of(data))
+    data.popularity_within(config.popularity_window_days)
 
 
 def _evaluation_phase(stages: _Stages) -> tuple[Model, FitResult, TrainingData, dict[str, float]]:
@@ -292,7 +304,6 @@ def _export(
     import dataclasses
 
     from ncf.serving.export import Recommender, copy_inference_code, save_recommender, write_model_archive
-    from ncf.serving.filters import FilterSet
     from ncf.serving.item_fields import ItemFieldTable, describe
     from ncf.serving.retrieval import choose
 
@@ -301,10 +312,7 @@ def _export(
         config.model_type, len(exported.items), config.retrieval_candidates, config.retrieval_min_items
     )
     log(f"top-k: {retrieval.mode} ({retrieval.reason})")
-    filter_set = None
-    if filters is not None:
-        filter_set = FilterSet(*filters.checked_for(exported.items.ids.astype(str)))
-        log(f"filters: {', '.join(sorted(filters.texts))}")
+    filter_set = None if filters is None else _filter_set(filters, exported)
     field_table = None if fields is None else ItemFieldTable(fields, exported.items.ids.astype(str))
     if fields is not None:
         log(f"item fields: {describe(fields)}")
@@ -313,7 +321,7 @@ def _export(
         exported.users,
         exported.items,
         exported.seen,
-        exported.popularity,
+        exported.popularity_within(config.popularity_window_days),
         config.is_implicit,
         similarity=config.similarity,
         retrieval=retrieval,
@@ -332,6 +340,23 @@ def _export(
     if config.package:
         log(f"model archive: {write_model_archive(model_dir, model_dir.parent / 'model.tar.gz')}")
     return dataclasses.asdict(retrieval)
+
+
+def _filter_set(filters: DeclaredFilters, exported: TrainingData) -> FilterSet:
+    """The served filters over the exported catalog, with every user's interactions stored when a filter
+    compares them (`Interactions.*`)."""
+    from ncf.serving.filter_checks import InteractionColumns
+    from ncf.serving.filters import FilterSet
+    from ncf.serving.interaction_store import InteractionStore
+
+    checked, attributes = filters.checked_for(exported.items.ids.astype(str), InteractionColumns.of(exported))
+    log(f"filters: {', '.join(sorted(filters.texts))}")
+    store = None
+    if any(f.reads_interactions for f in checked):
+        interactions = exported.interaction_log()
+        store = InteractionStore(interactions, len(exported.items))
+        log(f"interaction filters: {len(interactions.items):,} interactions stored in the model")
+    return FilterSet(checked, attributes, store, exported.event_types)
 
 
 def _write_reports(config: TrainConfig, summary: dict, history: list[dict[str, float]]) -> None:

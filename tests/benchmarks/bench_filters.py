@@ -1,17 +1,24 @@
 """Filters benchmark (issue #20): correctness on MovieLens 100K, never starved and speed at 1M items.
 
-1. MovieLens 100K with genres (the items channel prepare.py writes from u.item: genres, year): a NeuMF
-   trained by train.py with 10 random filters (seeded; with and without parameters, selective and broad)
-   in `--filters`. For 200 test users and each filter, the served `recommend_filtered` top-10 is compared
-   with the exhaustive top-10 computed outside the model: every item's score from the `score` signature,
-   the user's training items and the items that fail the filter (evaluated by the plain-Python reference
-   of tests/filter_fixtures.py, not by the model's masks) removed, then sorted. Equal when the ids are the
-   same, or (ties) their scores are; every returned item must pass.
+1. MovieLens 100K with genres (the items channel prepare.py writes from u.item: genres, year) and event
+   types (each rating read as an event: 5 "loved", 4 "liked", else "watched"; prepare.py
+   --event-type-col): a NeuMF trained by train.py with 10 random filters (seeded; with and without
+   parameters, selective and broad; three of them interaction filters, `Interactions.event_type` and
+   `Interactions.age_days`, alone and with item conditions) in `--filters`. For 200 test users and each
+   filter, the served `recommend_filtered` top-10 is compared with the exhaustive top-10 computed outside
+   the model: every item's score from the `score` signature, the user's training items (item filters;
+   interaction filters keep them, as they are what those decide on) and the items that fail the filter
+   removed, then sorted. The filter is evaluated by the plain-Python reference of tests/filter_fixtures.py
+   over the items table and, for interaction filters, the user's rows read from the prepared channels
+   (ages at `now`, a day after the data's last timestamp), not by the model's masks or stored
+   interactions. Equal when the ids are the same, or (ties) their scores are; every returned item must
+   pass.
 2. 1M items: the synthetic NeuMF of bench_retrieval.py (one epoch) padded to 1,000,000 items, a
    multi-valued genre column where one genre ("rare") is held by 1 % of the items. With two-stage
    retrieval at the default candidates: the filtered top-10 of `--users` users must hold 10 items that
    pass (never starved) and overlap the exhaustive filtered top-10 by >= 0.95; 1-user p50 of the
-   filtered and unfiltered top-10 in-process.
+   filtered and unfiltered top-10 in-process, and of an interaction filter (each user's training rows
+   stored with a random event type and age; per-user [1, items] masks).
 
 3. The local HTTPS endpoint (`deploy.local`, boto3, the real inference.py) serving part 1's model: 1-user
    p50 of a request with the `genres_param` filter and its values against the same request unfiltered;
@@ -38,9 +45,11 @@ import pandas as pd
 import tensorflow as tf
 from bench_serve import latency_ms, runtime_client
 from ncf.data.features import parse_item_features
+from ncf.data.interaction_log import SECONDS_PER_DAY, InteractionLog
 from ncf.serving.export import Recommender
-from ncf.serving.filter_checks import ItemAttributes, check_filters
+from ncf.serving.filter_checks import InteractionColumns, ItemAttributes, check_filters
 from ncf.serving.filters import FilterSet
+from ncf.serving.interaction_store import InteractionStore
 from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice
 from ncf.train_settings import TrainConfig
 
@@ -52,6 +61,7 @@ from filter_fixtures import passes
 SEED = 20
 OVERLAP_BAR = 0.95
 LATENCY_BAR_MS = 10.0
+EVENT_OF_RATING = {5: "loved", 4: "liked"}  # other ratings: "watched"
 
 
 def movielens_filters(rng: np.random.Generator, genres: list[str]) -> dict[str, tuple[str, dict]]:
@@ -64,10 +74,9 @@ def movielens_filters(rng: np.random.Generator, genres: list[str]) -> dict[str, 
         return ", ".join(f'"{g}"' for g in names)
 
     year = str(int(rng.integers(1960, 1996)))
-    years = [str(int(y)) for y in rng.integers(1985, 1998, 3)]
+    days = str(int(rng.integers(20, 120)))
     return {
         "genres_param": ("INCLUDE ItemID WHERE Items.genres IN ($GENRES)", {"GENRES": pick(2)}),
-        "one_genre": ("INCLUDE ItemID WHERE Items.genres = $G", {"G": pick(1)}),
         "not_genres": (f"EXCLUDE ItemID WHERE Items.genres IN ({quoted(pick(3))})", {}),
         "older_than": ("INCLUDE ItemID WHERE Items.year < $YEAR", {"YEAR": [year]}),
         "recent_genre": (
@@ -78,13 +87,24 @@ def movielens_filters(rng: np.random.Generator, genres: list[str]) -> dict[str, 
             "INCLUDE ItemID WHERE Items.year <= $MAX OR Items.genres IN ($G)",
             {"MAX": [year], "G": pick(1)},
         ),
-        "not_nineties": ("EXCLUDE ItemID WHERE Items.year >= 1990 AND Items.year < 2000", {}),
         "two_rules": (
             f"INCLUDE ItemID WHERE Items.genres NOT IN ($G) | EXCLUDE ItemID WHERE Items.year < {year}",
             {"G": pick(2)},
         ),
-        "exact_years": ("INCLUDE ItemID WHERE Items.year IN ($YEARS)", {"YEARS": years}),
         "rare": (f"INCLUDE ItemID WHERE Items.genres IN ({quoted(pick(1))}) AND Items.year < 1975", {}),
+        "not_loved_lately": (
+            "EXCLUDE ItemID WHERE Interactions.event_type IN ($EVENTS) AND Interactions.age_days < $DAYS",
+            {"EVENTS": ["loved"], "DAYS": [days]},
+        ),
+        "liked_or_genre": (
+            'INCLUDE ItemID WHERE Interactions.event_type = "liked" OR Items.genres IN ($G)',
+            {"G": pick(1)},
+        ),
+        "no_recent_nineties": (
+            "EXCLUDE ItemID WHERE Interactions.age_days < 60 AND Items.year >= 1990 | EXCLUDE ItemID WHERE"
+            ' Items.genres IN ("Horror")',
+            {},
+        ),
     }
 
 
@@ -95,10 +115,26 @@ def params(values: dict[str, list[str]]) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.constant(list(values) or [""]), tf.constant(rows)
 
 
+def movielens_with_events(source: Path, work: Path) -> Path:
+    """ML-100K's ratings as a CSV with an event type per row (EVENT_OF_RATING), u.item beside it."""
+    ratings = pd.read_csv(
+        source / "u.data", sep="\t", names=["user_id", "item_id", "rating", "timestamp"], dtype=str
+    )
+    stars = ratings["rating"].astype(int)
+    ratings["event_type"] = [EVENT_OF_RATING.get(r, "watched") for r in stars]
+    folder = work / "ml100k-events"
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings.to_csv(folder / "interactions.csv", index=False)
+    (folder / "u.item").write_bytes((source / "u.item").read_bytes())
+    return folder
+
+
 def trained_movielens(work: Path, data: Path | None, epochs: int) -> tuple[Path, pd.DataFrame, dict]:
     """(SavedModel, items table, filters) of a NeuMF trained on ML-100K with the random filters."""
     prepared = work / "ml100k-prepared"
-    common.prepare(common.find_movielens_100k(data), prepared, work, "--seed", "42")
+    events = movielens_with_events(common.find_movielens_100k(data), work)
+    options = ["--seed", "42", "--event-type-col", "event_type", "--item-features", str(events / "u.item")]
+    common.prepare(events / "interactions.csv", prepared, work, *options)
     items = pd.concat(
         pd.read_csv(f, dtype=str, keep_default_na=False) for f in sorted((prepared / "items").glob("*.csv"))
     )
@@ -120,14 +156,38 @@ def trained_movielens(work: Path, data: Path | None, epochs: int) -> tuple[Path,
 
 
 def expected_top10(scores: np.ndarray, allowed: np.ndarray, seen: list[np.ndarray]) -> list[np.ndarray]:
-    masked = np.where(allowed[None, :], scores, -np.inf)
+    """Each row's top-10 over the items `allowed` ([items] or [rows, items]) keeps, `seen` left out."""
+    masked = np.where(allowed, scores, -np.inf)
     for row, items in enumerate(seen):
         masked[row, items] = -np.inf
     order = np.argsort(-masked, axis=1, kind="stable")[:, :10]
     return [row[np.isfinite(masked[r, row])] for r, row in enumerate(order)]
 
 
-def movielens_correctness(saved: Path, items: pd.DataFrame, filters: dict, users: int) -> dict[str, Any]:
+def users_interactions(prepared: Path, users: np.ndarray, item_ids: np.ndarray) -> tuple[list[dict], float]:
+    """(for each of `users`, {item position: [(event type, age in days)]}, `now`): the rows read from the
+    prepared channels (train and the held-out positives: the final fit's data), independently of the
+    model, ages at `now`, a day after the data's last timestamp."""
+    frames = [pd.read_csv(f, dtype=str) for f in sorted((prepared / "train").glob("*.csv"))]
+    for split in ("validation", "test"):
+        held = pd.concat(pd.read_csv(f, dtype=str) for f in sorted((prepared / split).glob("*.csv")))
+        frames.append(held[held["label"] == "1"])
+    rows = pd.concat(frames, ignore_index=True)
+    now = float(rows["timestamp"].astype(np.int64).max() + SECONDS_PER_DAY)
+    rows = rows[rows["user_id"].isin(set(users))]
+    position = {item: i for i, item in enumerate(item_ids)}
+    found: dict[str, dict] = {u: {} for u in users}
+    for user, item, event, when in rows[["user_id", "item_id", "event_type", "timestamp"]].itertuples(
+        index=False
+    ):
+        age = (now - int(when)) / SECONDS_PER_DAY
+        found[user].setdefault(position[item], []).append((event, age))
+    return [found[u] for u in users], now
+
+
+def movielens_correctness(
+    saved: Path, prepared: Path, items: pd.DataFrame, filters: dict, users: int
+) -> dict[str, Any]:
     """Part 1 (see the module docstring): per filter, the share of users whose answer is the expected one."""
     loaded = tf.saved_model.load(str(saved))
     item_ids = loaded.item_ids.numpy().astype(str)
@@ -141,40 +201,51 @@ def movielens_correctness(saved: Path, items: pd.DataFrame, filters: dict, users
     )
     scores = pairs["score"].numpy().reshape(users, len(item_ids))
     aligned = items.set_index("item_id").loc[item_ids].reset_index()
+    interacted, now = users_interactions(prepared, user_ids[chosen], item_ids)
+    position = {item: i for i, item in enumerate(item_ids)}
     results = {}
     for name, (text, values) in filters.items():
-        allowed = passes(text, values, aligned)
+        reads_interactions = "Interactions." in text
+        allowed = np.stack(
+            [passes(text, values, aligned, i if reads_interactions else None) for i in interacted]
+        )
         names, rows = params(values)
         answer = loaded.signatures["recommend_filtered"](
             user_id=tf.constant(user_ids[chosen]),
             k=tf.constant(10),
             exclude=tf.constant([[""]] * users),
-            exclude_seen=tf.constant(True),
+            exclude_seen=tf.constant(not reads_interactions),
             filter=tf.constant(name),
             filter_names=names,
             filter_values=rows,
+            now=tf.constant(now, tf.float64),
         )
-        position = {item: i for i, item in enumerate(item_ids)}
         got = [
             np.array([position[x] for x in row.astype(str) if x], int) for row in answer["item_ids"].numpy()
         ]
-        want = expected_top10(scores, allowed, seen)
-        equal = [
-            len(g) == len(w) and np.allclose(np.sort(scores[r, g]), np.sort(scores[r, w]), atol=1e-6)
-            for r, (g, w) in enumerate(zip(got, want, strict=True))
-        ]
-        results[name] = {
-            "filter": text,
-            "values": values,
-            "items_passing": int(allowed.sum()),
-            "users_equal": float(np.mean(equal)),
-            "users_identical_ids": float(
-                np.mean([list(g) == list(w) for g, w in zip(got, want, strict=True)])
-            ),
-            "all_returned_pass": bool(all(allowed[g].all() for g in got)),
-            "error": answer["filter_error"].numpy()[0].decode(),
-        }
+        want = expected_top10(scores, allowed, [] if reads_interactions else seen)
+        results[name] = _agreement(text, values, allowed, scores, got, want)
+        results[name]["error"] = answer["filter_error"].numpy()[0].decode()
+        results[name]["exclude_seen"] = not reads_interactions
     return results
+
+
+def _agreement(
+    text: str, values: dict, allowed: np.ndarray, scores: np.ndarray, got: list, want: list
+) -> dict[str, Any]:
+    """How the served top-10s (`got`) agree with the expected ones (`want`), users by rows."""
+    equal = [
+        len(g) == len(w) and np.allclose(np.sort(scores[r, g]), np.sort(scores[r, w]), atol=1e-6)
+        for r, (g, w) in enumerate(zip(got, want, strict=True))
+    ]
+    return {
+        "filter": text,
+        "values": values,
+        "items_passing_mean": float(allowed.sum(axis=1).mean()),
+        "users_equal": float(np.mean(equal)),
+        "users_identical_ids": float(np.mean([list(g) == list(w) for g, w in zip(got, want, strict=True)])),
+        "all_returned_pass": bool(all(allowed[r, g].all() for r, g in enumerate(got))),
+    }
 
 
 def rare_genre_table(item_ids: np.ndarray, seed: int) -> pd.DataFrame:
@@ -218,6 +289,7 @@ def catalog_1m(work: Path, args: argparse.Namespace) -> dict[str, Any]:
                 filter=tf.constant("rare"),
                 filter_names=names,
                 filter_values=rows,
+                now=NOW,
             )["item_ids"]
             .numpy()
             .astype(str)
@@ -230,7 +302,13 @@ def catalog_1m(work: Path, args: argparse.Namespace) -> dict[str, Any]:
     position = {item: i for i, item in enumerate(served.items.ids)}
     passing = [sum(bool(x) and allowed[position[x]] for x in row) for row in got]
     overlap = float(np.mean([len(set(g) & set(w)) / 10 for g, w in zip(got, want, strict=True)]))
-    filtered_ms, unfiltered_ms = latencies(two_stage, users, names, rows, args.calls)
+    del exhaustive, reference
+    singles = [tf.constant(users[i : i + 1]) for i in range(len(users))]
+    timed = two_stage.signatures()
+    filtered_ms = latency_ms(filtered_call(timed, singles, "rare", (names, rows), True), args.calls)
+    unfiltered_ms = latency_ms(
+        lambda i: timed["serving_default"](user_id=singles[i % len(singles)], k=K10), args.calls
+    )
     return {
         "items": args.catalog_size,
         "filter": text,
@@ -241,28 +319,56 @@ def catalog_1m(work: Path, args: argparse.Namespace) -> dict[str, Any]:
         "overlap_with_exhaustive_filtered": overlap,
         "one_user_filtered_ms": filtered_ms,
         "one_user_unfiltered_ms": unfiltered_ms,
+        "interaction_filter": interaction_latency(served, attributes, singles, args.calls),
     }
 
 
-def latencies(rec: Recommender, users: np.ndarray, names: tf.Tensor, rows: tf.Tensor, calls: int) -> tuple:
-    """1-user latency of the filtered ("rare") and of the unfiltered top-10, in-process."""
-    signature = rec.signatures()["recommend_filtered"]
-    singles = [tf.constant(users[i % len(users) : i % len(users) + 1]) for i in range(len(users))]
-    plain = rec.signatures()["serving_default"]
-    filtered_ms = latency_ms(
-        lambda i: signature(
+NOW = tf.constant(0.0, tf.float64)  # `now`: the serving clock
+K10 = tf.constant(10)
+
+
+def filtered_call(signatures: dict, singles: list, name: str, parameters: tuple, exclude_seen: bool) -> Any:
+    """One timed call of `recommend_filtered` for the i-th user of `singles` (1-user batches)."""
+    names, rows = parameters
+
+    def call(i: int) -> Any:
+        return signatures["recommend_filtered"](
             user_id=singles[i % len(singles)],
-            k=tf.constant(10),
+            k=K10,
             exclude=tf.constant([[""]]),
-            exclude_seen=tf.constant(True),
-            filter=tf.constant("rare"),
+            exclude_seen=tf.constant(exclude_seen),
+            filter=tf.constant(name),
             filter_names=names,
             filter_values=rows,
+            now=NOW,
+        )
+
+    return call
+
+
+def interaction_latency(
+    served: bench_retrieval.Served, attributes: ItemAttributes, singles: list, calls: int
+) -> dict[str, Any]:
+    """1-user p50 of an interaction filter through two-stage retrieval: every training row stored with a
+    random event type and a time in the last 200 days; seen items allowed (what the filter decides on)."""
+    rng = np.random.default_rng(SEED)
+    seen, events = served.seen, ("purchase", "view")
+    times = 1_700_000_000 - rng.integers(0, 200 * SECONDS_PER_DAY, len(seen.items))
+    codes = rng.integers(0, 2, len(seen.items))
+    log = InteractionLog.build(seen.row_ids(), seen.items, times, codes, seen.num_users, events)
+    text = 'EXCLUDE ItemID WHERE Interactions.event_type IN ("purchase") AND Interactions.age_days < 30'
+    checked = check_filters({"bought_lately": text}, attributes, InteractionColumns(events, True))
+    store = InteractionStore(log, len(served.items))
+    filter_set = FilterSet(checked, attributes, store, events)
+    retrieval = served.choice(TrainConfig.retrieval_candidates, 0)
+    signatures = Recommender(*_inputs(served), retrieval=retrieval, filters=filter_set).signatures()
+    return {
+        "filter": text,
+        "stored_interactions": len(log.items),
+        "one_user_filtered_ms": latency_ms(
+            filtered_call(signatures, singles, "bought_lately", params({}), False), calls
         ),
-        calls,
-    )
-    unfiltered_ms = latency_ms(lambda i: plain(user_id=singles[i % len(singles)], k=tf.constant(10)), calls)
-    return filtered_ms, unfiltered_ms
+    }
 
 
 def https_latencies(model_dir: Path, filters: dict, calls: int) -> dict[str, Any]:
@@ -321,7 +427,7 @@ def run(args: argparse.Namespace) -> int:
     work = args.work_dir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     saved, items, filters = trained_movielens(work, args.data, args.epochs)
-    correctness = movielens_correctness(saved, items, filters, args.ml_users)
+    correctness = movielens_correctness(saved, work / "ml100k-prepared", items, filters, args.ml_users)
     large = catalog_1m(work, args)
     https = https_latencies(saved.parent, filters, args.calls)
     passed = {
@@ -330,6 +436,10 @@ def run(args: argparse.Namespace) -> int:
         "never_starved": large["min_passing_returned"] == 10,
         "overlap_at_least_0.95": large["overlap_with_exhaustive_filtered"] >= OVERLAP_BAR,
         f"filtered_p50_under_{LATENCY_BAR_MS}ms": large["one_user_filtered_ms"]["p50_ms"] <= LATENCY_BAR_MS,
+        f"interaction_filter_p50_under_{LATENCY_BAR_MS}ms": large["interaction_filter"][
+            "one_user_filtered_ms"
+        ]["p50_ms"]
+        <= LATENCY_BAR_MS,
         "https_filtered_within_1.5x_unfiltered": https["ratio_p50"] <= 1.5,
     }
     results = {**header, "movielens_100k": correctness, "catalog": large, "https": https, "passed": passed}

@@ -62,12 +62,15 @@ def request_values(user: str, item: str) -> dict[str, np.ndarray]:
         "k": np.asarray(K, dtype=np.int32),
         "exclude": strings([[item, ""], ["", UNKNOWN_ITEM]], dtype=object),
         "history": strings([[item, ""], [item, UNKNOWN_ITEM]], dtype=object),
-        # Exports with filters and item fields: a filter name the export lacks only sets `filter_error`
-        # (the whole graph still runs), no parameters, and two item columns that may or may not exist.
+        # Exports with filters and item fields: the interaction filter of the tests' `filtered_model`
+        # (tests/conftest.py: it reads the stored interactions, ages counted from `now`); a filter name
+        # an export lacks only sets `filter_error` (the whole graph still runs); two item columns that
+        # may or may not exist.
         "exclude_seen": np.asarray(True),
-        "filter": np.asarray("any", dtype=object),
-        "filter_names": strings([""], dtype=object),
-        "filter_values": strings([[""]], dtype=object),
+        "filter": np.asarray("not_bought_lately", dtype=object),
+        "filter_names": strings(["EVENTS", "DAYS"], dtype=object),
+        "filter_values": strings([["purchase"], ["30"]], dtype=object),
+        "now": np.asarray(2_728_000.0, dtype=np.float64),
         "field": strings(["title", "genres"], dtype=object),
     }
 

@@ -184,6 +184,11 @@ class TrainConfig:
         20_000,
         "catalogs with fewer items keep exhaustive scoring (fast and exact there); 0: always retrieve",
     )
+    popularity_window_days: int = _setting(
+        0,
+        "the popularity fallback (unknown users, and `score` for them) counts only the interactions of the"
+        " last N days of the data, up to its last timestamp (needs timestamps); 0: all of the data",
+    )
     item_fields: str = _setting(
         "auto",
         "columns of the items channel stored in the model and returned with each item on request"
@@ -237,7 +242,7 @@ class TrainConfig:
     def training_identity(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
-        resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields"}
+        resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields", "popularity_window_days"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -289,7 +294,7 @@ def _validate(config: TrainConfig) -> None:
         if not getattr(config, name) > 0:
             raise NcfError(f"hyperparameter {name}: must be positive, got {getattr(config, name)}")
     non_negative = ("l2", "patience", "num_neg", "recency_boost", "eval_max_users")
-    non_negative += ("retrieval_candidates", "retrieval_min_items")
+    non_negative += ("retrieval_candidates", "retrieval_min_items", "popularity_window_days")
     if any(getattr(config, n) < 0 for n in non_negative):
         bad = next(n for n in non_negative if getattr(config, n) < 0)
         raise NcfError(f"hyperparameter {bad}: must not be negative, got {getattr(config, bad)}")

@@ -2,11 +2,12 @@
 
 Layout of a prepared folder OUT (the contract between prepare.py and train.py):
 
-    OUT/train/part-00000.csv        user_id,item_id[,rating][,timestamp]; with --shards N the files
-                                    part-00000 ... part-<N-1>, users spread over them by a hash of their id
-                                    (for SageMaker's ShardedByS3Key), all rows of a user in one file
-    OUT/validation/part-00000.csv   user_id,item_id,label[,rating]: per held-out user the positive (label 1)
-    OUT/test/part-00000.csv         then E negatives (label 0; rating empty), rows of a user contiguous
+    OUT/train/part-00000.csv        user_id,item_id[,rating][,timestamp][,event_type]; with --shards N the
+                                    files part-00000 ... part-<N-1>, users spread over them by a hash of their
+                                    id (for SageMaker's ShardedByS3Key), all rows of a user in one file
+    OUT/validation/part-00000.csv   user_id,item_id,label[,rating][,timestamp][,event_type]: per held-out user
+    OUT/test/part-00000.csv         the positive (label 1) then E negatives (label 0; rating empty), rows of a
+                                    user contiguous; timestamp and event type are the held-out interaction's
     OUT/items/part-00000.csv        optional: item features, item_id plus feature columns (ncf.data.features),
                                     every field text; items without interactions are cold-start items
     OUT/vocabulary/users.csv        user_id: every user of the three channels, sorted
@@ -51,6 +52,7 @@ _COLUMN_TYPES = {
     "item_id": pa.string(),
     "rating": pa.float64(),
     "timestamp": pa.int64(),
+    "event_type": pa.string(),
     "label": pa.int64(),
     "train_interactions": pa.int64(),
 }

@@ -16,23 +16,35 @@ from ncf.errors import NcfError
 
 @dataclass(frozen=True)
 class HeldOut:
-    """One held-out positive per user, with its candidates; column 0 is the positive."""
+    """One held-out positive per user, with its candidates; column 0 is the positive.
+
+    `times` (seconds) and `events` (codes into the data's event types) are the positives' when the
+    channel has them (the final fit's exported model stores them for interaction filters)."""
 
     users: np.ndarray
     candidates: np.ndarray
     ratings: np.ndarray | None
+    times: np.ndarray | None = None
+    events: np.ndarray | None = None
 
     @property
     def positives(self) -> np.ndarray:
         return self.candidates[:, 0]
 
     def subset(self, rows: np.ndarray) -> HeldOut:
-        ratings = None if self.ratings is None else self.ratings[rows]
-        return HeldOut(self.users[rows], self.candidates[rows], ratings)
+        def part(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else values[rows]
+
+        return HeldOut(
+            self.users[rows], self.candidates[rows], part(self.ratings), part(self.times), part(self.events)
+        )
 
 
-def build_heldout(frame: pd.DataFrame, users: Vocabulary, items: Vocabulary, source: str) -> HeldOut:
-    """Group a validation/test channel (user_id, item_id, label[, rating]) into a HeldOut.
+def build_heldout(
+    frame: pd.DataFrame, users: Vocabulary, items: Vocabulary, source: str, event_types: tuple[str, ...] = ()
+) -> HeldOut:
+    """Group a validation/test channel (user_id, item_id, label[, rating][, timestamp][, event_type]) into
+    a HeldOut; event types become their positions in `event_types` (sorted).
 
     Every user must have exactly one positive and the same number of candidates; anything
     else means the file was not written by `prepare.py` and is refused.
@@ -65,4 +77,14 @@ def build_heldout(frame: pd.DataFrame, users: Vocabulary, items: Vocabulary, sou
     ratings = None
     if "rating" in frame.columns:
         ratings = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(np.float32)[::width]
-    return HeldOut(user_index, candidates, ratings)
+    times = events = None
+    if "timestamp" in frame.columns:
+        times = pd.to_numeric(frame["timestamp"]).to_numpy(np.int64)[::width]
+    if "event_type" in frame.columns:
+        events = event_codes(frame["event_type"].to_numpy(object)[::width], event_types)
+    return HeldOut(user_index, candidates, ratings, times, events)
+
+
+def event_codes(values: np.ndarray, event_types: tuple[str, ...]) -> np.ndarray:
+    """int16 positions of event type strings in the sorted `event_types` (which must hold them all)."""
+    return np.searchsorted(np.asarray(event_types, dtype=object), values.astype(str)).astype(np.int16)

@@ -1,7 +1,9 @@
 """Load user-item interactions into one tidy DataFrame, from a MovieLens folder or a CSV/TSV/Parquet file.
 
-The result has the columns user_id (str), item_id (str), rating (float64, when the input has ratings) and
-timestamp (int64, when the input has timestamps), one row per input line, in file order.
+The result has the columns user_id (str), item_id (str), rating (float64, when the input has ratings),
+timestamp (int64, when the input has timestamps) and event_type (str, when a column is named for it: the
+kind of interaction, e.g. "view" or "purchase", read by interaction filters at serving time), one row per
+input line, in file order.
 
 - Ids are opaque strings: "007" and "7" are different users, and no id is ever parsed as a number or used
   as an index (integer ids in a Parquet file become their decimal text).
@@ -49,7 +51,10 @@ _ARROW_TYPES = {
     "item_id": pa.string(),
     "rating": pa.float64(),
     "timestamp": pa.int64(),
+    "event_type": pa.string(),
 }
+# The columns of a loaded frame: MovieLens' four, and an event type that only generic files can have.
+FRAME_COLUMNS = (*CANONICAL, "event_type")
 _DIAGNOSE_CHUNK_ROWS = 1_000_000
 _INTEGER_TEXT = r"[-+]?\d+"
 
@@ -59,13 +64,15 @@ class ColumnNames:
     """The column names to look for in a generic (non-MovieLens) interactions file.
 
     `rating` and `timestamp` left as None mean: use the column named "rating" / "timestamp" when the file
-    has one, and go without otherwise. A name given explicitly must exist.
+    has one, and go without otherwise. A name given explicitly must exist. `event_type` is read only when
+    named (None: no event types), so a file's unrelated column never changes what is trained.
     """
 
     user: str = "user_id"
     item: str = "item_id"
     rating: str | None = None
     timestamp: str | None = None
+    event_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,13 @@ def load_interactions(
         frame = _read_parquet(path, columns)
         file_format = "Parquet"
     else:
-        spec = spec_for_file(path) or _generic_spec(path, columns, sep)
+        movielens = spec_for_file(path)
+        if movielens is not None and columns.event_type is not None:
+            raise NcfError(
+                f"{path}: --event-type-col {columns.event_type!r}: {movielens.format} has no event types"
+                " (its layout is fixed: user, item, rating, timestamp)"
+            )
+        spec = movielens or _generic_spec(path, columns, sep)
         frame = _read_delimited(spec)
         file_format = spec.format
     time_order = "timestamp" if "timestamp" in frame.columns else "file_order"
@@ -130,6 +143,8 @@ def _resolve_columns(path: Path, fields: list[str], columns: ColumnNames, where:
         ("rating", columns.rating or "rating", columns.rating is not None, "--rating-col"),
         ("timestamp", columns.timestamp or "timestamp", columns.timestamp is not None, "--timestamp-col"),
     ]
+    if columns.event_type is not None:
+        wanted.append(("event_type", columns.event_type, True, "--event-type-col"))
     for canonical, name, required, option in wanted:
         if fields.count(name) > 1:
             raise NcfError(f"{path}: {where}: column {name!r} appears {fields.count(name)} times ({listed})")
@@ -218,7 +233,7 @@ def _read_delimited(spec: DelimitedSpec) -> pd.DataFrame:
 
 
 def _canonical_frame(table: pa.Table, mapping: dict[str, str]) -> pd.DataFrame:
-    columns = {c: table.column(mapping[c]) for c in CANONICAL if c in mapping}
+    columns = {c: table.column(mapping[c]) for c in FRAME_COLUMNS if c in mapping}
     return pa.table(columns).to_pandas()
 
 
@@ -232,9 +247,10 @@ def _first_problem(frame: pd.DataFrame, header: dict[str, str] | None) -> tuple[
     if header is not None:
         repeated = (frame["user_id"] == header["user_id"]) & (frame["item_id"] == header["item_id"])
         checks.append(("user_id", repeated.to_numpy(dtype=bool), _REPEATED_HEADER))
-    for canonical in ("user_id", "item_id"):
-        empty = frame[canonical].isna() | (frame[canonical] == "")
-        checks.append((canonical, empty.to_numpy(dtype=bool), f"empty {canonical}"))
+    for canonical in ("user_id", "item_id", "event_type"):
+        if canonical in frame.columns:
+            empty = frame[canonical].isna() | (frame[canonical] == "")
+            checks.append((canonical, empty.to_numpy(dtype=bool), f"empty {canonical}"))
     if "rating" in frame.columns:
         finite = np.isfinite(frame["rating"].to_numpy(dtype=np.float64, na_value=np.nan))
         checks.append(("rating", ~finite, "missing or non-finite rating"))
@@ -314,7 +330,7 @@ def _first_text_problem(chunk: pd.DataFrame, spec: DelimitedSpec) -> tuple[int, 
 
 
 def _invalid_text(canonical: str, text: pd.Series) -> np.ndarray:
-    if canonical in ("user_id", "item_id"):
+    if canonical in ("user_id", "item_id", "event_type"):
         return text.to_numpy() == ""
     if canonical == "rating":
         numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -324,7 +340,7 @@ def _invalid_text(canonical: str, text: pd.Series) -> np.ndarray:
 
 def _describe_text(canonical: str, field: str, text: pd.Series, row: int) -> str:
     value = text.iloc[row]
-    if canonical in ("user_id", "item_id"):
+    if canonical in ("user_id", "item_id", "event_type"):
         return f"column {field!r}: empty {canonical}"
     if value == "":
         return f"column {field!r}: missing {canonical}"
@@ -347,7 +363,11 @@ def _read_parquet(path: Path, columns: ColumnNames) -> pd.DataFrame:
     if table.num_rows == 0:
         raise NcfError(f"{path}: no rows")
     converted = pa.table(
-        {c: _parquet_column(path, mapping[c], c, table.column(mapping[c])) for c in CANONICAL if c in mapping}
+        {
+            c: _parquet_column(path, mapping[c], c, table.column(mapping[c]))
+            for c in FRAME_COLUMNS
+            if c in mapping
+        }
     )
     frame = converted.to_pandas()
     problem = _first_problem(frame, None)
@@ -358,13 +378,14 @@ def _read_parquet(path: Path, columns: ColumnNames) -> pd.DataFrame:
 
 
 def _parquet_column(path: Path, field: str, canonical: str, column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Cast one Parquet column to its canonical type: ids to text, rating to float64, timestamp to int64."""
+    """Cast one Parquet column to its canonical type: ids and event types to text, rating to float64,
+    timestamp to int64."""
     kind = column.type
     if pa.types.is_dictionary(kind):
         column = column.cast(kind.value_type)
         kind = kind.value_type
     try:
-        if canonical in ("user_id", "item_id") and (
+        if canonical in ("user_id", "item_id", "event_type") and (
             pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
         ):
             return column.cast(pa.string())
@@ -383,7 +404,10 @@ def _parquet_column(path: Path, field: str, canonical: str, column: pa.ChunkedAr
             f"{path}: row {row + 1}, column {field!r}: timestamp {values[row]!r} is not an integer "
             "(seconds since the epoch)"
         ) from None
-    expected = {"user_id": "text or integers", "item_id": "text or integers", "rating": "numbers"}
+    expected = {
+        "rating": "numbers",
+        **dict.fromkeys(("user_id", "item_id", "event_type"), "text or integers"),
+    }
     raise NcfError(
         f"{path}: column {field!r} has type {kind}; {canonical} must be "
         f"{expected.get(canonical, 'integers (seconds since the epoch) or timestamps')}"

@@ -92,6 +92,14 @@ class PrepareSettings:
         group=_COLUMNS,
         shown_default="'timestamp' when present",
     )
+    event_type_col: str | None = setting(
+        None,
+        "event type column (text such as view, cart, purchase): kept in the channels and stored in the"
+        " model for interaction filters (Interactions.event_type); generic files only",
+        metavar="NAME",
+        group=_COLUMNS,
+        shown_default="no event types",
+    )
     sep: str | None = setting(
         None,
         "field separator: one character, or tab/comma/semicolon/pipe",
@@ -121,7 +129,9 @@ class PrepareSettings:
         )
 
     def columns(self) -> ColumnNames:
-        return ColumnNames(self.user_col, self.item_col, self.rating_col, self.timestamp_col)
+        return ColumnNames(
+            self.user_col, self.item_col, self.rating_col, self.timestamp_col, self.event_type_col
+        )
 
     def recorded(self, items_path: Path | None) -> dict:
         """The settings as meta.json records them (no paths but the item features')."""

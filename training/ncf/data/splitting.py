@@ -58,10 +58,12 @@ class SplitOptions:
 class Split:
     """The three channels as DataFrames, plus the counts for meta.json.
 
-    train: user_id, item_id[, rating (explicit only)][, timestamp (when the input has one)], grouped by
-    user in order of first appearance, time-ordered within a user.
-    validation / test: user_id, item_id, label[, rating (explicit only)]: per held-out user the positive
-    (label 1) then E negatives (label 0, rating NaN).
+    train: user_id, item_id[, rating (explicit only)][, timestamp][, event_type] (the last two when the
+    input has them), grouped by user in order of first appearance, time-ordered within a user.
+    validation / test: user_id, item_id, label[, rating (explicit only)][, timestamp][, event_type]: per
+    held-out user the positive (label 1) then E negatives (label 0, rating NaN); the timestamp and event
+    type are the held-out interaction's, on each of its user's rows, so that the model trained on every
+    interaction (`final_fit`) knows when and how each of them happened.
     """
 
     train: pd.DataFrame
@@ -120,6 +122,7 @@ def _encode(frame: pd.DataFrame) -> tuple[_Rows, pd.Index, pd.Index]:
         item=item_codes.astype(np.int64),
         rating=frame["rating"].to_numpy(np.float64) if "rating" in frame.columns else None,
         timestamp=frame["timestamp"].to_numpy(np.int64) if "timestamp" in frame.columns else None,
+        event=frame["event_type"].to_numpy(object) if "event_type" in frame.columns else None,
     )
     if rows.timestamp is not None:
         rows = rows.take(stable_sort(rows.timestamp)[1])
@@ -216,12 +219,13 @@ def _describe(dropped: dict[str, int]) -> str:
 
 @dataclass(frozen=True)
 class _Rows:
-    """Interactions as parallel arrays of integer codes (and optional rating / timestamp)."""
+    """Interactions as parallel arrays of integer codes (and optional rating / timestamp / event type)."""
 
     user: np.ndarray
     item: np.ndarray
     rating: np.ndarray | None
     timestamp: np.ndarray | None
+    event: np.ndarray | None = None
 
     def take(self, index: np.ndarray) -> _Rows:
         """The rows at `index` (positions or a boolean mask), in that order."""
@@ -230,6 +234,7 @@ class _Rows:
             self.item[index],
             None if self.rating is None else self.rating[index],
             None if self.timestamp is None else self.timestamp[index],
+            None if self.event is None else self.event[index],
         )
 
 
@@ -302,7 +307,7 @@ def _recode(
     seen_user, seen_item = seen_keys // n_items, seen_keys % n_items
     inside = user_left[seen_user] & item_left[seen_item]
     seen = new_user[seen_user[inside]] * n_items_left + new_item[seen_item[inside]]
-    recoded = _Rows(new_user[rows.user], new_item[rows.item], rows.rating, rows.timestamp)
+    recoded = _Rows(new_user[rows.user], new_item[rows.item], rows.rating, rows.timestamp, rows.event)
     return recoded, seen, user_ids[user_left], item_ids[item_left]
 
 
@@ -478,9 +483,16 @@ def _train_frame(
     }
     if explicit:
         columns["rating"] = rows.rating[positions]
-    if rows.timestamp is not None:
-        columns["timestamp"] = rows.timestamp[positions]
-    return pd.DataFrame(columns)
+    return pd.DataFrame({**columns, **_when_and_how(rows, positions, 1)})
+
+
+def _when_and_how(rows: _Rows, positions: np.ndarray, repeat: int) -> dict[str, np.ndarray]:
+    """The timestamp and event type columns (those the input has) of the rows at `positions`, each
+    repeated `repeat` times."""
+    columns = {"timestamp": rows.timestamp, "event_type": rows.event}
+    return {
+        name: np.repeat(values[positions], repeat) for name, values in columns.items() if values is not None
+    }
 
 
 def _held_out_frame(
@@ -505,4 +517,4 @@ def _held_out_frame(
         ratings = np.full((len(positions), width), np.nan)
         ratings[:, 0] = rows.rating[positions]
         columns["rating"] = ratings.ravel()
-    return pd.DataFrame(columns)
+    return pd.DataFrame({**columns, **_when_and_how(rows, positions, width)})

@@ -11,7 +11,8 @@ import pandas as pd
 
 from ncf.data.channels import ListedVocabulary, read_channel, read_vocabulary
 from ncf.data.features import FeatureMatrix, ItemFeatures, encode_features
-from ncf.data.heldout import HeldOut, build_heldout
+from ncf.data.heldout import HeldOut, build_heldout, event_codes
+from ncf.data.interaction_log import InteractionLog, recent_popularity
 from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
 
@@ -38,6 +39,13 @@ class TrainingData:
     item_features: FeatureMatrix | None = None
     sharded: bool = False
     train_moments: np.ndarray | None = None  # None: every row its own moment (no timestamps)
+    # Each training row's timestamp (seconds) and event type code (into `event_types`): None when the
+    # channels lack them. What the export stores for interaction filters and the recent popularity.
+    train_times: np.ndarray | None = None
+    train_events: np.ndarray | None = None
+    event_types: tuple[str, ...] = ()
+    # With `sharded`, after `with_seen_of_everyone`: every worker's rows [n, 4] (user, item, time, event).
+    everyone: np.ndarray | None = None
 
     @property
     def moments(self) -> np.ndarray:
@@ -54,6 +62,26 @@ class TrainingData:
         counts = self.item_counts.astype(np.float32)
         return counts / max(float(counts.max(initial=0.0)), 1.0)
 
+    def popularity_within(self, days: int) -> np.ndarray:
+        """`popularity` over the last `days` days of the rows (0: all of them); NcfError without times."""
+        if days == 0:
+            return self.popularity
+        _, items, times, _ = self._rows()
+        return recent_popularity(items, times, len(self.items), days)
+
+    def interaction_log(self) -> InteractionLog:
+        """Every user's rows with their times and event types, as the export stores them."""
+        users, items, times, events = self._rows()
+        return InteractionLog.build(users, items, times, events, len(self.users), self.event_types)
+
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(users, items, times, events) of the rows: this worker's, or every worker's once gathered."""
+        if self.everyone is None:
+            return self.train_users, self.train_items, self.train_times, self.train_events
+        rows = self.everyone
+        times = None if self.train_times is None else rows[:, 2]
+        return rows[:, 0], rows[:, 1], times, None if self.train_events is None else rows[:, 3]
+
     def has_training_rows(self, users: np.ndarray) -> np.ndarray:
         """Which of `users` have training rows here (with `sharded`: which are this worker's users)."""
         return np.diff(self.seen.offsets)[users] > 0
@@ -67,14 +95,17 @@ class TrainingData:
         return f"{sizes},hash={digest}{features}"
 
     def with_seen_of_everyone(self, gather_rows: Callable[[np.ndarray], np.ndarray]) -> TrainingData:
-        """The data with every worker's users' seen items (what the exported model excludes), collected
-        by `gather_rows` (e.g. `Workers.gather_rows`) from each worker's [user, item] pairs."""
-        pairs = np.stack([self.seen.row_ids(), self.seen.items], axis=1).astype(np.int64)
-        everyone = gather_rows(pairs)
+        """The data with every worker's users' seen items (what the exported model excludes) and rows
+        (`everyone`: their times and event types, for the export), collected by `gather_rows` (e.g.
+        `Workers.gather_rows`) from each worker's [user, item, time, event] rows."""
+        missing = np.zeros(len(self.train_users), np.int64)
+        columns = [self.train_users, self.train_items, self.train_times, self.train_events]
+        own = np.stack([missing if c is None else c for c in columns], axis=1).astype(np.int64)
+        everyone = gather_rows(own)
         seen = UserItemSets.build(
             everyone[:, 0].astype(np.int32), everyone[:, 1].astype(np.int32), len(self.users)
         )
-        return dataclasses.replace(self, seen=seen)
+        return dataclasses.replace(self, seen=seen, everyone=everyone)
 
     def with_heldout_positives(self, split: str, implicit: bool) -> TrainingData:
         """The same data with each positive of a held-out split moved into training.
@@ -102,6 +133,8 @@ class TrainingData:
             raise NcfError(f"training on {split} positives with explicit feedback needs the rating of each")
         else:
             targets = heldout.ratings
+        times = _joined(self.train_times, heldout.times)
+        events = _joined(self.train_events, heldout.events)
         moved = np.isin(self.train_users, heldout.users)
         recency = self.train_recency + moved
         newest = np.zeros(len(heldout.users), recency.dtype)
@@ -117,7 +150,14 @@ class TrainingData:
             train_moments=moments,
             seen=UserItemSets.build(users, items, len(self.users)),
             item_counts=item_counts,
+            train_times=times,
+            train_events=None if events is None else events.astype(np.int16),
         )
+
+
+def _joined(rows: np.ndarray | None, heldout: np.ndarray | None) -> np.ndarray | None:
+    """Training rows' values followed by the held-out positives'; None unless both have them."""
+    return None if rows is None or heldout is None else np.concatenate([rows, heldout])
 
 
 def _training_targets(frame: pd.DataFrame, implicit: bool, source: str) -> np.ndarray:
@@ -216,11 +256,7 @@ def load_training_data(
         items = Vocabulary.from_values(pd.Series(items.ids), pd.Series(item_features.item_ids, dtype=object))
     train_users = users.lookup(train["user_id"].to_numpy())
     train_items = items.lookup(train["item_id"].to_numpy())
-    if listed is None:
-        item_counts = np.bincount(train_items, minlength=len(items))
-    else:
-        item_counts = np.zeros(len(items), np.int64)
-        item_counts[items.lookup(listed.items.to_numpy())] = listed.item_counts
+    event_types = _event_types((train, validation, test), train_dir)
     return TrainingData(
         users=users,
         items=items,
@@ -230,12 +266,47 @@ def load_training_data(
         train_recency=recency_ranks(train_users, train),
         train_moments=moment_ranks(train_users, train),
         seen=UserItemSets.build(train_users, train_items, len(users)),
-        item_counts=item_counts.astype(np.int64),
-        validation=build_heldout(validation, users, items, validation_dir),
-        test=build_heldout(test, users, items, test_dir),
+        item_counts=_item_counts(train_items, items, listed),
+        validation=build_heldout(validation, users, items, validation_dir, event_types),
+        test=build_heldout(test, users, items, test_dir, event_types),
         item_features=_align_features(item_features, items, tuple(channel_items)),
         sharded=sharded,
+        train_times=_times(train),
+        train_events=_events(train, event_types),
+        event_types=event_types,
     )
+
+
+def _item_counts(train_items: np.ndarray, items: Vocabulary, listed: ListedVocabulary | None) -> np.ndarray:
+    """Each item's training rows: counted here, or as the vocabulary channel lists them (sharded)."""
+    if listed is None:
+        return np.bincount(train_items, minlength=len(items)).astype(np.int64)
+    item_counts = np.zeros(len(items), np.int64)
+    item_counts[items.lookup(listed.items.to_numpy())] = listed.item_counts
+    return item_counts
+
+
+_MAX_EVENT_TYPES = np.iinfo(np.int16).max  # stored as int16 codes
+
+
+def _event_types(channels: tuple[pd.DataFrame, ...], source: str) -> tuple[str, ...]:
+    """The sorted distinct event types of the channels' `event_type` columns (none without them)."""
+    listed = [frame["event_type"].astype(str) for frame in channels if "event_type" in frame.columns]
+    if not listed:
+        return ()
+    found = tuple(sorted(pd.concat(listed, ignore_index=True).unique()))
+    if len(found) > _MAX_EVENT_TYPES:
+        raise NcfError(
+            f"{source}: {len(found):,} distinct event types, more than {_MAX_EVENT_TYPES:,}: event types are"
+            " kinds of interaction (view, cart, purchase), not ids"
+        )
+    return found
+
+
+def _events(frame: pd.DataFrame, event_types: tuple[str, ...]) -> np.ndarray | None:
+    if "event_type" not in frame.columns:
+        return None
+    return event_codes(frame["event_type"].to_numpy(object), event_types)
 
 
 def _check_vocabulary_covers(

@@ -7,6 +7,11 @@ literal values) and stores both in the SavedModel (`ncf.serving.filters`), so th
 Transform and SDK local mode all apply the same filters and a model never meets a filter it was not
 checked against. Checked before training starts, so a typo costs seconds, not a training job.
 
+Interaction filters compare the requesting user's interactions with each item: `Interactions.event_type`
+(categorical, the event types of prepare.py's `--event-type-col`) and `Interactions.age_days` (numeric,
+from the timestamps); a filter naming one the data lacks is refused once the data is loaded, still
+before training. A filter without `Items.` comparisons needs no items channel.
+
 Item attributes come from the items channel, aligned to the item vocabulary, one array per column:
 
 - categorical: dictionary-encoded, an int32 code per item (-1: no value), and its vocabulary;
@@ -25,15 +30,20 @@ from pathlib import Path
 import numpy as np
 
 from ncf.data.features import ItemFeatures, read_item_features
+from ncf.data.training_data import TrainingData
 from ncf.errors import NcfError
 from ncf.serving.filter_grammar import (
+    INTERACTIONS,
+    ITEMS,
     LIST_OPERATORS,
+    Comparison,
     Expression,
     FilterSyntaxError,
     Literal,
     Param,
     comparisons,
     parse_filter,
+    reads_interactions,
 )
 from ncf.train_settings import TrainConfig
 
@@ -46,6 +56,7 @@ _OPERATORS_OF = {
 }
 NUMBER_PATTERN = r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?"
 BOOL_MISSING = 2
+EVENT_TYPE, AGE_DAYS = "event_type", "age_days"  # the Interactions columns
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,11 @@ class ParamSpec:
     column: str
     kind: str
     takes_list: bool
+    dataset: str = ITEMS
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.dataset}.{self.column}"
 
 
 @dataclass(frozen=True)
@@ -67,14 +83,57 @@ class CheckedFilter:
     expressions: tuple[Expression, ...]
     params: tuple[ParamSpec, ...]
 
+    @property
+    def reads_interactions(self) -> bool:
+        """Whether it compares the user's interactions (so it applies to a user's recommendations only)."""
+        return reads_interactions(self.expressions)
+
     def describe(self) -> dict:
         """What the SavedModel's filter metadata says of this filter."""
         return {
             "filter": self.text,
             "parameters": {
-                p.name: {"column": p.column, "kind": p.kind, "list": p.takes_list} for p in self.params
+                p.name: {"column": p.qualified, "kind": p.kind, "list": p.takes_list} for p in self.params
             },
         }
+
+
+@dataclass(frozen=True)
+class InteractionColumns:
+    """What interaction filters can compare: the data's event types (None: it has no event type
+    column) and whether it has timestamps (`age_days`)."""
+
+    event_types: tuple[str, ...] | None
+    has_times: bool
+
+    @classmethod
+    def of(cls, data: TrainingData) -> InteractionColumns:
+        """What `data`'s every row (the held-out positives too, which the final fit trains on) has."""
+        heldout = (data.validation, data.test)
+        times = data.train_times is not None and all(h.times is not None for h in heldout)
+        events = data.train_events is not None and all(h.events is not None for h in heldout)
+        return cls(data.event_types if events else None, times)
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        present = {EVENT_TYPE: self.event_types is not None, AGE_DAYS: self.has_times}
+        kinds = {EVENT_TYPE: CATEGORICAL, AGE_DAYS: NUMERIC}
+        return {column: kinds[column] for column, there in present.items() if there}
+
+    @property
+    def vocabularies(self) -> dict[str, tuple[str, ...]]:
+        return {} if self.event_types is None else {EVENT_TYPE: self.event_types}
+
+    def missing(self, column: str) -> str:
+        """Why `Interactions.<column>` cannot be filtered on."""
+        if column == EVENT_TYPE:
+            return "the training data has no event types (prepare.py reads them with --event-type-col NAME)"
+        if column == AGE_DAYS:
+            return (
+                "the training data has no timestamps, so interactions have no age"
+                " (prepare.py --timestamp-col)"
+            )
+        return f"no such interaction column (Interactions has {EVENT_TYPE} and {AGE_DAYS})"
 
 
 @dataclass(frozen=True)
@@ -84,10 +143,19 @@ class ItemAttributes:
     kinds: dict[str, str]
     vocabularies: dict[str, tuple[str, ...]]  # categorical, multi and boolean columns
     arrays: dict[str, np.ndarray]
+    num_items: int
+
+    def missing(self, column: str) -> str:
+        """Why `Items.<column>` cannot be filtered on."""
+        known = ", ".join(sorted(self.kinds)) or "none: there is no items channel"
+        return f"no such item column (filterable columns: {known})"
 
     @classmethod
-    def from_features(cls, features: ItemFeatures, item_ids: np.ndarray) -> ItemAttributes:
-        """Encode `features` for the vocabulary `item_ids` (sorted); items without a row get no values."""
+    def from_features(cls, features: ItemFeatures | None, item_ids: np.ndarray) -> ItemAttributes:
+        """Encode `features` for the vocabulary `item_ids` (sorted); items without a row get no values;
+        no features (no items channel): no columns."""
+        if features is None:
+            return cls({}, {}, {}, len(item_ids))
         rows = np.searchsorted(item_ids, features.item_ids.astype(str))
         rows = np.minimum(rows, len(item_ids) - 1)
         present = item_ids[rows] == features.item_ids.astype(str)
@@ -103,7 +171,7 @@ class ItemAttributes:
             kept = [v for v, keep in zip(values, present, strict=True) if keep]
             kind, vocabulary, array = _encode_values(column.kind, kept, rows, len(item_ids))
             kinds[column.name], vocabularies[column.name], arrays[column.name] = kind, vocabulary, array
-        return cls(kinds, vocabularies, arrays)
+        return cls(kinds, vocabularies, arrays, len(item_ids))
 
 
 def _encode_values(
@@ -141,33 +209,48 @@ def read_filter_file(path: str | Path) -> dict[str, str]:
     return document
 
 
-def check_filters(texts: dict[str, str], attributes: ItemAttributes) -> list[CheckedFilter]:
-    """Parse every filter and check it against the item columns; NcfError names the filter and position."""
-    return [_check_filter(name, text, attributes) for name, text in sorted(texts.items())]
+def check_filters(
+    texts: dict[str, str], attributes: ItemAttributes, interactions: InteractionColumns | None = None
+) -> list[CheckedFilter]:
+    """Parse every filter and check it against the item columns and, when given, the interaction columns
+    (None: Interactions comparisons are not checked yet); NcfError names the filter and position."""
+    columns = {ITEMS: attributes, INTERACTIONS: interactions}
+    return [_check_filter(name, text, columns) for name, text in sorted(texts.items())]
 
 
-def _check_filter(name: str, text: str, attributes: ItemAttributes) -> CheckedFilter:
+def _check_filter(
+    name: str, text: str, columns: dict[str, ItemAttributes | InteractionColumns | None]
+) -> CheckedFilter:
     try:
         expressions = parse_filter(text)
     except FilterSyntaxError as error:
         raise NcfError(f"filter {name!r}: {error}") from None
     params: dict[str, ParamSpec] = {}
     for comparison in (c for e in expressions for c in comparisons(e.condition)):
-        where = f"filter {name!r}: Items.{comparison.column} at position {comparison.position}"
-        kind = attributes.kinds.get(comparison.column)
-        if kind is None:
-            known = ", ".join(sorted(attributes.kinds)) or "none"
-            raise NcfError(f"{where}: no such item column (filterable columns: {known})")
-        if comparison.operator not in _OPERATORS_OF[kind]:
-            raise NcfError(f"{where}: {comparison.operator} does not apply to a {kind} column")
+        where = f"filter {name!r}: {comparison.qualified} at position {comparison.position}"
+        source = columns[comparison.dataset]
+        if source is None:
+            continue
+        kind = _checked_kind(where, comparison, source)
         for value in comparison.values:
             if isinstance(value, Param):
-                spec = ParamSpec(value.name, comparison.column, kind, comparison.operator in LIST_OPERATORS)
+                takes_list = comparison.operator in LIST_OPERATORS
+                spec = ParamSpec(value.name, comparison.column, kind, takes_list, comparison.dataset)
                 if params.setdefault(value.name, spec) != spec:
                     raise NcfError(f"{where}: ${value.name} is used twice in different ways")
             else:
-                _check_literal(where, kind, value, attributes.vocabularies.get(comparison.column, ()))
+                _check_literal(where, kind, value, source.vocabularies.get(comparison.column, ()))
     return CheckedFilter(name, text, expressions, tuple(params.values()))
+
+
+def _checked_kind(where: str, comparison: Comparison, source: ItemAttributes | InteractionColumns) -> str:
+    """The kind of the compared column; NcfError when it does not exist or takes no such operator."""
+    kind = source.kinds.get(comparison.column)
+    if kind is None:
+        raise NcfError(f"{where}: {source.missing(comparison.column)}")
+    if comparison.operator not in _OPERATORS_OF[kind]:
+        raise NcfError(f"{where}: {comparison.operator} does not apply to a {kind} column")
+    return kind
 
 
 def _check_literal(where: str, kind: str, literal: Literal, vocabulary: tuple[str, ...]) -> None:
@@ -181,28 +264,34 @@ def _check_literal(where: str, kind: str, literal: Literal, vocabulary: tuple[st
 
 @dataclass(frozen=True)
 class DeclaredFilters:
-    """The filters a training run exports: their texts and the item attributes they were checked with."""
+    """The filters a training run exports: their texts and the item attributes they are checked with
+    (None: no items channel, so only interaction filters)."""
 
     texts: dict[str, str]
-    features: ItemFeatures
+    features: ItemFeatures | None
 
-    def checked_for(self, item_ids: np.ndarray) -> tuple[list[CheckedFilter], ItemAttributes]:
-        """The checked filters and the attributes aligned to the exported vocabulary `item_ids` (sorted)."""
+    def checked_for(
+        self, item_ids: np.ndarray, interactions: InteractionColumns | None = None
+    ) -> tuple[list[CheckedFilter], ItemAttributes]:
+        """The checked filters and the attributes aligned to the exported vocabulary `item_ids` (sorted);
+        with `interactions`, the Interactions comparisons are checked too."""
         attributes = ItemAttributes.from_features(self.features, item_ids)
-        return check_filters(self.texts, attributes), attributes
+        return check_filters(self.texts, attributes, interactions), attributes
+
+    @property
+    def read_interactions(self) -> bool:
+        """Whether a filter compares the users' interactions (the export then stores them)."""
+        return any(reads_interactions(parse_filter(text)) for text in self.texts.values())
 
 
 def configured_filters(config: TrainConfig) -> DeclaredFilters | None:
-    """The run's filters (`filters`), checked against the items channel; None without a filters file."""
+    """The run's filters (`filters`), checked against the items channel (when there is one); None
+    without a filters file. Interaction comparisons are checked once the data is loaded."""
     path = config.filters_path
     if path is None:
         return None
     source = config.items or config.item_features_path
-    if source is None:
-        raise NcfError(
-            f"filters {path}: filters need the item attributes of the items channel (pass --items DIR or"
-            " the SageMaker channel 'items')"
-        )
-    declared = DeclaredFilters(read_filter_file(path), read_item_features(source))
-    declared.checked_for(np.sort(declared.features.item_ids.astype(str)))
+    declared = DeclaredFilters(read_filter_file(path), None if source is None else read_item_features(source))
+    ids = np.array([], str) if declared.features is None else declared.features.item_ids.astype(str)
+    declared.checked_for(np.sort(ids))
     return declared

@@ -2,18 +2,19 @@
 
 A filter (modelled on Amazon Personalize's) is one or more expressions joined by `|`; an item passes the
 filter when it passes every expression: an `INCLUDE` expression keeps the items its condition holds for,
-an `EXCLUDE` expression drops them.
+an `EXCLUDE` expression drops them. A condition compares the item's attributes (`Items.<column>`) or the
+requesting user's interactions with the item (`Interactions.event_type`, `Interactions.age_days`).
 
     filter     := expression ('|' expression)*
     expression := ('INCLUDE' | 'EXCLUDE') 'ItemID' 'WHERE' condition
     condition  := conjunct ('OR' conjunct)*
     conjunct   := atom ('AND' atom)*
-    atom       := '(' condition ')' | 'Items.' NAME operator operand
+    atom       := '(' condition ')' | ('Items.' | 'Interactions.') NAME operator operand
     operator   := 'IN' | 'NOT' 'IN' | '=' | '!=' | '<' | '<=' | '>' | '>='
     operand    := '(' value (',' value)* ')'   (after IN / NOT IN)  |  value
     value      := "string" | 'string' | number | true | false | $PARAM
 
-Keywords are case-insensitive; column names are as in the items channel; `$PARAM` names are upper case
+Keywords are case-insensitive; item column names are as in the items channel; `$PARAM` names are upper case
 (`$GENRES`, `$MAX_PRICE`) and get their values from each request. A `$PARAM` after `IN` / `NOT IN` takes a
 list of values; elsewhere one value. Pure Python, run at export time: a syntax error names its position.
 """
@@ -27,13 +28,14 @@ from dataclasses import dataclass
 from ncf.errors import NcfError
 
 OPERATORS = ("IN", "NOT IN", "=", "!=", "<", "<=", ">", ">=")
+ITEMS, INTERACTIONS = "Items", "Interactions"  # the datasets a comparison reads
 LIST_OPERATORS = ("IN", "NOT IN")
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<string>"[^"]*"|'[^']*')
     | (?P<number>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
     | (?P<param>\$[A-Z][A-Z0-9_]*)
-    | (?P<column>Items\.[A-Za-z_][A-Za-z0-9_]*)
+    | (?P<column>(?:Items|Interactions)\.[A-Za-z_][A-Za-z0-9_]*)
     | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
     | (?P<symbol><=|>=|!=|[=<>(),|])
     )""",
@@ -57,12 +59,19 @@ class Param:
 
 @dataclass(frozen=True)
 class Comparison:
-    """`Items.<column> <operator> <values>`; `position` is where the column starts in the text."""
+    """`<dataset>.<column> <operator> <values>`; `position` is where the column starts in the text;
+    `dataset` is ITEMS or INTERACTIONS."""
 
     column: str
     operator: str
     values: tuple[Literal | Param, ...]
     position: int
+    dataset: str = ITEMS
+
+    @property
+    def qualified(self) -> str:
+        """The column as written: `Items.genres`, `Interactions.age_days`."""
+        return f"{self.dataset}.{self.column}"
 
 
 @dataclass(frozen=True)
@@ -174,12 +183,13 @@ class _Parser:
             self.expect(")")
             return inner
         if self.current.kind != "column":
-            raise self.fail("Items.<column> or '('")
+            raise self.fail("Items.<column>, Interactions.<column> or '('")
         column = self.current
         self.index += 1
         operator = self.operator()
         values = self.value_list() if operator in LIST_OPERATORS else (self.value(),)
-        return Comparison(column.text.split(".", 1)[1], operator, values, column.position)
+        dataset, name = column.text.split(".", 1)
+        return Comparison(name, operator, values, column.position, dataset)
 
     def operator(self) -> str:
         if self.accept("NOT"):
@@ -225,3 +235,18 @@ def comparisons(condition: Condition) -> list[Comparison]:
     if isinstance(condition, Comparison):
         return [condition]
     return [c for part in condition.parts for c in comparisons(part)]
+
+
+def reads_interactions(expressions: tuple[Expression, ...]) -> bool:
+    """Whether a filter compares anything of the user's interactions (then it needs a user to apply)."""
+    return any(c.dataset == INTERACTIONS for e in expressions for c in comparisons(e.condition))
+
+
+def interaction_groups(parts: tuple[Condition, ...]) -> tuple[list[Comparison], list[Condition]]:
+    """(the Interactions comparisons, the other parts) of an AND's parts.
+
+    The Interactions comparisons ANDed together in one conjunction are about one and the same
+    interaction: `Interactions.event_type = "purchase" AND Interactions.age_days < 30` holds for an item
+    the user purchased less than 30 days ago, not for one purchased long ago and viewed yesterday."""
+    together = [p for p in parts if isinstance(p, Comparison) and p.dataset == INTERACTIONS]
+    return together, [p for p in parts if not any(p is t for t in together)]

@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from ncf.serving.filtered import NOW
+from ncf.serving.interaction_store import Requesters
 from ncf.serving.topk import ids_of
 
 # The served module (`ncf.serving.export.Recommender`, which imports this module): named by its base
@@ -60,9 +62,13 @@ def history_signatures(recommender: Recommender) -> dict:
     return {"recommend_from_history": signature, "recommend_from_history_filtered": filtered}
 
 
-def _signature(answer: Callable, filters: tf.Module | None) -> tf.types.experimental.GenericFunction:
+def _signature(
+    answer: Callable, filters: tf.Module | None, lookup: Callable
+) -> tf.types.experimental.GenericFunction:
     """`answer(user_id, history, k, allowed)` as `recommend_from_history`, or, with `filters`
-    (`ncf.serving.filters.FilterSet`), as `recommend_from_history_filtered`."""
+    (`ncf.serving.filters.FilterSet`), as `recommend_from_history_filtered`, whose interaction filters
+    read the stored interactions of the users `lookup(user_id)` finds (the request's history items
+    need no event type: they are excluded from the answer whatever a filter says of them)."""
     if filters is None:
 
         @tf.function(input_signature=[_IDS, _HISTORY, _K])
@@ -71,7 +77,9 @@ def _signature(answer: Callable, filters: tf.Module | None) -> tf.types.experime
 
         return recommend_from_history
 
-    @tf.function(input_signature=[_IDS, _HISTORY, _K, _NAME, _PARAM_NAMES, _PARAM_VALUES], autograph=False)
+    @tf.function(
+        input_signature=[_IDS, _HISTORY, _K, _NAME, _PARAM_NAMES, _PARAM_VALUES, NOW], autograph=False
+    )
     def recommend_from_history_filtered(
         user_id: tf.Tensor,
         history: tf.Tensor,
@@ -79,8 +87,11 @@ def _signature(answer: Callable, filters: tf.Module | None) -> tf.types.experime
         filter: tf.Tensor,
         filter_names: tf.Tensor,
         filter_values: tf.Tensor,
+        now: tf.Tensor,
     ) -> dict:
-        allowed, error = filters.evaluate(filter, filter_names, filter_values)
+        known, users = lookup(user_id)
+        requesters = Requesters(known, users, now)
+        allowed, error = filters.evaluate(filter, filter_names, filter_values, requesters)
         return {**answer(user_id, history, k, allowed), "filter_error": tf.fill(tf.shape(user_id), error)}
 
     return recommend_from_history_filtered
@@ -106,7 +117,7 @@ def sequence_signature(
         indices, top_scores = recommender.ranked(logits, has_items, excluded, k, allowed)
         return _answer(recommender, indices, top_scores, has_items, listed, history)
 
-    return _signature(answer, filters)
+    return _signature(answer, filters, recommender.lookup_users)
 
 
 def foldin_signature(
@@ -125,7 +136,7 @@ def foldin_signature(
         indices, top_scores = _top_k_of_rows(recommender, rows, personal, excluded, k, allowed)
         return _answer(recommender, indices, top_scores, personal, listed, history)
 
-    return _signature(answer, filters)
+    return _signature(answer, filters, recommender.lookup_users)
 
 
 def _top_k_of_rows(

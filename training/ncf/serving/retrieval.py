@@ -111,7 +111,7 @@ class TwoStageTopK(tf.Module):
 
         Rows whose user is unknown (`known` false) rank by `popularity`, exactly as the exhaustive path
         does; `excluded` are (row, item) coordinates that never come back; only items a filter's mask
-        `allowed` [items] keeps (all when None) are candidates.
+        `allowed` ([items], or [B, items] per user; all when None) keeps are candidates.
         """
         vectors = tf.gather(self.user_vectors, users)
         return self.top_k_of_rows(
@@ -173,7 +173,8 @@ def _fallback_rows(
     k: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """`answer` with the rows of unknown users replaced by the most popular non-excluded items."""
-    rows = tf.tile(popularity[None, :], [tf.shape(known)[0], 1])
+    # `popularity` is [items], or [B, items] after a per-user filter mask (interaction filters).
+    rows = tf.broadcast_to(popularity, tf.stack([tf.shape(known)[0], tf.shape(popularity)[-1]]))
     popular, popular_scores = top_k_excluding(rows, excluded, k)
     return (
         tf.where(known[:, None], answer[0], popular),
