@@ -10,8 +10,8 @@ next chunk length) are agreed by all workers.
 On one device the loop can be compiled with XLA (`jit_compile`): the forward and backward passes, the
 lazy Adam updates and the loop itself become one fused program, about 1.5x the steps per second of the
 graph executor on 2 CPU cores (tests/benchmarks/results/speed-steps.json). The epoch's arrays are
-passed whole, with the chunk as a (start, stop) pair, so XLA compiles once per epoch shape (once per
-training stage), not once per chunk length.
+cut into fixed blocks of XLA_BLOCK_STEPS steps, so XLA compiles once per training stage, not once per chunk
+length; epochs under XLA_MIN_EPOCH_STEPS steps keep the graph executor (the compile would not pay off).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ CHUNK_SECONDS = 2.0
 # Steps per call of the XLA program: it takes fixed-shape blocks, so it compiles once. A block is a small
 # copy; the whole epoch passed to XLA instead made every step ~25x slower (the loop carried it).
 XLA_BLOCK_STEPS = 16
+# Epochs with fewer steps run in the graph executor even with jit_compile: XLA's compile (a few seconds per
+# training stage on 2 cores, tens under load) would cost more than it saves over a run of small epochs.
+XLA_MIN_EPOCH_STEPS = 1000
 _BATCH_SPEC = tf.TensorSpec([None, None], tf.int32)
 _VALUE_SPEC = tf.TensorSpec([None, None], tf.float32)
 _STEP_SPEC = tf.TensorSpec([], tf.int32)
@@ -74,13 +77,13 @@ class EpochRunner(tf.Module):
         self.l2 = l2
         self.implicit = implicit
         signature = [_STEP_SPEC, _STEP_SPEC, *self.INPUT_SIGNATURE]
+        self.graph_window = tf.function(self._run_window, input_signature=signature)  # traced when first used
+        self.run_window = self.graph_window
         if jit_compile:
             block = [tf.TensorSpec([XLA_BLOCK_STEPS, *s.shape[1:]], s.dtype) for s in self.INPUT_SIGNATURE]
             block_signature = [*signature[:2], *block]
             self._xla_block = tf.function(self._run_window, input_signature=block_signature, jit_compile=True)
             self.run_window = tf.function(self._run_blocks, input_signature=signature)
-        else:
-            self.run_window = tf.function(self._run_window, input_signature=signature)
 
     def _penalty(self, users: tf.Tensor, items: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
         """L2 on the embedding rows of this batch (the NCF-style per-batch regulariser)."""
@@ -147,12 +150,13 @@ class EpochRunner(tf.Module):
         """Run one epoch in chunks of ~CHUNK_SECONDS; its summed loss, or None when asked to stop."""
         inputs = [tf.constant(values) for values in batches.step_inputs()]  # one copy, shared by the chunks
         steps = inputs[0].shape[0]
+        window = self.run_window if steps >= XLA_MIN_EPOCH_STEPS else self.graph_window
         done = 0
         loss = 0.0
         while done < steps:
             chunk = min(self.chunk_steps, steps - done)
             started = time.perf_counter()
-            loss += float(self.run_window(done, done + chunk, *inputs))
+            loss += float(window(done, done + chunk, *inputs))
             done += chunk
             rate = chunk / max(time.perf_counter() - started, 1e-3)
             proposal = int(np.clip(rate * CHUNK_SECONDS, 1, 4 * self.chunk_steps))
