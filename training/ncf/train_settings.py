@@ -120,8 +120,8 @@ class TrainConfig:
     l2: float = _setting(1e-4, "L2 penalty on the embedding rows of each batch")
     jit_compile: bool = _setting(
         True,
-        "compile the training steps with XLA where the model supports it, on one device (NCF types: about"
-        " 1.5x the steps per second on CPUs); false: TensorFlow's graph executor",
+        "compile the training steps with XLA where the model supports it, on one device, for epochs of at"
+        " least 1,000 steps (NCF types without item features); false: TensorFlow's graph executor",
     )
     intra_op_threads: int = _setting(
         0,

@@ -8,8 +8,8 @@ each step's gradients are summed over every replica, and the decisions between c
 next chunk length) are agreed by all workers.
 
 On one device the loop can be compiled with XLA (`jit_compile`): the forward and backward passes, the
-lazy Adam updates and the loop itself become one fused program, about 1.5x the steps per second of the
-graph executor on 2 CPU cores (tests/benchmarks/results/speed-steps.json). The epoch's arrays are
+lazy Adam updates and the loop itself become one fused program (its speed against the graph executor:
+tests/benchmarks/results/speed-steps.json). The epoch's arrays are
 cut into fixed blocks of XLA_BLOCK_STEPS steps, so XLA compiles once per training stage, not once per chunk
 length; epochs under XLA_MIN_EPOCH_STEPS steps keep the graph executor (the compile would not pay off).
 """
