@@ -33,8 +33,9 @@ DEPLOY_ARGS ?=
 # Quality benchmark options, e.g. BENCH_ARGS="--data path/to/ml-100k"
 BENCH_ARGS ?=
 
-.PHONY: help install data default-data prepare train-local test lint bench bench-serve bench-similarity bench-filters \
-        bench-features bench-scale bench-distributed bench-local-mode bench-suite tf-serving-venv serve-local invoke-local \
+.PHONY: help install data default-data prepare train-local test lint bench bench-speed-steps bench-serve bench-similarity \
+        bench-filters bench-features bench-scale bench-distributed bench-local-mode bench-suite tf-serving-venv serve-local \
+        invoke-local \
         local-images \
         upload train deploy invoke batch tune status teardown iam-policy doctor clean
 
@@ -104,6 +105,9 @@ lint: $(STAMP) ## ruff, and no function in training/ longer than 60 lines
 bench: $(STAMP) ## Quality (MovieLens 100K) and training-speed benchmarks -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_quality.py $(BENCH_ARGS)
 	$(PY) tests/benchmarks/bench_speed.py
+
+bench-speed-steps: $(STAMP) ## NeuMF training speed per technique (XLA step loop, thread pools, sampling) -> tests/benchmarks/results/speed-steps.json
+	$(PY) tests/benchmarks/bench_speed_steps.py
 
 bench-serve: $(STAMP) ## Serving latency/throughput and two-stage retrieval (1M items; TF 2.19 check) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_serve.py

@@ -83,3 +83,29 @@ def test_rows_left_out_of_a_batch_stay_exactly_put_where_keras_adam_moves_them()
     # Row 2, in every batch, follows Adam exactly; row 1, never in a batch, never moves.
     np.testing.assert_allclose(lazy_steps[2][2], keras_steps[2][2], rtol=1e-5)
     assert np.array_equal(lazy_steps[2][1], start[1]) and np.array_equal(keras_steps[2][1], start[1])
+
+
+def test_the_xla_update_matches_the_graph_update_with_repeated_rows() -> None:
+    """Inside XLA (no tf.unique) repeated rows are summed through their first slot: the same update."""
+    start = np.random.default_rng(3).normal(size=(6, 3)).astype(np.float32)
+    rows = tf.constant([4, 1, 4, 4, 0, 1])
+    weights = tf.constant(np.arange(1, 19, dtype=np.float32).reshape(6, 3))
+
+    def trained(jit_compiled: bool) -> tuple[np.ndarray, np.ndarray]:
+        table = tf.Variable(start)
+        optimizer = LazyAdam([table], learning_rate=0.05, jit_compiled=jit_compiled)
+
+        @tf.function(jit_compile=jit_compiled)
+        def step() -> None:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(tf.gather(table, rows)) * weights)
+            optimizer.apply(tape.gradient(loss, [table]), [table])
+
+        for _ in range(3):
+            step()
+        return table.numpy(), optimizer.second_moments[0].numpy()
+
+    (graph, graph_v), (xla, xla_v) = trained(False), trained(True)
+    np.testing.assert_allclose(xla, graph, rtol=1e-5)
+    np.testing.assert_allclose(xla_v, graph_v, rtol=1e-5)
+    np.testing.assert_array_equal(xla[[2, 3, 5]], start[[2, 3, 5]])

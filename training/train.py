@@ -179,6 +179,7 @@ def _load_data(config: TrainConfig) -> tuple[TrainingData, Callable[[], Workers]
     import numpy as np
     from ncf.data.features import configured_item_features
     from ncf.data.training_data import load_training_data
+    from ncf.fit import threads
     from ncf.fit.distribute import connect, resolve_cluster
 
     features = configured_item_features(config)
@@ -195,6 +196,9 @@ def _load_data(config: TrainConfig) -> tuple[TrainingData, Callable[[], Workers]
     )
 
     def join_workers() -> Workers:
+        threads.configure(
+            config.intra_op_threads, config.inter_op_threads, log
+        )  # before TensorFlow's first op
         workers = connect(cluster, os.environ, log)
         # After importing TensorFlow and starting the strategy: both install SIGTERM handlers of their own.
         interruption.install()

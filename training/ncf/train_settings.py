@@ -140,6 +140,19 @@ class TrainConfig:
     )
     recency_half_life: float = _setting(5.0, "interactions after which the extra recency weight halves")
     l2: float = _setting(1e-4, "L2 penalty on the embedding rows of each batch")
+    jit_compile: bool = _setting(
+        True,
+        "compile the training steps with XLA where the model supports it, on one device, for epochs of at"
+        " least 1,000 steps (NCF types without item features); false: TensorFlow's graph executor",
+    )
+    intra_op_threads: int = _setting(
+        0,
+        "threads that split one TensorFlow op; 0: one per physical core this process may use, capped by"
+        " its CPU quota (ncf.fit.threads)",
+    )
+    inter_op_threads: int = _setting(
+        0, "TensorFlow ops run side by side; 0: one per CPU socket this process may use (ncf.fit.threads)"
+    )
     seed: int = _setting(42, "seed of initialisation, sampling and shuffling")
     patience: int = _setting(
         5, "stop after this many epochs without a better validation score (0: never; sasrec's default: 10)"
@@ -243,6 +256,7 @@ class TrainConfig:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
         resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields", "popularity_window_days"}
+        resumable |= {"jit_compile", "intra_op_threads", "inter_op_threads"}  # how fast, not what is trained
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -295,6 +309,7 @@ def _validate(config: TrainConfig) -> None:
             raise NcfError(f"hyperparameter {name}: must be positive, got {getattr(config, name)}")
     non_negative = ("l2", "patience", "num_neg", "recency_boost", "eval_max_users")
     non_negative += ("retrieval_candidates", "retrieval_min_items", "popularity_window_days")
+    non_negative += ("intra_op_threads", "inter_op_threads")
     if any(getattr(config, n) < 0 for n in non_negative):
         bad = next(n for n in non_negative if getattr(config, n) < 0)
         raise NcfError(f"hyperparameter {bad}: must not be negative, got {getattr(config, bad)}")

@@ -8,6 +8,12 @@ tables: `make bench` measures it (tests/benchmarks/results/optimizer.json, the R
 Under a distribution strategy the variables are mirrored, one copy per local device: `apply` is called
 in every replica with the same all-reduced gradients, steps once (a `merge_call`) and updates each copy
 with the same numbers, so the copies stay identical without broadcasting weights.
+
+Inside an XLA cluster (the single-device step loop compiles its steps with `jit_compile`, see
+`ncf.fit.step_loop`) there is no `tf.unique`, whose output has a data-dependent shape. There the rows a
+batch repeats are summed through each row's first slot in the batch (one int per table row, scattered
+with a minimum) and every slot writes its row's new value: repeated rows write identical values, so the
+result is the same update as the `tf.unique` path's, with shapes fixed by the batch.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class LazyAdam(tf.Module):
         variables: the variables it will update, in the order `apply` receives their gradients.
         learning_rate: Adam's step size (a variable, so a checkpoint restores it).
         beta_1, beta_2, epsilon: as in Adam (Kingma & Ba 2015; Keras' defaults).
+        jit_compiled: `apply` runs inside an XLA-compiled function (rows deduplicated without `tf.unique`).
     """
 
     def __init__(
@@ -38,12 +45,14 @@ class LazyAdam(tf.Module):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
+        jit_compiled: bool = False,
     ) -> None:
         super().__init__(name="lazy_adam")
         self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float32, name="lr")
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
+        self.jit_compiled = jit_compiled
         self.iterations = tf.Variable(0, trainable=False, dtype=tf.int64, name="iterations")
         self.first_moments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
         self.second_moments = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]
@@ -86,10 +95,28 @@ class LazyAdam(tf.Module):
     def _sparse_step(
         self, grad: tf.IndexedSlices, var: tf.Variable, m: tf.Variable, v: tf.Variable, lr: tf.Tensor
     ) -> None:
-        rows, positions = tf.unique(grad.indices)
-        summed = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(rows)[0])
+        rows, summed = (_summed_per_slot if self.jit_compiled else _summed_per_row)(grad, tf.shape(var)[0])
         m_rows = self.beta_1 * tf.gather(m, rows) + (1.0 - self.beta_1) * summed
         v_rows = self.beta_2 * tf.gather(v, rows) + (1.0 - self.beta_2) * tf.square(summed)
+        step = lr * m_rows / (tf.sqrt(v_rows) + self.epsilon)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))
         v.scatter_update(tf.IndexedSlices(v_rows, rows))
-        var.scatter_sub(tf.IndexedSlices(lr * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+        # An update, not a subtraction: repeated rows (`_summed_per_slot`) all write the same value.
+        var.scatter_update(tf.IndexedSlices(tf.gather(var, rows) - step, rows))
+
+
+def _summed_per_row(grad: tf.IndexedSlices, table_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(the distinct rows of the gradient, each one's summed gradient): `tf.unique`, for graph mode."""
+    rows, positions = tf.unique(grad.indices)
+    return rows, tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(rows)[0])
+
+
+def _summed_per_slot(grad: tf.IndexedSlices, table_rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(the gradient's rows as they come, repeats included, each slot's row's summed gradient), in shapes
+    fixed by the batch (XLA). A row's first slot in the batch names its sum: found by scattering each
+    slot's position into a per-table-row int buffer with a minimum."""
+    slots = tf.shape(grad.indices)[0]
+    first = tf.math.unsorted_segment_min(tf.range(slots), grad.indices, table_rows)
+    owner = tf.gather(first, grad.indices)
+    summed = tf.math.unsorted_segment_sum(grad.values, owner, slots)
+    return grad.indices, tf.gather(summed, owner)

@@ -6,6 +6,12 @@ loops over many steps in-graph, in chunks of about `CHUNK_SECONDS` so that a SIG
 interruption) is noticed within seconds. With several workers or devices (`ncf.fit.distribute`)
 each step's gradients are summed over every replica, and the decisions between chunks (stop,
 next chunk length) are agreed by all workers.
+
+On one device the loop can be compiled with XLA (`jit_compile`): the forward and backward passes, the
+lazy Adam updates and the loop itself become one fused program (its speed against the graph executor:
+tests/benchmarks/results/speed-steps.json). The epoch's arrays are
+cut into fixed blocks of XLA_BLOCK_STEPS steps, so XLA compiles once per training stage, not once per chunk
+length; epochs under XLA_MIN_EPOCH_STEPS steps keep the graph executor (the compile would not pay off).
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ from ncf.models.base import Model
 
 StopRequested = Callable[[], bool]
 CHUNK_SECONDS = 2.0
+# Steps per call of the XLA program: it takes fixed-shape blocks, so it compiles once. A block is a small
+# copy; the whole epoch passed to XLA instead made every step ~25x slower (the loop carried it).
+XLA_BLOCK_STEPS = 16
+# Epochs with fewer steps run in the graph executor even with jit_compile: XLA's compile (a few seconds per
+# training stage on 2 cores, tens under load) would cost more than it saves over a run of small epochs.
+XLA_MIN_EPOCH_STEPS = 1000
 _BATCH_SPEC = tf.TensorSpec([None, None], tf.int32)
 _VALUE_SPEC = tf.TensorSpec([None, None], tf.float32)
+_STEP_SPEC = tf.TensorSpec([], tf.int32)
 
 
 class EpochRunner(tf.Module):
@@ -36,6 +49,8 @@ class EpochRunner(tf.Module):
         l2: penalty on the embedding rows of each batch.
         implicit: BCE on logits (implicit feedback) or squared error (explicit ratings).
         workers: the job's workers and devices (default: one process, one device).
+        jit_compile: compile the step loop with XLA where it can: on one device (with several replicas
+            the gradient exchange runs outside XLA, so the graph executor runs their steps).
 
     Subclasses with other per-step inputs (`ncf.fit.sequence_epochs`) set `INPUT_SIGNATURE` (one spec per
     array of the batches' `step_inputs()`, step first) and `_step`.
@@ -44,17 +59,31 @@ class EpochRunner(tf.Module):
     INPUT_SIGNATURE: tuple[tf.TensorSpec, ...] = (_BATCH_SPEC, _BATCH_SPEC, _VALUE_SPEC, _VALUE_SPEC)
 
     def __init__(
-        self, model: Model, learning_rate: float, l2: float, implicit: bool, workers: Workers | None = None
+        self,
+        model: Model,
+        learning_rate: float,
+        l2: float,
+        implicit: bool,
+        workers: Workers | None = None,
+        jit_compile: bool = False,
     ) -> None:
         super().__init__(name="epoch_runner")
         self.model = model
         self.workers = workers or Workers()
+        jit_compile = jit_compile and not self.workers.distributed
         self.variables_in_order = list(model.embeddings.values()) + list(model.dense.values())
-        self.optimizer = LazyAdam(self.variables_in_order, learning_rate)
+        self.optimizer = LazyAdam(self.variables_in_order, learning_rate, jit_compiled=jit_compile)
         self.chunk_steps = 8  # steps per graph call, adapted to ~CHUNK_SECONDS while training
         self.l2 = l2
         self.implicit = implicit
-        self.run_steps = tf.function(self._run_steps, input_signature=list(self.INPUT_SIGNATURE))
+        signature = [_STEP_SPEC, _STEP_SPEC, *self.INPUT_SIGNATURE]
+        self.graph_window = tf.function(self._run_window, input_signature=signature)  # traced when first used
+        self.run_window = self.graph_window
+        if jit_compile:
+            block = [tf.TensorSpec([XLA_BLOCK_STEPS, *s.shape[1:]], s.dtype) for s in self.INPUT_SIGNATURE]
+            block_signature = [*signature[:2], *block]
+            self._xla_block = tf.function(self._run_window, input_signature=block_signature, jit_compile=True)
+            self.run_window = tf.function(self._run_blocks, input_signature=signature)
 
     def _penalty(self, users: tf.Tensor, items: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
         """L2 on the embedding rows of this batch (the NCF-style per-batch regulariser)."""
@@ -81,13 +110,31 @@ class EpochRunner(tf.Module):
         self.optimizer.apply(gradients, self.variables_in_order)
         return weighted
 
-    def _run_steps(self, *inputs: tf.Tensor) -> tf.Tensor:
+    def run_steps(self, *inputs: np.ndarray | tf.Tensor) -> tf.Tensor:
         """Train on each [step] row of the inputs in turn; the summed weighted loss (before the penalty)."""
+        return self.run_window(0, len(inputs[0]), *inputs)
+
+    def _run_window(self, start: tf.Tensor, stop: tf.Tensor, *inputs: tf.Tensor) -> tf.Tensor:
+        """`run_steps` on the steps `start` to `stop` (excluded) of the inputs."""
         total = tf.constant(0.0)
-        for step in tf.range(tf.shape(inputs[0])[0]):
+        for step in tf.range(start, stop):
             total += self.workers.replica_total(
                 self.workers.run(self._step, tuple(values[step] for values in inputs))
             )
+        return total
+
+    def _run_blocks(self, start: tf.Tensor, stop: tf.Tensor, *inputs: tf.Tensor) -> tf.Tensor:
+        """`_run_window` through the XLA program of XLA_BLOCK_STEPS steps: each block of the window is
+        cut out here (the last one padded, its padding never run) and trained by one call of it."""
+        total = tf.constant(0.0)
+        for first in tf.range(start, stop, XLA_BLOCK_STEPS):
+            count = tf.minimum(XLA_BLOCK_STEPS, stop - first)
+            block = []
+            for values in inputs:
+                part = values[first : first + count]
+                padding = [[0, XLA_BLOCK_STEPS - count]] + [[0, 0]] * (len(values.shape) - 1)
+                block.append(tf.pad(part, padding))
+            total += self._xla_block(0, count, *block)
         return total
 
     def stop_agreed(self, stop_requested: StopRequested, proposal: int | None = None) -> bool:
@@ -101,15 +148,15 @@ class EpochRunner(tf.Module):
 
     def train_epoch(self, batches: EpochBatches, stop_requested: StopRequested) -> float | None:
         """Run one epoch in chunks of ~CHUNK_SECONDS; its summed loss, or None when asked to stop."""
-        inputs = batches.step_inputs()
+        inputs = [tf.constant(values) for values in batches.step_inputs()]  # one copy, shared by the chunks
         steps = inputs[0].shape[0]
+        window = self.run_window if steps >= XLA_MIN_EPOCH_STEPS else self.graph_window
         done = 0
         loss = 0.0
         while done < steps:
             chunk = min(self.chunk_steps, steps - done)
             started = time.perf_counter()
-            part = slice(done, done + chunk)
-            loss += float(self.run_steps(*(values[part] for values in inputs)))
+            loss += float(window(done, done + chunk, *inputs))
             done += chunk
             rate = chunk / max(time.perf_counter() - started, 1e-3)
             proposal = int(np.clip(rate * CHUNK_SECONDS, 1, 4 * self.chunk_steps))

@@ -165,8 +165,12 @@ class NcfModel(Model):
         return EpochSource(data, config, workers)
 
     def step_loop(self, config: TrainConfig, workers: Workers) -> EpochRunner:
-        """The pair step: BCE on logits (implicit feedback) or squared error (ratings)."""
-        return EpochRunner(self, config.learning_rate, config.l2, config.is_implicit, workers)
+        """The pair step: BCE on logits (implicit feedback) or squared error (ratings); compiled with XLA
+        (`jit_compile`) unless item features are on (their sparse pooling has no XLA kernel)."""
+        jit = config.jit_compile and not self.has_features
+        return EpochRunner(
+            self, config.learning_rate, config.l2, config.is_implicit, workers, jit_compile=jit
+        )
 
     def precomputed_item_side(self) -> tf.Tensor | None:
         return self.mlp_item_half() if self.spec.has_mlp else None
