@@ -19,6 +19,7 @@ from ncf import sagemaker_env
 from ncf.choices import FEEDBACK_MODES, MODEL_TYPES, SELECTION_METRICS, SEQUENCE_LOSSES, SIMILARITY_MEASURES
 from ncf.errors import NcfError
 from ncf.models import registry
+from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB
 from ncf.settings_cli import build_parser as build_settings_parser
 from ncf.settings_cli import parse_value
 from ncf.settings_cli import setting as _setting
@@ -162,6 +163,13 @@ class TrainConfig:
         20_000,
         "catalogs with fewer items keep exhaustive scoring (fast and exact there); 0: always retrieve",
     )
+    memory_budget_mb: int = _setting(
+        DEFAULT_MEMORY_BUDGET_MB,
+        "MiB that one scoring call may hold, in evaluation and inside the exported model (fixed at export):"
+        " users and items are scored in blocks that fit it, attention and MLP activations included, with a"
+        " running top-k (README: Memory). The default keeps every call well below what TensorFlow and the"
+        " model already hold, with blocks of ~1M (user, item) pairs or more",
+    )
     item_fields: str = _setting(
         "auto",
         "columns of the items channel stored in the model and returned with each item on request"
@@ -215,7 +223,7 @@ class TrainConfig:
     def training_identity(self) -> dict[str, Any]:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
-        resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields"}
+        resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields", "memory_budget_mb"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -259,7 +267,7 @@ def _validate(config: TrainConfig) -> None:
         if choices and getattr(config, f.name) not in choices:
             value = getattr(config, f.name)
             raise NcfError(f"hyperparameter {f.name}: expected one of {', '.join(choices)}, got {value!r}")
-    positive = ("epochs", "batch_size", "factors", "top_k", "pretrain_epochs")
+    positive = ("epochs", "batch_size", "factors", "top_k", "pretrain_epochs", "memory_budget_mb")
     for name in positive:
         if getattr(config, name) < 1:
             raise NcfError(f"hyperparameter {name}: must be at least 1, got {getattr(config, name)}")
