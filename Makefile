@@ -122,6 +122,10 @@ bench-scale: $(STAMP) ## ML-20M-sized synthetic data: prepare + 1 epoch, time an
 bench-distributed: $(STAMP) ## Throughput with 1 and 2 local workers (replicated and sharded) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_distributed.py
 
+.PHONY: bench-memory
+bench-memory: $(STAMP) ## Peak RSS: SASRec evaluation (ML-1M size; BENCH_ARGS=--full adds ML-20M), a 1,000-user request and similar_items at 1M items -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_memory.py $(BENCH_ARGS)
+
 .PHONY: bench-sasrec
 bench-sasrec: $(STAMP) ## Sequence model: new users, epoch speed, and NeuMF vs SASRec where order carries no signal -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)

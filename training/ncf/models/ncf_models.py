@@ -36,7 +36,7 @@ import tensorflow as tf
 from ncf.fit.pair_epochs import EpochSource
 from ncf.fit.step_loop import EpochRunner
 from ncf.models.base import EXACT_DOT_PRODUCT, NO_DOT_PRODUCT, PARTIAL_DOT_PRODUCT, DotProduct, Model
-from ncf.models.memory import CatalogCost
+from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB, CatalogCost, block_shape, budget_bytes
 from ncf.serving.foldin import FoldIn, FoldInSettings
 from ncf.serving.history import foldin_signature
 
@@ -444,14 +444,17 @@ def gmf_vectors(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
     return users * model.dense["head"][: model.spec.factors, 0], items
 
 
-def mlp_item_effect(model: NcfModel, sample_users: int = 64, chunk: int = 4) -> tf.Tensor:
+def mlp_item_effect(model: NcfModel, sample_users: int = 64) -> tf.Tensor:
     """Each item's MLP-tower part of the logit, averaged over an evenly spaced sample of users: [items].
 
     NeuMF's MLP tower is not a dot product, but much of what it learns is a property of the item alone
     (popularity, broad appeal). Its mean over users is the best item-only (additive) approximation of it,
     so adding it to the GMF dot product makes the retrieval score track the full model; without it, the
-    candidates follow the GMF half only, which may carry little of the score (see README).
+    candidates follow the GMF half only, which may carry little of the score (see README). The sample is
+    scored a few users at a time, as many as the default memory budget holds with the whole catalog.
     """
+    cost, budget = model.catalog_cost(), budget_bytes(DEFAULT_MEMORY_BUDGET_MB)
+    chunk = block_shape(cost, model.spec.num_items, budget).rows
     users = np.unique(np.linspace(0, model.spec.num_users - 1, sample_users).astype(np.int32))
     gmf_users, gmf_items = gmf_vectors(model)
     item_half, total = model.mlp_item_half(), tf.zeros((model.spec.num_items,))
