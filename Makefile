@@ -137,6 +137,10 @@ bench-sasrec-cost: $(STAMP) ## Sequence model cost: an epoch on a 30k-user / 20k
 bench-gpu: $(STAMP) ## On a GPU machine (<10 min): SASRec ML-1M-sized with/without mixed precision, NeuMF ML-20M-sized -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_gpu.py
 
+.PHONY: bench-memory
+bench-memory: $(STAMP) ## Peak RSS: SASRec evaluation (ML-1M size; BENCH_ARGS=--full adds ML-20M), a 1,000-user request and similar_items at 1M items -> tests/benchmarks/results/
+	$(PY) tests/benchmarks/bench_memory.py $(BENCH_ARGS)
+
 .PHONY: bench-sasrec
 bench-sasrec: $(STAMP) ## Sequence model: new users, epoch speed, and NeuMF vs SASRec where order carries no signal -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_sasrec.py $(BENCH_ARGS)

@@ -27,10 +27,15 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 from benchmarks import check_serving_tf
 from conftest import REPO, TINY_NEUMF_FLAGS, TRAIN_SCRIPT, channel_args
+from ncf.data.vocab import UserItemSets, Vocabulary
+from ncf.models.ncf_models import ModelSpec, NcfModel
+from ncf.serving.export import Recommender, save_recommender
+from ncf.serving.retrieval import choose
 
 pytestmark = pytest.mark.slow
 
@@ -133,10 +138,32 @@ def exports(
     return {
         "neumf-exhaustive": Export(trained_model / "1", "u1", "item-1", "exhaustive"),
         **built,
+        **blocked_exports(root),
         "sasrec": Export(sasrec_run / "model" / "1", "u1", "item-1", "exhaustive"),
         # filters (recommend_filtered, similar_items_filtered, ..._from_history_filtered) and item_fields
         "neumf-filters-item-fields": Export(filtered_model[0] / "1", "u1", "item-1", "exhaustive"),
     }
+
+
+def blocked_exports(root: Path) -> dict[str, Export]:
+    """Exports whose every signature runs in blocks: a memory budget of 2 KB takes one user and a few
+    items per block, so the graph loops (`tf.while_loop`, a TensorArray, `tf.cond`) of `ncf.serving.blocked`
+    and the co-counts' loop over chunks of paths run under TF Serving's loader."""
+    users = Vocabulary.from_values(pd.Series([f"u{i}" for i in range(8)]))
+    items = Vocabulary.from_values(pd.Series([f"item-{j}" for j in range(30)]))
+    rng = np.random.default_rng(0)
+    seen = UserItemSets.build(np.repeat(np.arange(8), 5), rng.integers(0, 30, 40), 8)
+    popularity = rng.dirichlet(np.ones(30)).astype(np.float32)
+    model = NcfModel(ModelSpec("neumf", 8, 30, 4, (8, 4)), seed=1, init_stddev=0.5)
+    exports = {}
+    for name, candidates, similarity in (("exhaustive", 0, "jaccard"), ("two_stage", 5, "pearson")):
+        choice = choose("neumf", 30, candidates, min_items=0)
+        recommender = Recommender(
+            model, users, items, seen, popularity, True, similarity, choice, memory_budget_bytes=2048
+        )
+        path = save_recommender(recommender, root / f"blocked-{name}")
+        exports[f"neumf-{name}-blocked-{similarity}"] = Export(path, "u1", "item-1", name)
+    return exports
 
 
 class UntrackedKerasValues(tf.Module):
@@ -227,6 +254,8 @@ EXPORT_NAMES = [
     "gmf-dot-product-jaccard",
     "mlp",
     "sasrec",
+    "neumf-exhaustive-blocked-jaccard",
+    "neumf-two_stage-blocked-pearson",
 ]
 
 

@@ -15,10 +15,12 @@ from ncf.serving.similarity import (
     co_counts,
     jaccard,
     model_vectors,
+    others_k,
+    own_pairs,
     pearson,
-    top_k_others,
     transpose,
 )
+from ncf.serving.topk import top_k_excluding
 from ncf.train_settings import SIMILARITY_MEASURES, load_config
 
 # 5 users x 6 items; item 5 has no interactions, user 4 has every item but 5.
@@ -78,7 +80,7 @@ def test_jaccard_and_pearson_match_numpy_on_a_tiny_matrix(side: str, vectors: np
 
 def test_top_k_excludes_the_query_and_undefined_entries() -> None:
     scores = tf.constant([[0.9, 0.5, -np.inf, 0.7], [0.1, 0.2, 0.3, 0.4]])
-    indices, values = top_k_others(scores, tf.constant([0, 3]), tf.constant(10))
+    indices, values = top_k_excluding(scores, own_pairs(tf.constant([0, 3])), others_k(tf.constant(10), 4))
     assert indices.numpy().tolist() == [[3, 1, -1], [2, 1, 0]]
     np.testing.assert_allclose(values.numpy(), [[0.7, 0.5, 0.0], [0.3, 0.2, 0.1]])
 

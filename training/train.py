@@ -28,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from ncf.errors import NcfError
 from ncf.fit import interruption
+from ncf.models.memory import budget_bytes
 from ncf.train_settings import TrainConfig, load_config
 
 if TYPE_CHECKING:  # imported where used: TensorFlow loads only after the data has been checked
@@ -126,7 +127,8 @@ def _evaluation_phase(stages: _Stages) -> tuple[Model, FitResult, TrainingData, 
         model, _ = stages.train(evaluated, result.best_epoch, select=False, suffix="-refit")
     elif model.keeps_histories:  # a sequence model's test-time input: everything before the test item
         model.remember(data.with_heldout_positives("validation", config.is_implicit))
-    test_metrics = evaluate_split(ModelScorer(model), evaluated, "test", config, stages.workers)
+    scorer = ModelScorer(model, budget_bytes(config.memory_budget_mb))
+    test_metrics = evaluate_split(scorer, evaluated, "test", config, stages.workers)
     return model, result, evaluated, test_metrics
 
 
@@ -331,6 +333,7 @@ def _export(
         retrieval=retrieval,
         filters=filter_set,
         item_fields=field_table,
+        memory_budget_bytes=budget_bytes(config.memory_budget_mb),
     )
     log(f"saved model: {save_recommender(recommender, model_dir)}")
     code = find_inference_code(config)

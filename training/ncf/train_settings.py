@@ -26,6 +26,7 @@ from ncf.choices import (
 )
 from ncf.errors import NcfError
 from ncf.models import registry
+from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB
 from ncf.settings_cli import build_parser as build_settings_parser
 from ncf.settings_cli import parse_value
 from ncf.settings_cli import setting as _setting
@@ -202,6 +203,13 @@ class TrainConfig:
         "the popularity fallback (unknown users, and `score` for them) counts only the interactions of the"
         " last N days of the data, up to its last timestamp (needs timestamps); 0: all of the data",
     )
+    memory_budget_mb: int = _setting(
+        DEFAULT_MEMORY_BUDGET_MB,
+        "MiB that one scoring call may hold, in evaluation and inside the exported model (fixed at export):"
+        " users and items are scored in blocks that fit it, attention and MLP activations included, with a"
+        " running top-k (README: Memory). The default keeps every call well below what TensorFlow and the"
+        " model already hold, with blocks of ~1M (user, item) pairs or more",
+    )
     item_fields: str = _setting(
         "auto",
         "columns of the items channel stored in the model and returned with each item on request"
@@ -256,7 +264,12 @@ class TrainConfig:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
         resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields", "popularity_window_days"}
-        resumable |= {"jit_compile", "intra_op_threads", "inter_op_threads"}  # how fast, not what is trained
+        resumable |= {
+            "memory_budget_mb",
+            "jit_compile",
+            "intra_op_threads",
+            "inter_op_threads",
+        }  # not what is trained
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -300,7 +313,7 @@ def _validate(config: TrainConfig) -> None:
         if choices and getattr(config, f.name) not in choices:
             value = getattr(config, f.name)
             raise NcfError(f"hyperparameter {f.name}: expected one of {', '.join(choices)}, got {value!r}")
-    positive = ("epochs", "batch_size", "factors", "top_k", "pretrain_epochs")
+    positive = ("epochs", "batch_size", "factors", "top_k", "pretrain_epochs", "memory_budget_mb")
     for name in positive:
         if getattr(config, name) < 1:
             raise NcfError(f"hyperparameter {name}: must be at least 1, got {getattr(config, name)}")

@@ -33,6 +33,7 @@ from ncf.fit.distribute import Workers
 from ncf.fit.interruption import TrainingInterrupted
 from ncf.fit.step_loop import StopRequested
 from ncf.models.base import EpochSource, Model
+from ncf.models.memory import budget_bytes
 from ncf.train_settings import TrainConfig
 
 Log = Callable[[str], None]
@@ -126,7 +127,7 @@ class _FitLoop:
         self.data, self.config, self.stage, self.select, self.workers = data, config, stage, select, workers
         with workers.scope():
             self.runner = model.step_loop(config, workers)
-        self.scorer = ModelScorer(model)
+        self.scorer = ModelScorer(model, budget_bytes(config.memory_budget_mb))
         self.best_weights = [tf.Variable(v, trainable=False) for v in self.runner.variables_in_order]
         with workers.failures_reported():
             data_fingerprint = workers.agreed_digest(data.fingerprint)

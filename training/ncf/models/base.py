@@ -5,7 +5,8 @@ small abstract class), a model type says
 
 - how it is built from the settings and the training data (`build`);
 - what feeds it in training: its epoch source and its compiled step loop (`epoch_source`, `step_loop`);
-- how it scores users x items: aligned pairs (`logits`) and the whole catalog (`logits_all_items`);
+- how it scores users x items: aligned pairs (`logits`), the whole catalog (`logits_all_items`), and the
+  catalog in blocks of bounded memory (`catalog_state`, `catalog_block_logits`, `catalog_cost`);
 - how it reads a request's recent events (`history_signature`), or that it cannot (None);
 - what the export takes from it: unit vectors for similar items and users (`similarity_vectors`), what
   part of its score is a dot product for two-stage retrieval (`dot_product`, `retrieval_vectors`) and
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 import tensorflow as tf
+
+from ncf.models.memory import CatalogCost
 
 if TYPE_CHECKING:  # the data, settings and workers a model is built from (none of them imports models)
     from ncf.data.training_data import TrainingData
@@ -125,9 +128,24 @@ class Model(tf.Module, abc.ABC):
         """The user-independent part of `logits_all_items`, computed once at export; None: none."""
         return None
 
-    def catalog_floats_per_item(self) -> int:
-        """Floats per (user, item) of `logits_all_items`' widest intermediate: it sizes evaluation chunks."""
-        return 1
+    def catalog_cost(self) -> CatalogCost:
+        """Floats a catalog-scoring call holds at its peak per user and per (user, item) pair: it sizes the
+        blocks of evaluation and serving (`ncf.models.memory.block_shape`). By default one per pair."""
+        return CatalogCost(per_user=0, per_pair=1)
+
+    def catalog_state(self, users: tf.Tensor) -> dict[str, tf.Tensor]:
+        """What scoring the catalog reads of each user index, computed once per block of users and read
+        by `catalog_block_logits` for each block of items. By default the indices themselves."""
+        return {"users": users}
+
+    def catalog_block_logits(
+        self, state: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor, item_side: tf.Tensor | None
+    ) -> tf.Tensor:
+        """Unnormalised scores of the users of `state` against items [start, stop), [users, stop - start];
+        `item_side` is every item's `precomputed_item_side()` when the caller holds it. By default a slice
+        of `logits_all_items` (exact, but the whole catalog is scored for each block: a model type whose
+        catalog may be large overrides it)."""
+        return self.logits_all_items(state["users"], item_side)[:, start:stop]
 
     # -- what the export serves ------------------------------------------------------------------
     @abc.abstractmethod

@@ -36,6 +36,7 @@ import tensorflow as tf
 from ncf.fit.pair_epochs import EpochSource
 from ncf.fit.step_loop import EpochRunner
 from ncf.models.base import EXACT_DOT_PRODUCT, NO_DOT_PRODUCT, PARTIAL_DOT_PRODUCT, DotProduct, Model
+from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB, CatalogCost, block_shape, budget_bytes
 from ncf.serving.foldin import FoldIn, FoldInSettings
 from ncf.serving.history import foldin_signature
 
@@ -68,6 +69,14 @@ class ModelSpec:
     def mlp_embedding_dim(self) -> int:
         """Each side of the MLP input is half of its first layer, as in the NCF paper."""
         return self.mlp_layers[0] // 2
+
+
+@dataclass(frozen=True)
+class ItemRange:
+    """The items [start, stop) of the catalog: a block that `NcfModel.catalog_logits` scores."""
+
+    start: tf.Tensor
+    stop: tf.Tensor
 
 
 _ITEM_TABLES = ("gmf_item", "mlp_item", "item_bias")
@@ -175,9 +184,25 @@ class NcfModel(Model):
     def precomputed_item_side(self) -> tf.Tensor | None:
         return self.mlp_item_half() if self.spec.has_mlp else None
 
-    def catalog_floats_per_item(self) -> int:
-        """The MLP tower's first hidden layer holds [users, items, width] floats."""
-        return self.spec.mlp_layers[1] if self.spec.has_mlp else 1
+    def catalog_cost(self) -> CatalogCost:
+        """Per user: its rows and their projections. Per pair: the scores (the GMF product, the sum) and,
+        with an MLP tower, its hidden activations: the first layer twice (the sum before and after the
+        ReLU can be alive together), each later layer once."""
+        spec = self.spec
+        per_user = 2 * (spec.factors + (spec.mlp_layers[0] if spec.has_mlp else 0)) + 4
+        mlp = 2 * spec.mlp_layers[1] + sum(spec.mlp_layers[2:]) if spec.has_mlp else 0
+        return CatalogCost(per_user=per_user, per_pair=mlp + 4)
+
+    def catalog_state(self, users: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The user rows (`user_rows`): what the catalog scores of a user are a function of."""
+        return self.user_rows(users)
+
+    def catalog_block_logits(
+        self, state: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor, item_side: tf.Tensor | None
+    ) -> tf.Tensor:
+        """`catalog_logits` of the user rows `state` against items [start, stop) only."""
+        half = None if item_side is None else item_side[start:stop]
+        return self.catalog_logits(state, half, ItemRange(start, stop))
 
     def similarity_vectors(self, side: str) -> tf.Tensor:
         """Each tower's vectors in the space the model reads them in, normalised per tower and
@@ -315,10 +340,14 @@ class NcfModel(Model):
         return self.catalog_logits(self.user_rows(users), item_half)
 
     def catalog_logits(
-        self, rows: dict[str, tf.Tensor], item_half: tf.Tensor | None = None, items: tf.Tensor | None = None
+        self,
+        rows: dict[str, tf.Tensor],
+        item_half: tf.Tensor | None = None,
+        items: tf.Tensor | ItemRange | None = None,
     ) -> tf.Tensor:
         """Unnormalised scores of user rows against every item, [batch, num_items], or against the item
-        indices `items` [S] only, [batch, S]. `item_half` is the MLP item half of those items, if precomputed.
+        indices (or `ItemRange`) `items` [S] only, [batch, S]. `item_half` is the MLP item half of those
+        items, if precomputed.
         """
         dense = self.dense
         out = tf.zeros((tf.shape(next(iter(rows.values())))[0], 1))
@@ -339,9 +368,15 @@ class NcfModel(Model):
             out += tf.tensordot(self._mlp_tail(hidden), dense["head"][head_offset:, 0], axes=1)
         return out + dense["bias"]
 
-    def _item_side(self, name: str, items: tf.Tensor | None) -> tf.Tensor:
-        """An item-side table as scored (`table`), or only the rows of `items` when given."""
-        return self.table(name) if items is None else self._item_rows(name, items)
+    def _item_side(self, name: str, items: tf.Tensor | ItemRange | None) -> tf.Tensor:
+        """An item-side table as scored (`table`), or only the rows of `items` (indices or a range)."""
+        if items is None:
+            return self.table(name)
+        if not isinstance(items, ItemRange):
+            return self._item_rows(name, items)
+        if self.has_features:  # the feature rows of the range only, not the whole catalog's
+            return self._item_rows(name, tf.range(items.start, items.stop))
+        return self.embeddings[name][items.start : items.stop]  # a slice along rows: no copy
 
     def _mlp_tail(self, hidden: tf.Tensor) -> tf.Tensor:
         """The MLP layers after the first, on tensors of any rank."""
@@ -413,14 +448,17 @@ def gmf_vectors(model: NcfModel) -> tuple[tf.Tensor, tf.Tensor]:
     return users * model.dense["head"][: model.spec.factors, 0], items
 
 
-def mlp_item_effect(model: NcfModel, sample_users: int = 64, chunk: int = 4) -> tf.Tensor:
+def mlp_item_effect(model: NcfModel, sample_users: int = 64) -> tf.Tensor:
     """Each item's MLP-tower part of the logit, averaged over an evenly spaced sample of users: [items].
 
     NeuMF's MLP tower is not a dot product, but much of what it learns is a property of the item alone
     (popularity, broad appeal). Its mean over users is the best item-only (additive) approximation of it,
     so adding it to the GMF dot product makes the retrieval score track the full model; without it, the
-    candidates follow the GMF half only, which may carry little of the score (see README).
+    candidates follow the GMF half only, which may carry little of the score (see README). The sample is
+    scored a few users at a time, as many as the default memory budget holds with the whole catalog.
     """
+    cost, budget = model.catalog_cost(), budget_bytes(DEFAULT_MEMORY_BUDGET_MB)
+    chunk = block_shape(cost, model.spec.num_items, budget).rows
     users = np.unique(np.linspace(0, model.spec.num_users - 1, sample_users).astype(np.int32))
     gmf_users, gmf_items = gmf_vectors(model)
     item_half, total = model.mlp_item_half(), tf.zeros((model.spec.num_items,))

@@ -34,6 +34,7 @@ from ncf.data.training_data import TrainingData
 from ncf.errors import NcfError
 from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource, sequence_length
 from ncf.models.base import NO_DOT_PRODUCT, DotProduct, Model
+from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB, CatalogCost, block_shape, budget_bytes
 from ncf.serving.history import sequence_signature
 
 if TYPE_CHECKING:
@@ -279,6 +280,33 @@ class SasRecModel(Model):
         reps = self.represent(tf.gather(self.histories, distinct), distinct)
         return tf.reduce_sum(tf.gather(reps, position) * tf.gather(self.embeddings["item"], items), axis=1)
 
+    def catalog_cost(self) -> CatalogCost:
+        """Per user: the encoder's widest moment, one attention block's [heads, L, L] logits, masked
+        logits and softmax with the [L, L] masks beside them, and its [L, d] activations (inputs, queries,
+        keys, values, the mixed heads, the feed-forward layer). Per pair: the score and its copies."""
+        spec = self.spec
+        length, width = spec.max_len, spec.factors
+        per_user = (4 * spec.heads + 3) * length * length + 12 * length * width
+        return CatalogCost(per_user=per_user, per_pair=4)
+
+    def catalog_state(self, users: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Each user's representation of their stored history, [B, d]: encoded once per block of users."""
+        return {"representation": self.represent(tf.gather(self.histories, users), users)}
+
+    def sequence_state(
+        self, sequences: tf.Tensor, users: tf.Tensor, known: tf.Tensor
+    ) -> dict[str, tf.Tensor]:
+        """`catalog_state` of users given by their item sequences (a request's events after the stored
+        history); `known` false: no user embedding."""
+        return {"representation": self.represent(sequences, users, known)}
+
+    def catalog_block_logits(
+        self, state: dict[str, tf.Tensor], start: tf.Tensor, stop: tf.Tensor, item_side: tf.Tensor | None
+    ) -> tf.Tensor:
+        """Next-item scores of the represented users against items [start, stop)."""
+        items = self.embeddings["item"][start:stop]
+        return tf.matmul(state["representation"], items, transpose_b=True)
+
     def logits_all_items(self, users: tf.Tensor, item_side: tf.Tensor | None = None) -> tf.Tensor:
         """Next-item scores of every item for each user, [batch, num_items] (`item_side` is unused)."""
         reps = self.represent(tf.gather(self.histories, users), users)
@@ -288,17 +316,14 @@ class SasRecModel(Model):
         """Unit vectors of every item (embeddings) or user (representation of the stored history)."""
         if side == "item":
             vectors = self.item_table()
-        else:
-            users = tf.range(self.spec.num_users)
-            vectors = tf.concat(
-                [self.represent(tf.gather(self.histories, c), c) for c in tf.split(users, _chunks(users))], 0
-            )
+        else:  # users in blocks of the default memory budget: the encoder holds [B, heads, L, L] floats
+            step = block_shape(self.catalog_cost(), 1, budget_bytes(DEFAULT_MEMORY_BUDGET_MB)).rows
+            blocks = [
+                self.catalog_state(tf.range(start, min(start + step, self.spec.num_users)))["representation"]
+                for start in range(0, self.spec.num_users, step)
+            ]
+            vectors = tf.concat(blocks, 0)
         return tf.math.l2_normalize(vectors, axis=1)
-
-
-def _chunks(users: tf.Tensor, size: int = 512) -> list[int]:
-    count = int(users.shape[0])
-    return [size] * (count // size) + ([count % size] if count % size else [])
 
 
 def _layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, dtype: tf.DType) -> tf.Tensor:

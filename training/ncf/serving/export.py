@@ -40,6 +40,8 @@ import tensorflow as tf
 from ncf.data.vocab import UserItemSets, Vocabulary
 from ncf.errors import NcfError
 from ncf.models.base import Model
+from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB, CatalogCost, block_shape, budget_bytes
+from ncf.serving.blocked import StateOfRows, blocked_top_k, map_row_blocks
 from ncf.serving.filtered import filtered_signatures
 from ncf.serving.filters import FilterSet
 from ncf.serving.foldin import FoldInSettings
@@ -47,10 +49,13 @@ from ncf.serving.history import history_signatures
 from ncf.serving.item_fields import ItemFieldTable, item_field_signatures
 from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.serving.similarity import SimilarityIndex, build_indexes
-from ncf.serving.topk import allowed_only, ids_of, top_k_excluding
+from ncf.serving.topk import ids_of
 from ncf.train_settings import TrainConfig
 
 SAVED_MODEL_VERSION = "1"
+# Floats per (user, item) that ranking adds to the model's own scoring: the served score, the
+# popularity fallback's choice, a filter's mask and the exclusions' copy.
+SERVING_FLOATS_PER_PAIR = 4
 _IDS = tf.TensorSpec([None], tf.string)
 _K = tf.TensorSpec([], tf.int32)
 _EXCLUDE = tf.TensorSpec([None, None], tf.string)
@@ -78,13 +83,17 @@ class Recommender(tf.Module):
         foldin: FoldInSettings | None = None,
         filters: FilterSet | None = None,
         item_fields: ItemFieldTable | None = None,
+        memory_budget_bytes: int = budget_bytes(DEFAULT_MEMORY_BUDGET_MB),
     ) -> None:
         """`retrieval`: the top-k strategy (`ncf.serving.retrieval.choose`); None: chosen with the defaults.
         `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults.
         `filters`: the declared filters and item attributes (`ncf.serving.filters`); None: no filters.
-        `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none."""
+        `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none.
+        `memory_budget_bytes`: what one block of a signature's work may hold (`ncf.serving.blocked`),
+        fixed in the SavedModel (`TrainConfig.memory_budget_mb`)."""
         super().__init__(name="recommender")
         self.model = model
+        self.memory_budget_bytes = memory_budget_bytes
         self.implicit = implicit
         self.num_users = len(users)
         self.num_items = len(items)
@@ -101,14 +110,20 @@ class Recommender(tf.Module):
             None if item_side is None else tf.Variable(item_side, trainable=False, name="mlp_item_half")
         )
         self.user_ids = tf.Variable(users.ids.astype(str), trainable=False, name="user_ids")
-        self.similar_item_index, self.similar_user_index = build_indexes(similarity, model, seen, len(items))
+        self.similar_item_index, self.similar_user_index = build_indexes(
+            similarity, model, seen, len(items), memory_budget_bytes
+        )
         if retrieval is None:
             defaults = TrainConfig.retrieval_candidates, TrainConfig.retrieval_min_items
             retrieval = choose(model.model_type, len(items), *defaults)
         self.retrieval_choice = retrieval
         # Readable from the loaded SavedModel: `json.loads(loaded.retrieval_metadata.numpy())`.
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
-        self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
+        self.retrieval = (
+            None
+            if retrieval.mode == EXHAUSTIVE
+            else TwoStageTopK(model, retrieval, implicit, memory_budget_bytes)
+        )
         self.foldin = model.fold_in(foldin)
         self.filters = filters
         self.item_fields = item_fields
@@ -137,8 +152,11 @@ class Recommender(tf.Module):
         if self.retrieval is not None:
             indices, top_scores = self.retrieval.top_k(users, known, self.popularity, excluded, k, allowed)
         else:  # every model type, the sequence model too, scores the catalog from user indices
-            logits = self.model.logits_all_items(users, self.mlp_item_half)
-            indices, top_scores = self.ranked(logits, known, excluded, k, allowed)
+
+            def state(start: tf.Tensor, stop: tf.Tensor) -> dict[str, tf.Tensor]:
+                return self.model.catalog_state(users[start:stop])
+
+            indices, top_scores = self.ranked(state, known, excluded, k, allowed)
         return {
             "item_ids": ids_of(indices, self.item_ids),
             "scores": top_scores,
@@ -147,16 +165,31 @@ class Recommender(tf.Module):
 
     def ranked(
         self,
-        logits: tf.Tensor,
+        state_of_rows: StateOfRows,
         personal: tf.Tensor,
         excluded: tf.Tensor | None,
         k: tf.Tensor,
         allowed: tf.Tensor | None = None,
+        extra_per_user: int = 0,
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        """The exhaustive top-k of every item's logits; rows with `personal` false rank by popularity;
-        items a filter's mask `allowed` drops are never ranked."""
-        scores = tf.where(personal[:, None], self.scale(logits), self.popularity[None, :])
-        return top_k_excluding(allowed_only(scores, allowed), excluded, k)
+        """The exhaustive top-k of every item's score for the users whose `Model.catalog_state` of rows
+        [start, stop) is `state_of_rows(start, stop)`, in blocks within the memory budget; rows with
+        `personal` false rank by popularity; items a filter's mask `allowed` drops are never ranked.
+        `extra_per_user`: floats per user that computing the state adds (a fold-in's steps)."""
+        model, item_side, popularity = self.model, self.mlp_item_half, self.popularity
+
+        def state(start: tf.Tensor, stop: tf.Tensor) -> tuple:
+            return state_of_rows(start, stop), personal[start:stop]
+
+        def scores(rows: tuple, start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
+            logits = model.catalog_block_logits(rows[0], start, stop, item_side)
+            return tf.where(rows[1][:, None], self.scale(logits), popularity[None, start:stop])
+
+        cost = model.catalog_cost().plus(per_user=extra_per_user, per_pair=SERVING_FLOATS_PER_PAIR)
+        shape = block_shape(cost, self.num_items, self.memory_budget_bytes)
+        return blocked_top_k(
+            state, scores, tf.shape(personal)[0], self.num_items, shape, excluded, k, allowed
+        )
 
     def excluded(
         self, known: tf.Tensor, users: tf.Tensor, exclude: tf.Tensor | None, exclude_seen: bool | tf.Tensor
@@ -196,10 +229,25 @@ class Recommender(tf.Module):
         item_index = self.item_index.lookup(item_id)
         known_item = item_index >= 0
         items = tf.cast(tf.where(known_item, item_index, 0), tf.int32)
-        modelled = self.scale(self.model.logits(users, items))
+        modelled = self.scale(self.pair_logits(users, items))
         fallback_score = tf.where(known_item, tf.gather(self.popularity, items), 0.0)
         both = tf.logical_and(known_user, known_item)
         return {"score": tf.where(both, modelled, fallback_score), "fallback": tf.logical_not(both)}
+
+    def pair_logits(self, users: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """`Model.logits` of aligned pairs, in blocks of pairs within the memory budget (a sequence model
+        encodes each distinct user of a block)."""
+        cost = self.model.catalog_cost()
+        per_pair = CatalogCost(per_user=0, per_pair=cost.per_user + cost.per_pair)  # each pair's own user
+        pairs = block_shape(per_pair, 1, self.memory_budget_bytes).rows
+        (logits,) = map_row_blocks(
+            lambda start, stop: (self.model.logits(users[start:stop], items[start:stop]),),
+            tf.shape(users)[0],
+            pairs,
+            (tf.float32,),
+            ranks=(1,),
+        )
+        return logits
 
     @tf.function(input_signature=[_IDS, _K])
     def similar_items(self, item_id: tf.Tensor, k: tf.Tensor) -> dict:

@@ -80,6 +80,12 @@ class FoldIn(tf.Module):
         )
         self.sample = tf.Variable(sample, trainable=False, name="sample")
 
+    def floats_per_user(self) -> int:
+        """Floats a user's fold-in holds at its peak: a step's forward and backward pass over the softmax's
+        items (about three times the model's catalog cost per item)."""
+        items = min(self.model.num_items, self.settings.candidates) + 1
+        return 3 * items * self.model.catalog_cost().per_pair
+
     def start_rows(self, users: tf.Tensor, known: tf.Tensor) -> dict[str, tf.Tensor]:
         """Each row's starting point: the known user's learned rows, else the mean user rows."""
         rows = self.model.user_rows(users)

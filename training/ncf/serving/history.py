@@ -111,10 +111,12 @@ def sequence_signature(
         recent = tf.where(listed >= 0, listed, padding)
         sequences = latest_items(tf.concat([stored, recent], axis=1), padding, model.spec.max_len)
         has_items = tf.reduce_any(sequences != padding, axis=1)
-        reps = model.represent(sequences, users, known)
-        logits = tf.matmul(reps, model.item_table(), transpose_b=True)
+
+        def state(start: tf.Tensor, stop: tf.Tensor) -> dict[str, tf.Tensor]:
+            return model.sequence_state(sequences[start:stop], users[start:stop], known[start:stop])
+
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
-        indices, top_scores = recommender.ranked(logits, has_items, excluded, k, allowed)
+        indices, top_scores = recommender.ranked(state, has_items, excluded, k, allowed)
         return _answer(recommender, indices, top_scores, has_items, listed, history)
 
     return _signature(answer, filters, recommender.lookup_users)
@@ -131,9 +133,14 @@ def foldin_signature(
         known, users = recommender.lookup_users(user_id)
         listed = tf.cast(recommender.item_index.lookup(history), tf.int32)
         personal = tf.logical_or(known, tf.reduce_any(listed >= 0, axis=1))
-        rows = foldin.fold(foldin.start_rows(users, known), listed, recommender.mlp_item_half)
+
+        def folded(start: tf.Tensor, stop: tf.Tensor) -> dict[str, tf.Tensor]:
+            """The rows [start, stop) after the fold-in: one block of users at a time."""
+            begin = foldin.start_rows(users[start:stop], known[start:stop])
+            return foldin.fold(begin, listed[start:stop], recommender.mlp_item_half)
+
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
-        indices, top_scores = _top_k_of_rows(recommender, rows, personal, excluded, k, allowed)
+        indices, top_scores = _top_k_of_rows(recommender, folded, personal, excluded, k, allowed)
         return _answer(recommender, indices, top_scores, personal, listed, history)
 
     return _signature(answer, filters, recommender.lookup_users)
@@ -141,22 +148,26 @@ def foldin_signature(
 
 def _top_k_of_rows(
     recommender: Recommender,
-    rows: dict[str, tf.Tensor],
+    rows_of: Callable[[tf.Tensor, tf.Tensor], dict[str, tf.Tensor]],
     personal: tf.Tensor,
     excluded: tf.Tensor | None,
     k: tf.Tensor,
     allowed: tf.Tensor | None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Top-k item indices and served scores of NCF user rows (`NcfModel.user_rows`), ranked as the
-    export ranks (exhaustively or through its retrieval stage) among the items `allowed` keeps; rows with
-    `personal` false get the most popular items."""
-    model, retrieval = recommender.model, recommender.retrieval
-    if retrieval is not None:
-        vectors = model.retrieval_user_vectors(rows)
-        popularity = recommender.popularity
-        return retrieval.top_k_of_rows(vectors, lambda: rows, personal, popularity, excluded, k, allowed)
-    logits = model.catalog_logits(rows, recommender.mlp_item_half)
-    return recommender.ranked(logits, personal, excluded, k, allowed)
+    """Top-k item indices and served scores of NCF user rows (`NcfModel.user_rows`; those of users
+    [start, stop) are `rows_of(start, stop)`), ranked as the export ranks (exhaustively or through its
+    retrieval stage) among the items `allowed` keeps; rows with `personal` false get the most popular
+    items. The fold-in's gradient steps count in the memory of each block of users."""
+    model, retrieval, extra = recommender.model, recommender.retrieval, recommender.foldin.floats_per_user()
+    if retrieval is None:
+        return recommender.ranked(rows_of, personal, excluded, k, allowed, extra_per_user=extra)
+
+    def state(start: tf.Tensor, stop: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        rows = rows_of(start, stop)
+        return model.retrieval_user_vectors(rows), rows
+
+    popularity = recommender.popularity
+    return retrieval.top_k_of_rows(state, personal, popularity, excluded, k, allowed, extra_per_user=extra)
 
 
 def _answer(

@@ -26,12 +26,24 @@ def top_k_excluding(
         (indices [B, k'], scores [B, k']), best first, with k' = min(k, N). Where a row has fewer than
         k' eligible columns, the rest are index -1 and score 0.
     """
+    values, indices = best_columns(scores, excluded, k)
+    return answered(values, indices)
+
+
+def best_columns(scores: tf.Tensor, excluded: tf.Tensor | None, k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(values [B, k'], indices [B, k']) of each row's k best columns, the `excluded` ones made
+    `UNDEFINED` first; undefined values are kept as they are (`answered` turns them into -1 and 0)."""
     if excluded is not None:
         fill = tf.fill(tf.shape(excluded)[:1], tf.constant(UNDEFINED, scores.dtype))
         scores = tf.tensor_scatter_nd_update(scores, excluded, fill)
     top = tf.math.top_k(scores, k=tf.clip_by_value(k, 0, tf.shape(scores)[1]))
-    defined = top.values > UNDEFINED
-    return tf.where(defined, top.indices, -1), tf.where(defined, top.values, 0.0)
+    return top.values, top.indices
+
+
+def answered(values: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`top_k_excluding`'s answer of ranked (values, indices): index -1 and score 0 where undefined."""
+    defined = values > UNDEFINED
+    return tf.where(defined, indices, -1), tf.where(defined, values, tf.zeros_like(values))
 
 
 def allowed_only(scores: tf.Tensor, allowed: tf.Tensor | None) -> tf.Tensor:
