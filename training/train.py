@@ -293,6 +293,7 @@ def _export(
 
     from ncf.serving.export import Recommender, copy_inference_code, save_recommender, write_model_archive
     from ncf.serving.filters import FilterSet
+    from ncf.serving.history_blend import BlendSettings
     from ncf.serving.item_fields import ItemFieldTable, describe
     from ncf.serving.retrieval import choose
 
@@ -319,6 +320,9 @@ def _export(
         retrieval=retrieval,
         filters=filter_set,
         item_fields=field_table,
+        history_blend=BlendSettings(
+            config.history_blend_weight, config.history_blend_max_events, config.history_blend_neighbours
+        ),
     )
     log(f"saved model: {save_recommender(recommender, model_dir)}")
     code = find_inference_code(config)

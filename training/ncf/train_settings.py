@@ -152,6 +152,19 @@ class TrainConfig:
         " jaccard or pearson (interaction vectors, computed per query from the sparse interactions)",
         choices=SIMILARITY_MEASURES,
     )
+    history_blend_weight: float = _setting(
+        0.5,  # PLACEHOLDER
+        "sasrec: weight of item-to-item similarity in a short history's next-item distribution"
+        " (`ncf.serving.history_blend`, served by recommend_from_history); 0: the model alone",
+    )
+    history_blend_max_events: int = _setting(
+        5,  # PLACEHOLDER
+        "sasrec: histories (stored + request) with fewer items than this are blended; 0: none",
+    )
+    history_blend_neighbours: int = _setting(
+        100,  # PLACEHOLDER
+        "sasrec: most similar items kept per item for the blend (8 bytes each in the export); 0: no blend",
+    )
     retrieval_candidates: int = _setting(
         20,  # measured: bench_retrieval.py, the smallest N with top-10 overlap >= 0.95 (README)
         "candidates of the exported two-stage top-k on large catalogs: a dot product over precomputed"
@@ -216,6 +229,7 @@ class TrainConfig:
         """The settings a checkpoint must share to be resumed: all but run length, stopping and export."""
         resumable = {"epochs", "pretrain_epochs", "patience", "refit", "final_fit", "similarity"}
         resumable |= {"retrieval_candidates", "retrieval_min_items", "item_fields"}
+        resumable |= {"history_blend_weight", "history_blend_max_events", "history_blend_neighbours"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -311,6 +325,12 @@ def _validate_sequence_settings(config: TrainConfig) -> None:
         raise NcfError("hyperparameters max_len, attention_blocks and attention_heads: must be at least 1")
     if not 0.0 <= config.dropout < 1.0:
         raise NcfError(f"hyperparameter dropout: must be in [0, 1), got {config.dropout}")
+    if not 0.0 <= config.history_blend_weight < 1.0:
+        weight = config.history_blend_weight
+        raise NcfError(f"hyperparameter history_blend_weight: must be in [0, 1), got {weight}")
+    for name in ("history_blend_max_events", "history_blend_neighbours"):
+        if getattr(config, name) < 0:
+            raise NcfError(f"hyperparameter {name}: must not be negative, got {getattr(config, name)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,6 +44,7 @@ from ncf.serving.filtered import filtered_signatures
 from ncf.serving.filters import FilterSet
 from ncf.serving.foldin import FoldInSettings
 from ncf.serving.history import history_signatures
+from ncf.serving.history_blend import BlendSettings
 from ncf.serving.item_fields import ItemFieldTable, item_field_signatures
 from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.serving.similarity import SimilarityIndex, build_indexes
@@ -78,11 +79,14 @@ class Recommender(tf.Module):
         foldin: FoldInSettings | None = None,
         filters: FilterSet | None = None,
         item_fields: ItemFieldTable | None = None,
+        history_blend: BlendSettings | None = None,
     ) -> None:
         """`retrieval`: the top-k strategy (`ncf.serving.retrieval.choose`); None: chosen with the defaults.
         `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults.
         `filters`: the declared filters and item attributes (`ncf.serving.filters`); None: no filters.
-        `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none."""
+        `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none.
+        `history_blend`: a sequence model's short-history blend with item-to-item similarity learned from
+        `seen` (`ncf.serving.history_blend`); None: no blend (train.py passes the configured one)."""
         super().__init__(name="recommender")
         self.model = model
         self.implicit = implicit
@@ -110,6 +114,7 @@ class Recommender(tf.Module):
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
         self.retrieval = None if retrieval.mode == EXHAUSTIVE else TwoStageTopK(model, retrieval, implicit)
         self.foldin = model.fold_in(foldin)
+        self.history_blend = model.history_blend(history_blend, seen)
         self.filters = filters
         self.item_fields = item_fields
 

@@ -102,6 +102,8 @@ def sequence_signature(
         has_items = tf.reduce_any(sequences != padding, axis=1)
         reps = model.represent(sequences, users, known)
         logits = tf.matmul(reps, model.item_table(), transpose_b=True)
+        if recommender.history_blend is not None:  # short histories: + item-to-item similarity
+            logits = recommender.history_blend.apply(logits, sequences, padding)
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
         indices, top_scores = recommender.ranked(logits, has_items, excluded, k, allowed)
         return _answer(recommender, indices, top_scores, has_items, listed, history)
