@@ -127,6 +127,7 @@ def test_the_export_serves_the_configured_blend(sasrec_run: Path) -> None:
         history = tf.constant([list(items[:events])])
         return recommend(user_id=tf.constant(["new"]), history=history, k=tf.constant(5))["scores"].numpy()
 
-    short, long = 1, config.history_blend_max_events
+    blend.max_events.assign(3)  # the catalog's first items as a history below and at the threshold
+    short, long = 1, 3
     assert not np.allclose(answer(short, 0.0), answer(short, 0.9))
     np.testing.assert_array_equal(answer(long, 0.0), answer(long, 0.9))
