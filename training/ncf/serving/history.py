@@ -4,7 +4,8 @@ A request brings a user id and the user's latest interactions that the model has
 ids, oldest first, "" pads the string matrix). For the sequence model (`ncf.models.sasrec`) they are
 appended to the user's stored history (an unknown user's history is the request's alone), the
 latest `max_len` items are read, and the next-item scores are ranked as `serving_default` ranks
-them; the history's items are excluded like seen items. No retraining: a new user gets personal
+them (a short history's scores blended with item-to-item similarity, `ncf.serving.history_blend`); the
+history's items are excluded like seen items. No retraining: a new user gets personal
 recommendations from their first click. A row with no known item at all (an unknown user whose
 history holds no catalog item) gets the popularity fallback (`fallback` true).
 
