@@ -11,9 +11,9 @@
    event is the target: HR@10 / NDCG@10 over the full catalog, the history excluded. Rows: SASRec as
    exported (with its short-history blend), the same export with the blend's weight set to 0 (the
    sequence model alone), the NeuMF fold-in, and the anchors popularity and item-kNN on the
-   interactions the SASRec export was trained on (`bench_sasrec.Anchors`). The summary is the mean, std, min and max over the
-   evaluations; the bar (issue 23): SASRec's HR@10 with 5 events, mean >= 1.6x popularity's and >=
-   item-kNN's, and no evaluation below 1.4x popularity.
+   interactions the SASRec export was trained on (`bench_sasrec.Anchors`). The summary is the mean,
+   std, min and max over the evaluations; the bar (issue 23): SASRec's HR@10 with 5 events, mean
+   >= 1.6x popularity's and >= item-kNN's, and no evaluation below 1.4x popularity.
 2. Blend tuning (`--parts tuning`), on validation users only: a seeded 150 users outside every test
    draw are held out, SASRec is trained without them, and every blend weight is scored on their first
    1..20 events (the export's `history_blend.weight` variable set, the threshold lifted, the same
