@@ -12,6 +12,7 @@ from benchmarks.newuser_draws import (
     choose_blend,
     event_counts,
     first_events,
+    markdown_table,
     spread,
     summarise,
     validation_users,
@@ -86,3 +87,12 @@ def test_spread_summary_and_bar_over_evaluations() -> None:
     assert bar["ratio_of_means_to_popularity"] == pytest.approx(0.32 / 0.21)
     assert bar["lowest_ratio"] == pytest.approx(0.30 / 0.22) and not bar["passed"]  # 1.36 < 1.4
     assert bar_at(evaluations, "sasrec", 5, mean_ratio=1.5, min_ratio=1.3)["passed"]
+
+
+def test_the_readme_table_has_a_row_per_model_and_a_column_per_event_count() -> None:
+    rows = ("sasrec", "sasrec_no_blend", "neumf_foldin", "item_knn", "popularity")
+    evaluation = {n: {row: (0.1 * n, 0.05 * n) for row in rows} for n in (1, 5)}
+    summary = {str(n): value for n, value in summarise([evaluation, evaluation]).items()}  # as in JSON
+    lines = markdown_table(summary).splitlines()
+    assert lines[0] == "| events in `history` | 1 | 5 |" and len(lines) == 2 + len(rows)
+    assert "| 0.500 ± 0.000 [0.500–0.500] / 0.250 |" in lines[2]

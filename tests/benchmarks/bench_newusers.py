@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_run_options(parser, "newusers", "3 epochs, two draws, a coarser grid", "trained models")
     parser.add_argument("--data", type=Path, default=None, help="MovieLens 100K folder (u.data)")
     parser.add_argument("--parts", default="tuning,draws", help="comma-separated: tuning, draws")
+    parser.add_argument(
+        "--table", action="store_true", help="print the README's table from the results file; run nothing"
+    )
     return common.parse_run_args(parser, argv, "newusers")
 
 
@@ -194,12 +197,24 @@ def tuning_benchmark(args: argparse.Namespace, frame: pd.DataFrame) -> dict[str,
     }
 
 
+def print_table(results_file: Path) -> int:
+    """Print the README's new-user table and the bar from a results file written by a draws run."""
+    if not results_file.is_file() or "new_users" not in json.loads(results_file.read_text()):
+        raise common.BenchError(f"{results_file}: no draws results yet (run --parts draws first)")
+    new_users = json.loads(results_file.read_text())["new_users"]
+    print(newuser_draws.markdown_table(new_users["summary"]))
+    print(json.dumps({"commit": new_users["run"]["commit"], "bar": new_users["bar"]}, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     parts = {part.strip() for part in args.parts.split(",")}
     unknown = parts - {"tuning", "draws"}
     if unknown:
         raise common.BenchError(f"--parts: unknown part(s) {', '.join(sorted(unknown))} (use tuning, draws)")
+    if args.table:
+        return print_table(args.output)
     frame = bench_sasrec.read_movielens(common.find_movielens_100k(args.data))
     previous = json.loads(args.output.read_text()) if args.output.is_file() else {}
     header = common.run_header("newusers", args.quick, argv)

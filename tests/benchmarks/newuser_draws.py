@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -170,3 +171,29 @@ def bar_at(
             and ratios.min() >= min_ratio
         ),
     }
+
+
+ROW_TITLES = {
+    "sasrec": "SASRec (export: with the blend)",
+    "sasrec_no_blend": "SASRec alone (blend weight 0)",
+    "neumf_foldin": "NeuMF fold-in",
+    "item_knn": "item-kNN",
+    "popularity": "popularity",
+}
+
+
+def markdown_table(summary: Mapping[Any, Mapping[str, Mapping[str, Mapping[str, float]]]]) -> str:
+    """The README's table: a row per model, a column per event count, each cell HR@10 mean ± std
+    [min–max] / NDCG@10 mean, from `summarise`'s output (event counts as int or JSON string keys)."""
+    counts = sorted(summary, key=int)
+    header = "| events in `history` | " + " | ".join(str(n) for n in counts) + " |"
+    lines = [header, "|---|" + "---|" * len(counts)]
+    for row, title in ROW_TITLES.items():
+        cells = []
+        for n in counts:
+            hr, ndcg = summary[n][row]["hr"], summary[n][row]["ndcg"]
+            cells.append(
+                f"{hr['mean']:.3f} ± {hr['std']:.3f} [{hr['min']:.3f}–{hr['max']:.3f}] / {ndcg['mean']:.3f}"
+            )
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
