@@ -147,6 +147,10 @@ bench-sasrec: $(STAMP) ## Sequence model: new users, epoch speed, and NeuMF vs S
 	$(PY) tests/benchmarks/bench_quality.py --models neumf,sasrec --shuffle-time \
 		--output tests/benchmarks/results/quality-weak-order.json $(BENCH_ARGS)
 
+.PHONY: bench-newusers
+bench-newusers: $(STAMP) ## New users over five held-out draws x two tie orders (SASRec with its blend, NeuMF fold-in, item-kNN, popularity; blend chosen on validation users) -> tests/benchmarks/results/newusers.json
+	$(PY) tests/benchmarks/bench_newusers.py $(BENCH_ARGS)
+
 bench-local-mode: $(STAMP) ## deploy train --local vs train-local on data/default (needs local images) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_local_mode.py
 

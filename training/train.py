@@ -310,6 +310,7 @@ def _export(
     import dataclasses
 
     from ncf.serving.export import Recommender, copy_inference_code, save_recommender, write_model_archive
+    from ncf.serving.history_blend import BlendSettings
     from ncf.serving.item_fields import ItemFieldTable, describe
     from ncf.serving.retrieval import choose
 
@@ -334,6 +335,9 @@ def _export(
         filters=filter_set,
         item_fields=field_table,
         memory_budget_bytes=budget_bytes(config.memory_budget_mb),
+        history_blend=BlendSettings(
+            config.history_blend_weight, config.history_blend_max_events, config.history_blend_neighbours
+        ),
     )
     log(f"saved model: {save_recommender(recommender, model_dir)}")
     code = find_inference_code(config)

@@ -174,13 +174,18 @@ def train_without_new_users(args: argparse.Namespace, training: pd.DataFrame, na
 
 
 def new_user_rows(
-    loaded: Any, sequences: dict[str, list[str]], recommend: dict[str, Any], anchors: Anchors | None
-) -> dict[int, dict[str, tuple[float, float]]]:
-    """{n: {row name: (HR@K, NDCG@K)}} of each `recommend_from_history` function (and the anchors)."""
+    loaded: Any,
+    sequences: dict[str, list[str]],
+    recommend: dict[Any, Any],
+    anchors: Anchors | None,
+    ns: tuple[int, ...] = NS,
+) -> dict[int, dict[Any, tuple[float, float]]]:
+    """{n: {row name: (HR@K, NDCG@K)}} of each `recommend_from_history` function (and the anchors), from
+    each user's first n events, for every n of `ns`."""
     catalog_ids = loaded.item_ids.numpy().astype(str).tolist()
     catalog = {item: i for i, item in enumerate(catalog_ids)}
     rows = {}
-    for n in NS:
+    for n in ns:
         users, histories, targets = history_cases(sequences, n, catalog)
         new_users = [f"new-{u}" for u in users]
         rows[n] = {

@@ -188,6 +188,24 @@ class TrainConfig:
         " jaccard or pearson (interaction vectors, computed per query from the sparse interactions)",
         choices=SIMILARITY_MEASURES,
     )
+    history_blend_weight: float = _setting(
+        # Chosen on 150 validation users held out of a SASRec's training, outside every test draw
+        # (`bench_newusers.py --parts tuning`, results/newusers.json "blend_tuning"): mean NDCG@10 over
+        # 1..20 events 0.184 against 0.172 for the model alone; the weights 0.1..0.9 were tried.
+        0.7,
+        "sasrec: weight of item-to-item similarity in a short history's next-item distribution"
+        " (`ncf.serving.history_blend`, served by recommend_from_history); 0: the model alone",
+    )
+    history_blend_max_events: int = _setting(
+        # Chosen with the weight: the blend helped at every event count tried (1..20), so the threshold
+        # is the grid's edge; MovieLens 100K users have 20 events or more, so known users are hardly touched.
+        21,
+        "sasrec: histories (stored + request) with fewer items than this are blended; 0: none",
+    )
+    history_blend_neighbours: int = _setting(
+        100,  # not tuned (MovieLens 100K: 100 of 1,682 items); the anchor item-kNN sums over all of them
+        "sasrec: most similar items kept per item for the blend (8 bytes each in the export); 0: no blend",
+    )
     retrieval_candidates: int = _setting(
         20,  # measured: bench_retrieval.py, the smallest N with top-10 overlap >= 0.95 (README)
         "candidates of the exported two-stage top-k on large catalogs: a dot product over precomputed"
@@ -270,6 +288,7 @@ class TrainConfig:
             "intra_op_threads",
             "inter_op_threads",
         }  # not what is trained
+        resumable |= {"history_blend_weight", "history_blend_max_events", "history_blend_neighbours"}
         return {k: v for k, v in self.hyperparameters().items() if k not in resumable}
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -372,6 +391,12 @@ def _validate_sequence_settings(config: TrainConfig) -> None:
         raise NcfError(
             f"hyperparameter softmax_max_items: must not be negative, got {config.softmax_max_items}"
         )
+    if not 0.0 <= config.history_blend_weight < 1.0:
+        weight = config.history_blend_weight
+        raise NcfError(f"hyperparameter history_blend_weight: must be in [0, 1), got {weight}")
+    for name in ("history_blend_max_events", "history_blend_neighbours"):
+        if getattr(config, name) < 0:
+            raise NcfError(f"hyperparameter {name}: must not be negative, got {getattr(config, name)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -172,3 +172,8 @@ class Model(tf.Module, abc.ABC):
     def fold_in(self, settings: Any) -> tf.Module | None:
         """What the export keeps to fold a history into a user (`ncf.serving.foldin`); None: nothing."""
         return None
+
+    def history_blend(self, settings: Any, seen: Any) -> tf.Module | None:
+        """What the export keeps to blend a short history's scores with item-to-item similarity learned
+        from `seen` (`ncf.serving.history_blend`); None: nothing (the history signature does not blend)."""
+        return None

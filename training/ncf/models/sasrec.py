@@ -36,8 +36,10 @@ from ncf.fit.sequence_epochs import SequenceRunner, SequenceSource, sequence_len
 from ncf.models.base import NO_DOT_PRODUCT, DotProduct, Model
 from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB, CatalogCost, block_shape, budget_bytes
 from ncf.serving.history import sequence_signature
+from ncf.serving.history_blend import BlendSettings, HistoryBlend
 
 if TYPE_CHECKING:
+    from ncf.data.vocab import UserItemSets
     from ncf.fit.distribute import Workers
     from ncf.train_settings import TrainConfig
 
@@ -141,6 +143,11 @@ class SasRecModel(Model):
     ) -> tf.types.experimental.GenericFunction:
         """The request's events appended to the stored history, read by the encoder."""
         return sequence_signature(recommender, filters)
+
+    def history_blend(self, settings: BlendSettings | None, seen: UserItemSets) -> HistoryBlend | None:
+        """The short-history blend `sequence_signature` applies (`ncf.serving.history_blend`), if enabled."""
+        enabled = settings is not None and settings.enabled
+        return HistoryBlend(seen, self.spec.num_items, settings) if enabled else None
 
     def remember(self, data: TrainingData) -> None:
         """Score from `data`'s training items from now on (each user's last `max_len`)."""

@@ -46,6 +46,7 @@ from ncf.serving.filtered import filtered_signatures
 from ncf.serving.filters import FilterSet
 from ncf.serving.foldin import FoldInSettings
 from ncf.serving.history import history_signatures
+from ncf.serving.history_blend import BlendSettings
 from ncf.serving.item_fields import ItemFieldTable, item_field_signatures
 from ncf.serving.retrieval import EXHAUSTIVE, RetrievalChoice, TwoStageTopK, choose
 from ncf.serving.similarity import SimilarityIndex, build_indexes
@@ -84,13 +85,16 @@ class Recommender(tf.Module):
         filters: FilterSet | None = None,
         item_fields: ItemFieldTable | None = None,
         memory_budget_bytes: int = budget_bytes(DEFAULT_MEMORY_BUDGET_MB),
+        history_blend: BlendSettings | None = None,
     ) -> None:
         """`retrieval`: the top-k strategy (`ncf.serving.retrieval.choose`); None: chosen with the defaults.
         `foldin`: the NCF types' history fold-in constants (`ncf.serving.foldin`); None: the defaults.
         `filters`: the declared filters and item attributes (`ncf.serving.filters`); None: no filters.
         `item_fields`: the item columns returned on request (`ncf.serving.item_fields`); None: none.
         `memory_budget_bytes`: what one block of a signature's work may hold (`ncf.serving.blocked`),
-        fixed in the SavedModel (`TrainConfig.memory_budget_mb`)."""
+        fixed in the SavedModel (`TrainConfig.memory_budget_mb`).
+        `history_blend`: a sequence model's short-history blend with item-to-item similarity learned from
+        `seen` (`ncf.serving.history_blend`); None: no blend (train.py passes the configured one)."""
         super().__init__(name="recommender")
         self.model = model
         self.memory_budget_bytes = memory_budget_bytes
@@ -119,12 +123,10 @@ class Recommender(tf.Module):
         self.retrieval_choice = retrieval
         # Readable from the loaded SavedModel: `json.loads(loaded.retrieval_metadata.numpy())`.
         self.retrieval_metadata = tf.Variable(retrieval.as_json(), trainable=False, name="retrieval_metadata")
-        self.retrieval = (
-            None
-            if retrieval.mode == EXHAUSTIVE
-            else TwoStageTopK(model, retrieval, implicit, memory_budget_bytes)
-        )
+        two_stage = retrieval.mode != EXHAUSTIVE
+        self.retrieval = TwoStageTopK(model, retrieval, implicit, memory_budget_bytes) if two_stage else None
         self.foldin = model.fold_in(foldin)
+        self.history_blend = model.history_blend(history_blend, seen)
         self.filters = filters
         self.item_fields = item_fields
 

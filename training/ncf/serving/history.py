@@ -4,7 +4,8 @@ A request brings a user id and the user's latest interactions that the model has
 ids, oldest first, "" pads the string matrix). For the sequence model (`ncf.models.sasrec`) they are
 appended to the user's stored history (an unknown user's history is the request's alone), the
 latest `max_len` items are read, and the next-item scores are ranked as `serving_default` ranks
-them; the history's items are excluded like seen items. No retraining: a new user gets personal
+them (a short history's scores blended with item-to-item similarity, `ncf.serving.history_blend`); the
+history's items are excluded like seen items. No retraining: a new user gets personal
 recommendations from their first click. A row with no known item at all (an unknown user whose
 history holds no catalog item) gets the popularity fallback (`fallback` true).
 
@@ -20,6 +21,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from ncf.models.memory import BlockShape, block_shape
+from ncf.serving.blocked import blocked_top_k
 from ncf.serving.filtered import NOW
 from ncf.serving.interaction_store import Requesters
 from ncf.serving.topk import ids_of
@@ -111,15 +114,60 @@ def sequence_signature(
         recent = tf.where(listed >= 0, listed, padding)
         sequences = latest_items(tf.concat([stored, recent], axis=1), padding, model.spec.max_len)
         has_items = tf.reduce_any(sequences != padding, axis=1)
-
-        def state(start: tf.Tensor, stop: tf.Tensor) -> dict[str, tf.Tensor]:
-            return model.sequence_state(sequences[start:stop], users[start:stop], known[start:stop])
-
         excluded = recommender.excluded(known, users, history, exclude_seen=True)  # seen and history items
-        indices, top_scores = recommender.ranked(state, has_items, excluded, k, allowed)
+        if recommender.history_blend is None:
+
+            def state(start: tf.Tensor, stop: tf.Tensor) -> dict[str, tf.Tensor]:
+                return model.sequence_state(sequences[start:stop], users[start:stop], known[start:stop])
+
+            indices, top_scores = recommender.ranked(state, has_items, excluded, k, allowed)
+        else:  # short histories: + item-to-item similarity
+            indices, top_scores = _blended_top_k(
+                recommender, sequences, users, known, has_items, excluded, k, allowed
+            )
         return _answer(recommender, indices, top_scores, has_items, listed, history)
 
     return _signature(answer, filters, recommender.lookup_users)
+
+
+# Floats per (row, item) of the blend: the model's logits, the item-kNN scores, the mixture, the scaled copy.
+_BLEND_FLOATS_PER_ITEM = 4
+
+
+def _blended_top_k(
+    recommender: Recommender,
+    sequences: tf.Tensor,
+    users: tf.Tensor,
+    known: tf.Tensor,
+    personal: tf.Tensor,
+    excluded: tf.Tensor | None,
+    k: tf.Tensor,
+    allowed: tf.Tensor | None,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The top-k of the sequence model's scores blended with item-to-item similarity
+    (`ncf.serving.history_blend`). The blend is a mixture of each row's softmax over the whole catalog,
+    so a row's every item is scored at once: blocks of rows, as many as fit the memory budget with
+    their [rows, items] blend (at least one)."""
+    model, blend, num_items = recommender.model, recommender.history_blend, recommender.num_items
+
+    def state(start: tf.Tensor, stop: tf.Tensor) -> tf.Tensor:
+        rows = model.sequence_state(sequences[start:stop], users[start:stop], known[start:stop])
+        logits = model.catalog_block_logits(rows, tf.constant(0), tf.constant(num_items), None)
+        blended = recommender.scale(blend.apply(logits, sequences[start:stop], model.padding))
+        return tf.where(personal[start:stop, None], blended, recommender.popularity[None, :])
+
+    cost = model.catalog_cost().plus(per_user=_BLEND_FLOATS_PER_ITEM * num_items)
+    rows = block_shape(cost, num_items, recommender.memory_budget_bytes).rows
+    return blocked_top_k(
+        state,
+        lambda scores, start, stop: scores[:, start:stop],
+        tf.shape(personal)[0],
+        num_items,
+        BlockShape(rows, num_items),
+        excluded,
+        k,
+        allowed,
+    )
 
 
 def foldin_signature(
