@@ -32,5 +32,14 @@ def test_uncommitted_changes_are_flagged(tmp_path: Path, monkeypatch) -> None:
     git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "one")
     monkeypatch.setattr(common, "REPO", tmp_path)
     assert not common.code_version().endswith("+changes")
+    results = tmp_path / "tests" / "benchmarks" / "results"
+    results.mkdir(parents=True)
+    (results / "bench.json").write_text("{}\n")
+    (tmp_path / "README.md").write_text("figures\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "two")
+    (results / "bench.json").write_text('{"x": 1}\n')  # another benchmark's results: not code
+    (tmp_path / "README.md").write_text("new figures\n")
+    assert not common.code_version().endswith("+changes")
     (tmp_path / "code.py").write_text("x = 2\n")
     assert common.code_version().endswith("+changes")

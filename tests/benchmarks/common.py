@@ -181,8 +181,8 @@ def run_header(benchmark: str, quick: bool, argv: Sequence[str] | None = None) -
 
 
 def code_version() -> str:
-    """The commit the measured code is at, with `+changes` when tracked files differ from it (such a
-    figure belongs to no commit), or `unknown` outside a git checkout."""
+    """The commit the measured code is at, with `+changes` when tracked files other than results files and
+    Markdown differ from it (such a figure belongs to no commit), or `unknown` outside a git checkout."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
@@ -190,7 +190,10 @@ def code_version() -> str:
     head = git("rev-parse", "HEAD")
     if head.returncode != 0:
         return "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
+    # Results files and documentation are not measured code: a benchmark run after another one (which
+    # rewrote its results file) still measures the commit.
+    not_code = (":(exclude)tests/benchmarks/results", ":(exclude)*.md")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *not_code).stdout.strip()
     return head.stdout.strip() + ("+changes" if dirty else "")
 
 
