@@ -33,7 +33,7 @@ DEPLOY_ARGS ?=
 # Quality benchmark options, e.g. BENCH_ARGS="--data path/to/ml-100k"
 BENCH_ARGS ?=
 
-.PHONY: help install data default-data prepare train-local test lint bench bench-speed-steps bench-serve bench-similarity \
+.PHONY: help install data default-data prepare train-local test lint results bench bench-speed-steps bench-serve bench-similarity \
         bench-filters bench-features bench-scale bench-distributed bench-local-mode bench-suite tf-serving-venv serve-local \
         invoke-local \
         local-images \
@@ -156,6 +156,13 @@ bench-local-mode: $(STAMP) ## deploy train --local vs train-local on data/defaul
 
 bench-suite: $(STAMP) $(IAM_SIMULATOR) $(TF219_STAMP) ## Time `make test` (bar: under 12 minutes on 2 cores) -> tests/benchmarks/results/
 	$(PY) tests/benchmarks/bench_suite.py
+
+# Every benchmark the README quotes, one after another (hours on 2 cores); tests/test_readme_figures.py
+# checks the README's figures against the files they write.
+RESULTS_TARGETS := bench bench-speed-steps bench-serve bench-similarity bench-filters bench-features bench-scale \
+	bench-distributed bench-sasrec bench-sasrec-cost bench-memory bench-newusers bench-local-mode bench-suite
+
+results: $(RESULTS_TARGETS) ## Rerun every benchmark the README quotes (hours on 2 cores) -> tests/benchmarks/results/
 
 serve-local: $(STAMP) ## Serve MODEL (dir or model.tar.gz) like the SageMaker container, HTTPS on PORT
 	$(PY) -m deploy.local --model $(MODEL) --port $(PORT)
