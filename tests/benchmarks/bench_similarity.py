@@ -90,6 +90,7 @@ class Neighbours:
     def __init__(self, model_dir: Path) -> None:
         import tensorflow as tf
         from ncf.data.vocab import UserItemSets
+        from ncf.models.memory import DEFAULT_MEMORY_BUDGET_MB, budget_bytes
         from ncf.serving.similarity import SimilarityIndex, transpose
 
         saved = model_dir / "1"
@@ -104,8 +105,9 @@ class Neighbours:
         seen = UserItemSets(offsets, self.loaded.seen_items.numpy().astype(np.int32))
         self.counts = np.bincount(seen.items, minlength=len(self.item_ids))
         by_item = transpose(seen, len(self.item_ids))
+        budget = budget_bytes(DEFAULT_MEMORY_BUDGET_MB)  # what train.py's export uses by default
         self.indexes = {
-            measure: SimilarityIndex.interactions(measure, by_item, seen, "similar_items")
+            measure: SimilarityIndex.interactions(measure, by_item, seen, "similar_items", budget)
             for measure in ("jaccard", "pearson")
         }
 
