@@ -21,6 +21,18 @@ TRAIN_SCRIPT = REPO / "training" / "train.py"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(scope="session")
+def local_images():
+    """The Docker images of SDK local mode (`deploy.localmode.build.LocalImages`), built when missing; a
+    test that needs them is skipped, with the reason, where Docker cannot run."""
+    from deploy.localmode import build, docker
+
+    problem = docker.docker_problem()
+    if problem:
+        pytest.skip(f"SDK local mode needs Docker: {problem}")
+    return build.ensure_images(log=lambda line: print(line, file=sys.stderr))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The Docker modules first, then the other modules with `slow` tests, each module's tests in order.
 

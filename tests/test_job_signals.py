@@ -41,7 +41,6 @@ from process_lines import GRACE_SECONDS, wait_for_line
 from deploy.cli import main
 from deploy.config import Settings
 from deploy.localmode import build
-from deploy.localmode.docker import docker_problem
 from deploy.localmode.training import build_local_trainer
 from deploy.packaging import stage_source
 from deploy.signals import FORWARDER, FORWARDER_NAME, forwarding_command
@@ -195,15 +194,6 @@ def test_a_repeated_sigterm_does_not_kill_train_py_while_it_exits(tmp_path: Path
 # --- the job's request, run in Docker as SageMaker runs it -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def training_image() -> str:
-    """The local training image (built when missing); the test is skipped where Docker cannot run."""
-    problem = docker_problem()
-    if problem:
-        pytest.skip(f"the job's container needs Docker: {problem}")
-    return build.ensure_images(log=lambda line: print(line, file=sys.stderr)).training
-
-
 def download_prefix(s3: Any, uri: str, folder: Path) -> None:
     """What SageMaker copies into a channel's folder: every object under an S3Prefix channel's prefix (by its
     name when the prefix is the whole key, as the source bundle's is)."""
@@ -287,14 +277,14 @@ def docker_cli(*argv: str) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_a_stop_reaches_train_py_in_the_job_container_and_not_with_the_sdks_entrypoint(
-    training_image: str, moto_aws: None, recorder: Recorder, tiny_channels: Path, tmp_path: Path
+    local_images: build.LocalImages, moto_aws: None, recorder: Recorder, tiny_channels: Path, tmp_path: Path
 ) -> None:
     request = submitted_job(recorder, tiny_channels, LONG_RUN)
     spec = request["AlgorithmSpecification"]
     job_command = [*spec["ContainerEntrypoint"], *spec["ContainerArguments"]]
     forwarded_root = lay_out_opt_ml(request, tmp_path / "forwarded")
     control_root = lay_out_opt_ml(request, tmp_path / "sdk-entrypoint")
-    image, job = training_image, request["TrainingJobName"]
+    image, job = local_images.training, request["TrainingJobName"]
     with (
         job_container(image, forwarded_root, job_command, job) as (name, process),
         job_container(image, control_root, sdk_default_command(), job) as (control_name, control),

@@ -49,14 +49,6 @@ README_REQUESTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def local_images() -> build.LocalImages:
-    problem = docker.docker_problem()
-    if problem:
-        pytest.skip(f"SDK local mode needs Docker: {problem}")
-    return build.ensure_images(log=lambda line: print(line, file=sys.stderr))
-
-
 @pytest.fixture
 def local_env(tmp_path: Path) -> dict[str, str]:
     """The CLI's environment: its own local_dir and a free endpoint port."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.localmode import build, docker
+from deploy.localmode import build
 
 # Containers and the SDK's `sagemaker-local` network: one Docker module at a time (see conftest.py).
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]
@@ -24,14 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docker")]
 REPO = Path(__file__).resolve().parents[1]
 TINY = '{"batch_size": "2048", "factors": "8", "mlp_layers": "16,8", "learning_rate": "0.01"}'
 SCORES = re.compile(r"candidate test_ndcg_at_10 ([0-9.]+), current ([0-9.]+|none approved)")
-
-
-@pytest.fixture(scope="module")
-def local_images() -> build.LocalImages:
-    problem = docker.docker_problem()
-    if problem:
-        pytest.skip(f"SDK local mode needs Docker: {problem}")
-    return build.ensure_images(log=lambda line: print(line, file=sys.stderr))
 
 
 def start_local(local_dir: Path, epochs: int) -> subprocess.CompletedProcess:
