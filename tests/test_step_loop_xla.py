@@ -1,6 +1,12 @@
-"""The XLA-compiled step loop trains exactly what the graph executor's loop trains."""
+"""The XLA-compiled step loop trains exactly what the graph executor's loop trains, and compiles once."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,3 +58,30 @@ def test_xla_loop_matches_the_graph_loop(xla_trained: tuple[list[np.ndarray], fl
 def test_a_step_left_out_changes_the_result(xla_trained: tuple[list[np.ndarray], float]) -> None:
     """The comparison above can fail: two steps fewer give other weights."""
     assert not same(xla_trained[0], trained("neumf", False, [(0, STEPS - 2)])[0])
+
+
+# A child process, so that TensorFlow's own log tells each XLA compilation (its log level is read at start).
+COMPILE_COUNT_SCRIPT = textwrap.dedent(
+    """
+    import tensorflow as tf
+    from test_step_loop_xla import STEPS, trained
+    trained("neumf", True, [(0, 3), (3, 10), (10, STEPS)])
+    """
+)
+
+
+def test_windows_of_any_length_share_one_xla_program() -> None:
+    """Windows of 3, 7 and 11 steps run through one compiled program: a program per window length
+    (the step count taken as a compile-time constant) costs about a second of compiling each."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root / "training"), str(root / "tests")]),
+        "TF_CPP_MIN_LOG_LEVEL": "0",
+        "TF_CPP_VMODULE": "device_compiler=2",
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", COMPILE_COUNT_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("Compilation of XLA executable time") == 1, run.stderr[-3000:]
