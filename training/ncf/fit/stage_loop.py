@@ -1,7 +1,8 @@
 """One training stage: run epochs, validate, stop early, keep the best weights, checkpoint, resume.
 
 The pieces it drives each have a module of their own: the model's epoch source builds each epoch's
-samples (`ncf.fit.pair_epochs` for the NCF types, `ncf.fit.sequence_epochs` for SASRec), its step loop
+samples (`ncf.fit.pair_epochs` for the NCF types, `ncf.fit.sequence_epochs` for SASRec), the next epoch's
+while the current one trains (`ncf.fit.prefetch`), its step loop
 (`ncf.fit.step_loop`) runs them in compiled chunks; the model chooses both (`ncf.models.base.Model`).
 `ncf.evaluation.protocol` scores validation (through `ncf.evaluation.scoring`), `ncf.fit.checkpointing`
 saves and restores. With several workers (`ncf.fit.distribute`) every decision here (early stopping,
@@ -31,6 +32,7 @@ from ncf.evaluation.scoring import ModelScorer
 from ncf.fit.checkpointing import Checkpointer, LoopState
 from ncf.fit.distribute import Workers
 from ncf.fit.interruption import TrainingInterrupted
+from ncf.fit.prefetch import PrefetchedEpochs
 from ncf.fit.step_loop import StopRequested
 from ncf.models.base import EpochSource, Model
 from ncf.models.memory import budget_bytes
@@ -274,8 +276,10 @@ def fit(
     stop_requested = stop_requested or (lambda: False)
     loop = _FitLoop(model, data, config, stage, select, workers)
     loop.restore(checkpoint_dir, log)
-    with workers.failures_reported():
-        source = model.epoch_source(data, config, workers)
+    with (
+        workers.failures_reported(),
+        PrefetchedEpochs(model.epoch_source(data, config, workers), epochs) as source,
+    ):
         loop.check_resumed_alike()
         for epoch in range(loop.epochs_done, epochs):
             if loop.out_of_patience():
