@@ -6,8 +6,10 @@ Data: `synthetic` (tests/benchmarks/synthetic.py) with the size of MovieLens 1M 
 1. train.py in a subprocess with the default hyperparameters except --num-neg 4 (and the run-length
    flags --epochs, --patience 0, --refit false, which change how many epochs run, not how fast).
    Throughput and epoch time are read from its per-epoch `samples_per_sec=`/`epoch_seconds=` metric
-   lines (they cover negative sampling plus training, not validation); the first epoch also traces the
-   graph, so the reported figure is the median of the epochs after it. Peak RSS of the process is its
+   lines (an epoch's wall time, not validation: the first epoch's negative sampling plus training; each
+   later epoch's samples were built during the epoch before, `ncf.fit.prefetch`, so any of their
+   sampling left over is counted). The first epoch also traces and compiles the step loop, so the
+   reported figure is the median of the epochs after it. Peak RSS of the process is its
    own `ru_maxrss` (training, per-epoch validation and export).
 2. The same NeuMF (factors, MLP layers, batch size, learning rate from ncf.train_settings) as a plain Keras 3
    functional model (Embedding + Dense layers, Adam, binary cross-entropy) trained with `Model.fit`, in
@@ -460,7 +462,7 @@ def trainers(
     for number in range(1, args.rounds + 1):
         print(f"\n== round {number}/{args.rounds}", flush=True)
         ncf = measure_ncf(prepared, work / f"ncf-{number}", args.epochs["ncf"])
-        keras = measure_keras(prepared, work, args.epochs["keras"])
+        keras = measure_keras(prepared, work / f"keras-{number}", args.epochs["keras"])
         speedup = round(ncf["median_samples_per_sec"] / keras["median_samples_per_sec"], 2)
         rounds.append({"round": number, "ncf": ncf, "keras_fit": keras, "speedup_over_keras_fit": speedup})
     counts = meta["counts"]
